@@ -1,0 +1,207 @@
+//! What an entry method sees of the runtime: [`Ctx`] (synchronous methods) and
+//! [`Handle`] (async methods, which must not borrow the chare across an await).
+
+use std::cell::{Cell, RefCell};
+use std::future::Future as StdFuture;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use crate::chare::proxy::{Home, RawProxy};
+use crate::chare::{Chare, Proxy};
+use crate::collection::ElemKey;
+use crate::future::Future;
+use crate::msg::{Envelope, Payload};
+use crate::pe::PeId;
+use crate::reduction::{self, RedTarget, Reducer, Stream};
+use crate::Index;
+
+/// Per-element bookkeeping of the runtime.
+pub(crate) struct ElemMeta {
+    /// Collection and index.
+    pub(crate) key: ElemKey,
+    /// How proxies reach the collection.
+    pub(crate) home: Home,
+    /// Chare type name.
+    pub(crate) chare: &'static str,
+    /// Number of reductions this element contributed to.
+    pub(crate) red_seq: Cell<u32>,
+    /// Messages whose `when` condition did not hold yet.
+    pub(crate) when_buf: RefCell<Vec<Envelope>>,
+    /// Tasks waiting in `Handle::wait` for a condition on this element.
+    pub(crate) waiters: RefCell<Vec<Waker>>,
+}
+
+impl ElemMeta {
+    /// Metadata of a new element.
+    pub(crate) fn new(key: ElemKey, home: Home, chare: &'static str) -> ElemMeta {
+        ElemMeta {
+            key,
+            home,
+            chare,
+            red_seq: Cell::new(0),
+            when_buf: RefCell::new(Vec::new()),
+            waiters: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+/// The context of an entry method: who and where this element is, its proxies, and
+/// the collective operations it takes part in.
+pub struct Ctx<C> {
+    pub(crate) meta: ElemMeta,
+    _chare: PhantomData<fn() -> C>,
+}
+
+impl<C: Chare> Ctx<C> {
+    pub(crate) fn new(meta: ElemMeta) -> Ctx<C> {
+        Ctx { meta, _chare: PhantomData }
+    }
+
+    /// This element's index in its collection (`thisIndex`): the PE for a group element,
+    /// `0` for a single chare.
+    pub fn this_index(&self) -> Index {
+        self.meta.key.index
+    }
+
+    /// A proxy to the whole collection (`thisProxy`): calling a method on it broadcasts.
+    /// For a single chare, a proxy to the chare.
+    pub fn this_proxy(&self) -> C::Proxy {
+        let elem = match self.meta.home {
+            Home::Single(_) => Some(self.meta.key.index),
+            _ => None,
+        };
+        C::Proxy::__from_raw(RawProxy { coll: self.meta.key.coll, home: self.meta.home, elem })
+    }
+
+    /// A proxy to this element only (`thisProxy[thisIndex]`).
+    pub fn this_elem(&self) -> C::Proxy {
+        C::Proxy::__from_raw(RawProxy {
+            coll: self.meta.key.coll,
+            home: self.meta.home,
+            elem: Some(self.meta.key.index),
+        })
+    }
+
+    /// The PE this element runs on.
+    pub fn my_pe(&self) -> PeId {
+        crate::my_pe()
+    }
+
+    /// Number of PEs of the job.
+    pub fn num_pes(&self) -> u32 {
+        crate::num_pes()
+    }
+
+    /// Contributes `value` to the next reduction of this element's collection (every
+    /// element must contribute to reductions in the same order). Contributions are
+    /// combined on each PE first, then one message per PE goes up the spanning tree; the
+    /// result goes to `target`: a [`Future`], or an entry method (see [`RedTarget`]).
+    pub fn contribute<T: Payload, R: Payload>(
+        &self,
+        value: T,
+        reducer: Reducer<T, R>,
+        target: impl Into<RedTarget<R>>,
+    ) {
+        let seq = self.next_seq();
+        reduction::contribute(&self.meta, Stream::User(seq), Ok(value), reducer, target.into());
+    }
+
+    /// Alias of [`Ctx::contribute`] (Charm4py's `reduce`).
+    pub fn reduce<T: Payload, R: Payload>(
+        &self,
+        target: impl Into<RedTarget<R>>,
+        value: T,
+        reducer: Reducer<T, R>,
+    ) {
+        self.contribute(value, reducer, target)
+    }
+
+    /// Contributes `value` to a reduction whose result every element gets: await the
+    /// returned future (Charm4py's `allreduce`).
+    pub fn allreduce<T: Payload, R: Payload>(&self, value: T, reducer: Reducer<T, R>) -> Future<R> {
+        let seq = self.next_seq();
+        let fut = Future::<R>::new();
+        reduction::contribute(&self.meta, Stream::User(seq), Ok(value), reducer, RedTarget::all(fut.clone()));
+        fut
+    }
+
+    fn next_seq(&self) -> u32 {
+        let s = self.meta.red_seq.get();
+        self.meta.red_seq.set(s + 1);
+        s
+    }
+}
+
+/// Storage of one element: its context and its state.
+pub(crate) struct Slot<C> {
+    /// Context handed to methods.
+    pub(crate) ctx: Ctx<C>,
+    /// The user's chare.
+    pub(crate) state: RefCell<C>,
+}
+
+/// What an `async` entry method gets instead of `&mut self`: a handle through which it
+/// borrows the chare briefly ([`Handle::with`]), never across an `.await`, so that other
+/// methods of the same chare run while it is suspended (Charm4py semantics).
+/// It also dereferences to the element's [`Ctx`].
+pub struct Handle<C: Chare>(pub(crate) Rc<Slot<C>>);
+
+impl<C: Chare> Clone for Handle<C> {
+    fn clone(&self) -> Self {
+        Handle(Rc::clone(&self.0))
+    }
+}
+
+impl<C: Chare> Handle<C> {
+    /// Runs `f` with the chare borrowed mutably.
+    ///
+    /// # Panics
+    /// If called from inside another `with` of the same chare.
+    pub fn with<R>(&self, f: impl FnOnce(&mut C) -> R) -> R {
+        let r = f(&mut self.0.state.borrow_mut());
+        crate::chare::invoke::after_state_change(&self.0.ctx.meta);
+        r
+    }
+
+    /// Suspends until `cond` holds on the chare (Charm4py's `charm.wait(condition)`):
+    /// re-checked each time a method of this element has run.
+    pub fn wait(&self, cond: impl Fn(&C) -> bool + 'static) -> impl StdFuture<Output = ()> + 'static {
+        WaitFor { slot: Rc::clone(&self.0), cond }
+    }
+}
+
+impl<C: Chare> Deref for Handle<C> {
+    type Target = Ctx<C>;
+    fn deref(&self) -> &Ctx<C> {
+        &self.0.ctx
+    }
+}
+
+struct WaitFor<C, F> {
+    slot: Rc<Slot<C>>,
+    cond: F,
+}
+
+impl<C: Chare, F: Fn(&C) -> bool> StdFuture for WaitFor<C, F> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if (self.cond)(&self.slot.state.borrow()) {
+            Poll::Ready(())
+        } else {
+            self.slot.ctx.meta.waiters.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+/// The PE a proxy's element lives on, if it can be known without the collection's map.
+pub(crate) fn fixed_home(home: Home, index: &Index) -> Option<PeId> {
+    match home {
+        Home::Group => Some(PeId(index[0] as u32)),
+        Home::Single(pe) => Some(pe),
+        Home::Array => None,
+    }
+}

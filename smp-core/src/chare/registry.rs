@@ -1,0 +1,116 @@
+//! The entry-method registration table.
+//!
+//! `#[chare]` puts one [`EntryDesc`] per entry method (and constructor) into the
+//! link-time slice [`ENTRIES`] (linkme: no life-before-main, a plain static slice). At
+//! start-up the table is sorted by stable name, ids are the positions, so every process
+//! running the same binary numbers entry methods identically; a duplicate name is a
+//! start-up error.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use crate::chare::invoke::Invoke;
+
+/// The id of an entry method: its position in the sorted table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct EpId(pub(crate) u32);
+
+/// Id value before registration.
+const UNREGISTERED: u32 = u32::MAX;
+
+/// One entry method, as registered by `#[chare]`.
+pub struct EntryDesc {
+    name: &'static str,
+    chare: &'static str,
+    method: &'static str,
+    invoke: fn(Invoke<'_>),
+    when: Option<fn(&dyn std::any::Any, &dyn std::any::Any) -> bool>,
+    id: AtomicU32,
+}
+
+impl EntryDesc {
+    /// A descriptor (used by generated code).
+    pub const fn new(
+        name: &'static str,
+        chare: &'static str,
+        method: &'static str,
+        invoke: fn(Invoke<'_>),
+        when: Option<fn(&dyn std::any::Any, &dyn std::any::Any) -> bool>,
+    ) -> EntryDesc {
+        EntryDesc { name, chare, method, invoke, when, id: AtomicU32::new(UNREGISTERED) }
+    }
+
+    /// Full stable name, `module::Type::method`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Chare type name.
+    pub fn chare(&self) -> &'static str {
+        self.chare
+    }
+
+    /// Method name.
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// The id assigned at start-up.
+    #[inline]
+    pub(crate) fn id(&self) -> EpId {
+        // Relaxed: ids are written by `init` before any PE thread is spawned; the spawn
+        // orders those writes before every read on the PE threads.
+        let id = self.id.load(Ordering::Relaxed);
+        debug_assert_ne!(id, UNREGISTERED, "entry method {} used before charmrs::start", self.name);
+        EpId(id)
+    }
+
+    /// Runs the method.
+    #[inline]
+    pub(crate) fn invoke(&self, inv: Invoke<'_>) {
+        (self.invoke)(inv)
+    }
+
+    /// The `when` condition, if the method has one.
+    #[inline]
+    pub(crate) fn when(&self) -> Option<fn(&dyn std::any::Any, &dyn std::any::Any) -> bool> {
+        self.when
+    }
+}
+
+/// Every entry method of the program.
+#[linkme::distributed_slice]
+pub static ENTRIES: [EntryDesc];
+
+static TABLE: OnceLock<Vec<&'static EntryDesc>> = OnceLock::new();
+
+/// A start-up error of the registration table.
+#[derive(Debug, thiserror::Error)]
+#[error("entry method {0} is registered twice: two chare types or methods have the same stable name")]
+pub(crate) struct DuplicateEntry(String);
+
+/// Sorts the table and assigns ids (idempotent).
+pub(crate) fn init() -> Result<(), DuplicateEntry> {
+    if TABLE.get().is_some() {
+        return Ok(());
+    }
+    let mut all: Vec<&'static EntryDesc> = ENTRIES.iter().collect();
+    all.sort_by_key(|d| d.name);
+    for w in all.windows(2) {
+        if w[0].name == w[1].name {
+            return Err(DuplicateEntry(w[0].name.to_string()));
+        }
+    }
+    for (i, d) in all.iter().enumerate() {
+        // Relaxed: see `EntryDesc::id`.
+        d.id.store(i as u32, Ordering::Relaxed);
+    }
+    let _ = TABLE.set(all);
+    Ok(())
+}
+
+/// The descriptor of an id.
+#[inline]
+pub(crate) fn entry(id: EpId) -> Option<&'static EntryDesc> {
+    TABLE.get()?.get(id.0 as usize).copied()
+}

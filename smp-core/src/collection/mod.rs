@@ -1,0 +1,273 @@
+//! Collections: groups (one element per PE), dense N-d arrays placed by a map, and
+//! single chares; their creation on every PE.
+
+mod index;
+mod map;
+
+pub use index::{Index, MAX_DIMS};
+pub(crate) use index::CollId;
+pub use map::{ArrayMap, BlockMap, BlockSlot};
+
+use std::any::Any;
+use std::future::{Future as StdFuture, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::chare::invoke::{fatal, Invoke, Target};
+use crate::chare::proxy::{Home, RawProxy};
+use crate::chare::registry::EntryDesc;
+use crate::chare::{Chare, ElemMeta, Proxy, Slot};
+use crate::error::Result;
+use crate::future::{Future, FutureId};
+use crate::msg::{Args, Envelope, Reply};
+use crate::pe::{with_pe, PeId, PeLocal, SysMsg};
+
+/// An element's identity: collection and index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ElemKey {
+    /// Collection.
+    pub(crate) coll: CollId,
+    /// Index in it.
+    pub(crate) index: Index,
+}
+
+/// A chare element, type-erased, as the PE's element table holds it.
+pub(crate) trait AnyElem {
+    /// The runtime's bookkeeping of the element.
+    fn meta(&self) -> &ElemMeta;
+    /// For downcasting to `Slot<C>`.
+    fn as_any(&self) -> &dyn Any;
+    /// For downcasting an `Rc` to `Rc<Slot<C>>`.
+    fn into_any_rc(self: Rc<Self>) -> Rc<dyn Any>;
+}
+
+impl<C: Chare> AnyElem for Slot<C> {
+    fn meta(&self) -> &ElemMeta {
+        &self.ctx.meta
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn into_any_rc(self: Rc<Self>) -> Rc<dyn Any> {
+        self
+    }
+}
+
+/// The shape of a collection.
+#[derive(Clone)]
+pub(crate) enum Kind {
+    /// One element per PE.
+    Group,
+    /// Dense N-d array.
+    Array {
+        /// Extent in each dimension.
+        shape: Index,
+        /// Initial placement.
+        map: Arc<dyn ArrayMap>,
+    },
+    /// One chare on one PE.
+    Single(PeId),
+}
+
+/// What the creation message of a collection carries.
+pub(crate) struct CreateSpec {
+    pub(crate) kind: Kind,
+    pub(crate) home: Home,
+    pub(crate) ctor: &'static EntryDesc,
+    pub(crate) args: Arc<dyn Any + Send + Sync>,
+    pub(crate) done: FutureId,
+}
+
+/// What a PE knows of a collection once its creation reached it.
+pub(crate) struct CollInfo {
+    pub(crate) kind: Kind,
+    /// Indexes of the elements created on this PE, in order.
+    pub(crate) local: Vec<Index>,
+    /// The PEs that hold at least one element, in order: the reduction tree's members.
+    pub(crate) members: Arc<[PeId]>,
+    /// Position of this PE in `members`, if it is one.
+    pub(crate) my_rank: Option<u32>,
+}
+
+impl CollInfo {
+    /// The PE element `index` was created on, or `None` if there is no such element.
+    pub(crate) fn pe_of(&self, index: &Index) -> Option<PeId> {
+        let n = with_pe(|pe| pe.num_pes());
+        match &self.kind {
+            Kind::Group => (index.dims() == 1 && index[0] >= 0 && (index[0] as u32) < n).then(|| PeId(index[0] as u32)),
+            Kind::Single(pe) => (*index == Index::from(0)).then_some(*pe),
+            Kind::Array { shape, map } => {
+                index.linearize(shape)?;
+                Some(map.pe_of(index, shape, n))
+            }
+        }
+    }
+}
+
+/// Handles the creation message of a collection on this PE: forward it down the tree,
+/// construct the local elements, then release what waited for the collection.
+pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<CreateSpec>) {
+    for child in pe.shared.tree.children(root, pe.id) {
+        let env = Envelope::Sys(SysMsg::Create { coll, root, spec: Arc::clone(&spec) });
+        pe.send(child, env, 0);
+    }
+    let n = pe.num_pes();
+    let (members, local): (Vec<PeId>, Vec<Index>) = match &spec.kind {
+        Kind::Group => ((0..n).map(PeId).collect(), vec![Index::of_pe(pe.id)]),
+        Kind::Single(p) => (vec![*p], if *p == pe.id { vec![Index::from(0)] } else { vec![] }),
+        Kind::Array { shape, map } => {
+            let mut has = vec![false; n as usize];
+            let mut local = Vec::new();
+            for lin in 0..shape.volume() {
+                let idx = Index::delinearize(lin, shape);
+                let p = map.pe_of(&idx, shape, n);
+                if p.0 >= n {
+                    fatal(&format!("the ArrayMap of a {} array put element {idx} on PE {p}, but there are {n} PEs", spec.ctor.chare()));
+                }
+                has[p.0 as usize] = true;
+                if p == pe.id {
+                    local.push(idx);
+                }
+            }
+            ((0..n).filter(|&p| has[p as usize]).map(PeId).collect(), local)
+        }
+    };
+    let my_rank = members.iter().position(|&p| p == pe.id).map(|r| r as u32);
+    let info = Rc::new(CollInfo { kind: spec.kind.clone(), local, members: members.into(), my_rank });
+    pe.colls.borrow_mut().insert(coll, Rc::clone(&info));
+    for &index in &info.local {
+        let meta = ElemMeta::new(ElemKey { coll, index }, spec.home, spec.ctor.chare());
+        spec.ctor.invoke(Invoke {
+            pe,
+            target: Target::New(meta),
+            desc: spec.ctor,
+            args: Args::Shared(Arc::clone(&spec.args)),
+            reply: Reply::Bcast { fut: spec.done, gather: false },
+        });
+    }
+    let out = pe.pending_out.borrow_mut().remove(&coll).unwrap_or_default();
+    for env in out {
+        let Envelope::Call { index, .. } = &env else { continue };
+        match info.pe_of(index) {
+            Some(dest) => pe.send(dest, env, 0),
+            None => fatal(&format!("a call to element {index} of a {} array, outside its shape", spec.ctor.chare())),
+        }
+    }
+    let held = pe.pending_in.borrow_mut().remove(&coll).unwrap_or_default();
+    for env in held {
+        crate::pe::worker::handle(pe, env);
+    }
+}
+
+/// A collection being created: [`Creation::proxy`] gives its proxy at once (calls are
+/// delivered once elements exist), `.await` waits until every element is constructed
+/// (Charm4py's `awaitCreation`) and fails if a constructor panicked.
+pub struct Creation<P> {
+    proxy: Option<P>,
+    done: Future<()>,
+}
+
+impl<P: Proxy> Creation<P> {
+    /// The proxy, without waiting. A constructor that panics then ends the job.
+    pub fn proxy(mut self) -> P {
+        self.done.detach();
+        self.proxy.take().expect("proxy taken once")
+    }
+}
+
+impl<P> Drop for Creation<P> {
+    fn drop(&mut self) {
+        if self.proxy.is_some() {
+            let done: Future<()> = self.done.clone();
+            crate::pe::local::try_with_pe(|_| done.detach());
+        }
+    }
+}
+
+impl<P: Proxy + 'static> IntoFuture for Creation<P> {
+    type Output = Result<P>;
+    type IntoFuture = Pin<Box<dyn StdFuture<Output = Result<P>>>>;
+    fn into_future(mut self) -> Self::IntoFuture {
+        let proxy = self.proxy.take().expect("awaited once");
+        let done = self.done.clone();
+        Box::pin(async move {
+            done.get().await?;
+            Ok(proxy)
+        })
+    }
+}
+
+fn create<C: Chare>(kind: Kind, home_of: impl FnOnce(CollId) -> RawProxy, args: C::Args) -> Creation<C::Proxy> {
+    with_pe(|pe| {
+        let coll = pe.new_coll_id();
+        let raw = home_of(coll);
+        let done = Future::<()>::new();
+        if let Kind::Array { shape, .. } = &kind {
+            if shape.volume() == 0 {
+                done.send(());
+            }
+        }
+        let spec = Arc::new(CreateSpec { kind, home: raw.home, ctor: C::__ctor(), args: Arc::new(args), done: done.id() });
+        pe.send(pe.id, Envelope::Sys(SysMsg::Create { coll, root: pe.id, spec }), 0);
+        Creation { proxy: Some(C::Proxy::__from_raw(raw)), done }
+    })
+}
+
+/// A group: one element of chare type `C` on every PE; element `i` is on PE `i`.
+pub struct Group<C>(PhantomData<C>);
+
+impl<C: Chare> Group<C> {
+    /// Creates a group; every element's constructor gets a clone of `args`.
+    pub fn new(args: C::Args) -> Creation<C::Proxy> {
+        create::<C>(Kind::Group, |coll| RawProxy { coll, home: Home::Group, elem: None }, args)
+    }
+}
+
+/// A dense N-d array (1-d to 6-d) of chares of type `C`.
+pub struct Array<C>(PhantomData<C>);
+
+impl<C: Chare> Array<C> {
+    /// Creates an array of shape `shape` placed by the default [`BlockMap`]; every
+    /// element's constructor gets a clone of `args`.
+    pub fn new(shape: impl Into<Index>, args: C::Args) -> Creation<C::Proxy> {
+        Self::with_map(shape, BlockMap, args)
+    }
+
+    /// Creates an array placed by `map`.
+    pub fn with_map(shape: impl Into<Index>, map: impl ArrayMap, args: C::Args) -> Creation<C::Proxy> {
+        let shape = shape.into();
+        assert!(shape.as_slice().iter().all(|&d| d >= 0), "array shape {shape} has a negative extent");
+        create::<C>(
+            Kind::Array { shape, map: Arc::new(map) },
+            |coll| RawProxy { coll, home: Home::Array, elem: None },
+            args,
+        )
+    }
+}
+
+/// A single chare of type `C` (Charm4py's `Chare(C, onPE=...)`).
+pub struct Single<C>(PhantomData<C>);
+
+impl<C: Chare> Single<C> {
+    /// Creates the chare on PE `pe`.
+    ///
+    /// # Panics
+    /// If `pe` does not exist.
+    pub fn on_pe(pe: PeId, args: C::Args) -> Creation<C::Proxy> {
+        let n = crate::num_pes();
+        assert!(pe.0 < n, "PE {pe} does not exist ({n} PEs)");
+        create::<C>(
+            Kind::Single(pe),
+            |coll| RawProxy { coll, home: Home::Single(pe), elem: Some(Index::from(0)) },
+            args,
+        )
+    }
+
+    /// Creates the chare on a PE chosen round-robin by the creating PE.
+    pub fn new(args: C::Args) -> Creation<C::Proxy> {
+        let pe = with_pe(|pe| PeId((pe.id.0 + pe.next_coll.get()) % pe.num_pes()));
+        Self::on_pe(pe, args)
+    }
+}

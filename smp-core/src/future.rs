@@ -1,0 +1,330 @@
+//! Futures: placeholders for values, created on one PE, sendable to any chare on any
+//! PE, set once, awaited by a task of the PE that created them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::{Future as StdFuture, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use serde::{Deserialize, Serialize};
+
+use crate::chare::invoke::fatal;
+use crate::error::{Error, Result};
+use crate::msg::{shallow_size, AnyBox, Envelope, Payload};
+use crate::pe::{with_pe, PeId};
+
+/// Identifies a future in the job: the PE that owns it and a counter of that PE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct FutureId {
+    /// Owner PE (where it is awaited).
+    pub(crate) pe: PeId,
+    /// Counter of that PE.
+    pub(crate) seq: u64,
+}
+
+impl fmt::Display for FutureId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@PE{}", self.seq, self.pe)
+    }
+}
+
+/// A future of a `T`: create it with [`Future::new`] (Charm4py's `Future()`), send it
+/// to other chares in messages, set it once with [`Future::send`] from anywhere, await
+/// it on the PE that created it. Calls with [`crate::Call::ret`] and reductions return
+/// them too. Awaiting gives `Err` when the value is an error, such as a panic in the
+/// remote method that should have produced it.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Future<T> {
+    id: FutureId,
+    #[serde(skip)]
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Future<T> {
+    fn clone(&self) -> Self {
+        Future { id: self.id, _t: PhantomData }
+    }
+}
+
+impl<T> fmt::Debug for Future<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Future({})", self.id)
+    }
+}
+
+impl<T: Payload> Default for Future<T> {
+    fn default() -> Self {
+        Future::new()
+    }
+}
+
+impl<T: Payload> Future<T> {
+    /// A new future owned by the current PE.
+    ///
+    /// # Panics
+    /// Off a PE.
+    pub fn new() -> Future<T> {
+        with_pe(|pe| Future { id: pe.futures.create(pe.id), _t: PhantomData })
+    }
+
+    pub(crate) fn from_id(id: FutureId) -> Future<T> {
+        Future { id, _t: PhantomData }
+    }
+
+    pub(crate) fn id(&self) -> FutureId {
+        self.id
+    }
+
+    /// The PE that owns the future.
+    pub fn owner(&self) -> PeId {
+        self.id.pe
+    }
+
+    /// Sets the future's value, from any PE. A future takes one value: a second one is
+    /// an error that ends the job (it is detected where the future lives).
+    pub fn send(&self, value: T) {
+        self.complete(Ok(value));
+    }
+
+    /// Sets the future to an error.
+    pub(crate) fn fail(&self, e: Error) {
+        self.complete(Err(e));
+    }
+
+    /// Sets the future to a value or an error.
+    pub(crate) fn complete(&self, value: Result<T>) {
+        let id = self.id;
+        with_pe(|pe| {
+            let value = value.map(|v| Box::new(v) as AnyBox);
+            if id.pe == pe.id {
+                pe.futures.set(id, value);
+            } else {
+                pe.send(id.pe, Envelope::SetFuture { fut: id, value }, shallow_size::<T>());
+            }
+        });
+    }
+
+    /// Waits for the value (the same as `.await` on the future).
+    pub fn get(&self) -> Get<T> {
+        Get { id: self.id, _t: PhantomData }
+    }
+
+    /// Whether the value has arrived (on the owner PE; `false` elsewhere).
+    pub fn is_ready(&self) -> bool {
+        with_pe(|pe| pe.id == self.id.pe && pe.futures.is_ready(self.id))
+    }
+
+    /// Stops caring about the value: an error arriving later ends the job instead of
+    /// waiting to be awaited.
+    pub(crate) fn detach(&self) {
+        with_pe(|pe| {
+            if pe.id == self.id.pe {
+                pe.futures.detach(self.id)
+            }
+        });
+    }
+
+    fn poll_value(id: FutureId, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        with_pe(|pe| {
+            if pe.id != id.pe {
+                return Poll::Ready(Err(Error::NotOwner { owner: id.pe, pe: pe.id }));
+            }
+            pe.futures.poll(id, cx.waker()).map(|r| {
+                r.map(|b| match b.downcast::<T>() {
+                    Ok(v) => *v,
+                    Err(_) => fatal(&format!("future {id} received a value of another type")),
+                })
+            })
+        })
+    }
+}
+
+/// The value of a [`Future`], as a `std::future::Future`.
+pub struct Get<T> {
+    id: FutureId,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> StdFuture for Get<T> {
+    type Output = Result<T>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        Future::<T>::poll_value(self.id, cx)
+    }
+}
+
+impl<T: Payload> IntoFuture for Future<T> {
+    type Output = Result<T>;
+    type IntoFuture = Get<T>;
+    fn into_future(self) -> Get<T> {
+        self.get()
+    }
+}
+
+impl<T: Payload> IntoFuture for &Future<T> {
+    type Output = Result<T>;
+    type IntoFuture = Get<T>;
+    fn into_future(self) -> Get<T> {
+        self.get()
+    }
+}
+
+/// Waits for every future and returns their values in order; the first error wins.
+pub async fn wait_all<T: Payload>(futs: impl IntoIterator<Item = Future<T>>) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for f in futs {
+        out.push(f.get().await?);
+    }
+    Ok(out)
+}
+
+/// Waits for the first of `futs` to complete: its position and value.
+///
+/// # Panics
+/// If `futs` is empty.
+pub async fn wait_any<T: Payload>(futs: Vec<Future<T>>) -> (usize, Result<T>) {
+    assert!(!futs.is_empty(), "wait_any needs at least one future");
+    iwait(futs).next().await.expect("one future at least")
+}
+
+/// Yields futures as they complete (Charm4py's `charm.iwait`): call
+/// [`Iwait::next`] until it returns `None`.
+pub fn iwait<T: Payload>(futs: Vec<Future<T>>) -> Iwait<T> {
+    Iwait { futs: futs.into_iter().map(Some).collect() }
+}
+
+/// The iterator of [`iwait`].
+pub struct Iwait<T> {
+    futs: Vec<Option<Future<T>>>,
+}
+
+impl<T: Payload> Iwait<T> {
+    /// The next future to complete: its position in the original list and its value;
+    /// `None` when all have been returned.
+    pub async fn next(&mut self) -> Option<(usize, Result<T>)> {
+        std::future::poll_fn(|cx| {
+            let mut any = false;
+            for (i, slot) in self.futs.iter_mut().enumerate() {
+                let Some(f) = slot else { continue };
+                any = true;
+                if let Poll::Ready(v) = Future::<T>::poll_value(f.id, cx) {
+                    *slot = None;
+                    return Poll::Ready(Some((i, v)));
+                }
+            }
+            if any {
+                Poll::Pending
+            } else {
+                Poll::Ready(None)
+            }
+        })
+        .await
+    }
+}
+
+/// State of one future on its owner PE.
+enum Slot {
+    /// No value yet; the task awaiting it, if any.
+    Waiting(Option<Waker>),
+    /// The value arrived and waits to be taken.
+    Ready(Result<AnyBox>),
+    /// Nobody will await: an error must end the job.
+    Detached,
+}
+
+/// The futures owned by one PE.
+pub(crate) struct FutureTable {
+    slots: RefCell<HashMap<u64, Slot>>,
+    next: Cell<u64>,
+}
+
+impl FutureTable {
+    /// Empty.
+    pub(crate) fn new() -> FutureTable {
+        FutureTable { slots: RefCell::new(HashMap::new()), next: Cell::new(0) }
+    }
+
+    /// A new future of PE `pe`.
+    pub(crate) fn create(&self, pe: PeId) -> FutureId {
+        let seq = self.next.get();
+        self.next.set(seq + 1);
+        self.slots.borrow_mut().insert(seq, Slot::Waiting(None));
+        FutureId { pe, seq }
+    }
+
+    /// A value arrives.
+    pub(crate) fn set(&self, id: FutureId, value: Result<AnyBox>) {
+        let mut slots = self.slots.borrow_mut();
+        match slots.get_mut(&id.seq) {
+            Some(slot @ Slot::Waiting(_)) => {
+                let Slot::Waiting(w) = std::mem::replace(slot, Slot::Ready(value)) else { unreachable!() };
+                drop(slots);
+                if let Some(w) = w {
+                    w.wake();
+                }
+            }
+            Some(Slot::Detached) => {
+                slots.remove(&id.seq);
+                drop(slots);
+                if let Err(e) = value {
+                    fatal(&format!("unhandled {e}"));
+                }
+            }
+            Some(Slot::Ready(_)) | None => {
+                drop(slots);
+                fatal(&format!("future {id} was sent a second value: a future takes one value"));
+            }
+        }
+    }
+
+    /// Takes the value if it arrived, or registers the waker.
+    pub(crate) fn poll(&self, id: FutureId, waker: &Waker) -> Poll<Result<AnyBox>> {
+        let mut slots = self.slots.borrow_mut();
+        match slots.get_mut(&id.seq) {
+            Some(Slot::Ready(_)) => match slots.remove(&id.seq) {
+                Some(Slot::Ready(v)) => Poll::Ready(v),
+                _ => unreachable!(),
+            },
+            Some(Slot::Waiting(w)) => {
+                *w = Some(waker.clone());
+                Poll::Pending
+            }
+            Some(Slot::Detached) | None => Poll::Ready(Err(Error::Consumed(id.to_string()))),
+        }
+    }
+
+    /// Whether the value arrived.
+    pub(crate) fn is_ready(&self, id: FutureId) -> bool {
+        matches!(self.slots.borrow().get(&id.seq), Some(Slot::Ready(_)))
+    }
+
+    /// Nobody will await this future.
+    pub(crate) fn detach(&self, id: FutureId) {
+        let mut slots = self.slots.borrow_mut();
+        match slots.remove(&id.seq) {
+            Some(Slot::Ready(Err(e))) => {
+                drop(slots);
+                fatal(&format!("unhandled {e}"));
+            }
+            Some(Slot::Waiting(_)) => {
+                slots.insert(id.seq, Slot::Detached);
+            }
+            _ => {}
+        }
+    }
+
+    /// Errors that arrived and were never awaited (reported at exit).
+    pub(crate) fn unobserved_errors(&self) -> Vec<String> {
+        self.slots
+            .borrow()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Ready(Err(e)) => Some(e.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,117 @@
+//! Messages: the one envelope type that every PE-to-PE message travels in, and the
+//! [`Payload`] bound on everything a message carries.
+//!
+//! A message to a PE of this process is *moved*: the payload box changes hands through
+//! the target's inbox (or the local queue when the target is the sender's own PE); it is
+//! never serialized or copied. The `Payload` bound already asks for serde so that the
+//! same programs work unchanged once messages cross processes (the `comm` layer).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::chare::registry::EpId;
+use crate::collection::{CollId, Index};
+use crate::error::Error;
+use crate::future::FutureId;
+use crate::pe::PeId;
+
+/// What entry-method arguments, return values, future values and reduction data must be:
+/// sendable to another thread, shareable by a broadcast, clonable for every element of a
+/// broadcast, and serializable for other processes.
+pub trait Payload: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Payload for T {}
+
+/// A type-erased value, as it sits in a message.
+pub(crate) type AnyBox = Box<dyn Any + Send>;
+
+/// Arguments of an entry-method call: owned by a point-to-point message, shared by the
+/// copies of a broadcast (each element gets its own clone on delivery).
+pub(crate) enum Args {
+    /// Moved from the sender, taken by the callee.
+    Owned(AnyBox),
+    /// Shared among the PEs a broadcast reaches.
+    Shared(Arc<dyn Any + Send + Sync>),
+}
+
+/// Where the completion of an entry-method call goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// Fire and forget.
+    None,
+    /// Set this future with the return value (or `()` for an awaitable call).
+    Future(FutureId),
+    /// A broadcast awaited or with return values: every element contributes to an
+    /// internal reduction keyed by this future, whose result sets the future.
+    Bcast {
+        /// The future the reduction result sets.
+        fut: FutureId,
+        /// Gather the return values (`ret`) or only count completions (`awaitable`).
+        gather: bool,
+    },
+}
+
+/// The one envelope type. Its variant is the kind of destination; each carries the
+/// entry-method id, reply flags and payload it needs.
+pub(crate) enum Envelope {
+    /// Entry method on one element of a collection (a single chare is a one-element
+    /// collection).
+    Call {
+        /// Collection.
+        coll: CollId,
+        /// Element.
+        index: Index,
+        /// Entry method.
+        ep: EpId,
+        /// Where the completion goes.
+        reply: Reply,
+        /// The arguments tuple.
+        args: Args,
+    },
+    /// Entry method on every element of a collection: delivered to the local elements of
+    /// each PE, forwarded down the spanning tree rooted at `root`.
+    Bcast {
+        /// Collection.
+        coll: CollId,
+        /// Entry method.
+        ep: EpId,
+        /// Root of the spanning tree this broadcast travels.
+        root: PeId,
+        /// Whether this PE still has to forward it to its children (false when it
+        /// replays a copy it held for a collection it did not know yet).
+        fwd: bool,
+        /// Where the completions go.
+        reply: Reply,
+        /// The arguments tuple, shared by all copies.
+        args: Arc<dyn Any + Send + Sync>,
+    },
+    /// A value (or error) for a future owned by the receiving PE.
+    SetFuture {
+        /// The future.
+        fut: FutureId,
+        /// Its value.
+        value: Result<AnyBox, Error>,
+    },
+    /// A runtime-internal message (creation, reductions, QD, wake-ups, exit).
+    Sys(crate::pe::SysMsg),
+}
+
+impl Envelope {
+    /// True for messages that quiescence detection counts (all but its own waves and
+    /// the runtime's wake-ups).
+    #[inline]
+    pub(crate) fn counts_for_qd(&self) -> bool {
+        match self {
+            Envelope::Sys(m) => m.counts_for_qd(),
+            _ => true,
+        }
+    }
+}
+
+/// Shallow size of a payload type, for the byte counters: in-process messages move a
+/// box and copy nothing, so this is the size of what moved.
+#[inline]
+pub(crate) fn shallow_size<T>() -> u64 {
+    std::mem::size_of::<T>() as u64
+}

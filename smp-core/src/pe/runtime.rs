@@ -1,0 +1,280 @@
+//! Starting and ending a job; the state every PE of the process shares.
+
+use std::future::Future;
+use std::io::Write;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::chare::registry;
+use crate::config::{Config, WarningKind};
+use crate::msg::Envelope;
+use crate::pe::local::{self, PeLocal};
+use crate::pe::stats::{self, PeStats};
+use crate::pe::{worker, SysMsg};
+use crate::queue::inbox::Inbox;
+use crate::reduction::Tree;
+use crate::sched::idle::Sleeper;
+use crate::topo;
+
+/// The number of a PE in the job, from 0 to `num_pes() - 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeId(pub u32);
+
+impl std::fmt::Display for PeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What other threads may touch of one PE: its inbox and its sleep state.
+pub(crate) struct PeShared {
+    /// Messages from other PEs.
+    pub(crate) inbox: Inbox<Envelope>,
+    /// Idle/park/wake state.
+    pub(crate) sleeper: Sleeper,
+}
+
+/// State shared by all PEs of the process.
+pub(crate) struct Shared {
+    /// The parsed configuration.
+    pub(crate) config: Config,
+    /// One entry per PE.
+    pub(crate) pes: Box<[PeShared]>,
+    /// The spanning tree over PEs used by broadcasts, creation and QD.
+    pub(crate) tree: Tree,
+    /// More PEs than usable cores: idle PEs must not spin.
+    pub(crate) oversubscribed: bool,
+    exiting: AtomicBool,
+    exit_code: AtomicI32,
+    /// Each PE leaves its counters here when its loop ends.
+    pub(crate) stats: Mutex<Vec<Option<PeStats>>>,
+}
+
+impl Shared {
+    /// Number of PEs.
+    #[inline]
+    pub(crate) fn num_pes(&self) -> u32 {
+        self.pes.len() as u32
+    }
+
+    /// Pushes a message into another PE's inbox and wakes it if it sleeps.
+    #[inline]
+    pub(crate) fn push(&self, pe: PeId, env: Envelope) {
+        let target = &self.pes[pe.0 as usize];
+        target.inbox.push(env);
+        target.sleeper.notify();
+    }
+
+    /// True once `exit` was called.
+    #[inline]
+    pub(crate) fn exiting(&self) -> bool {
+        // Relaxed: a hint polled once per loop turn; the Exit message that follows the
+        // store is what guarantees every PE leaves its loop.
+        self.exiting.load(Ordering::Relaxed)
+    }
+
+    /// Ends the job with `code` (the first code wins).
+    pub(crate) fn request_exit(&self, code: i32) {
+        if self.exiting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.exit_code.store(code, Ordering::Release);
+        for pe in 0..self.num_pes() {
+            self.push(PeId(pe), Envelope::Sys(SysMsg::Exit));
+        }
+    }
+}
+
+/// Handed to the main function: the program's own arguments.
+pub struct MainCtx {
+    args: Vec<String>,
+}
+
+impl MainCtx {
+    /// The program's arguments without the runtime options (`args()[0]` is the program).
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+}
+
+/// Starts the runtime with the options of the command line (`+p4`, `+stats`, ...: see
+/// [`crate::config`]) and the `CHARMRS_*` variables, runs `main` on PE 0, and ends the
+/// process when a chare calls [`exit`] (with its code) or [`abort`].
+///
+/// A bad runtime option prints `charmrs: <reason>` and exits with status 2.
+pub fn start<F, Fut>(main: F) -> !
+where
+    F: FnOnce(MainCtx) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    init_logging();
+    match Config::from_env() {
+        Ok(config) => start_with(config, main),
+        Err(e) => {
+            eprintln!("charmrs: {e}");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// Like [`start`], with a configuration built by the caller.
+pub fn start_with<F, Fut>(config: Config, main: F) -> !
+where
+    F: FnOnce(MainCtx) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    init_logging();
+    if let Err(e) = registry::init() {
+        eprintln!("charmrs: {e}");
+        std::process::exit(2);
+    }
+    crate::chare::invoke::install_panic_hook();
+    let placement = topo::plan(config.num_pes, config.pin);
+    placement.log_warnings(&config);
+    tracing::debug!(source = ?placement.source, cpus = ?placement.cpus, "PE placement");
+    let n = config.num_pes;
+    let shared = Arc::new(Shared {
+        pes: (0..n).map(|_| PeShared { inbox: Inbox::new(), sleeper: Sleeper::new() }).collect(),
+        tree: Tree::new(n, config.tree_arity),
+        oversubscribed: placement.oversubscribed,
+        exiting: AtomicBool::new(false),
+        exit_code: AtomicI32::new(0),
+        stats: Mutex::new((0..n).map(|_| None).collect()),
+        config,
+    });
+    let pin_warned = Arc::new(AtomicBool::new(false));
+    let pin = |cpu: Option<usize>, shared: &Shared, warned: &AtomicBool| {
+        if let Some(cpu) = cpu {
+            if !topo::pin_current_thread(cpu)
+                && !warned.swap(true, Ordering::Relaxed)
+                && shared.config.warning_enabled(WarningKind::Pinning)
+            {
+                eprintln!("charmrs: warning: could not pin PE threads to cores; running unpinned");
+            }
+        }
+    };
+    let mut handles = Vec::new();
+    for p in 1..n {
+        let shared = Arc::clone(&shared);
+        let cpu = placement.cpus.get(p as usize).copied().flatten();
+        let warned = Arc::clone(&pin_warned);
+        let h = std::thread::Builder::new()
+            .name(format!("pe-{p}"))
+            .spawn(move || {
+                pin(cpu, &shared, &warned);
+                run_pe(PeId(p), shared, None);
+            })
+            .expect("spawning a PE thread");
+        handles.push(h);
+    }
+    pin(placement.cpus.first().copied().flatten(), &shared, &pin_warned);
+    let args = shared.config.user_args.clone();
+    let main_task: Box<dyn FnOnce(&Rc<PeLocal>)> = Box::new(move |pe: &Rc<PeLocal>| {
+        let fut = main(MainCtx { args });
+        pe.spawn_task(Box::pin(crate::chare::invoke::guard_main(fut)), None);
+    });
+    run_pe(PeId(0), Arc::clone(&shared), Some(main_task));
+    for h in handles {
+        if h.join().is_err() {
+            eprintln!("charmrs: a PE thread ended abnormally");
+            std::process::exit(1);
+        }
+    }
+    let code = shared.exit_code.load(Ordering::Acquire);
+    let all = std::mem::take(&mut *shared.stats.lock().unwrap_or_else(|e| e.into_inner()));
+    let all: Vec<PeStats> = all.into_iter().flatten().collect();
+    let lost: usize = all.iter().map(|s| s.unobserved_errors.len()).sum();
+    for s in &all {
+        for e in &s.unobserved_errors {
+            eprintln!("charmrs: error never awaited: {e}");
+        }
+    }
+    if shared.config.stats {
+        let mut out = std::io::stdout().lock();
+        let _ = stats::print_table(&mut out, &all);
+    }
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(if code == 0 && lost > 0 { 1 } else { code })
+}
+
+/// Runs the scheduler loop of PE `id` on this thread until the job ends.
+fn run_pe(id: PeId, shared: Arc<Shared>, main_task: Option<Box<dyn FnOnce(&Rc<PeLocal>)>>) {
+    let pe = Rc::new(PeLocal::new(id, Arc::clone(&shared)));
+    local::set_current(Some(Rc::clone(&pe)));
+    if let Some(task) = main_task {
+        task(&pe);
+    }
+    let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker::run(&pe)));
+    if body.is_err() {
+        eprintln!("charmrs: internal error: the scheduler of PE {id} panicked");
+        let _ = std::io::stderr().flush();
+        std::process::exit(1);
+    }
+    let stats = pe.take_stats();
+    shared.stats.lock().unwrap_or_else(|e| e.into_inner())[id.0 as usize] = Some(stats);
+    local::set_current(None);
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHARMRS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Ends the job: every PE leaves its loop after the message it is running, and the
+/// process exits with `code` (Charm4py's `exit()`). Returns to the caller, which should
+/// return too.
+pub fn exit(code: i32) {
+    local::with_pe(|pe| pe.shared.request_exit(code));
+}
+
+/// Ends the job at once with `msg` on stderr and exit status 1 (Charm4py's `abort`).
+pub fn abort(msg: &str) -> ! {
+    let pe = local::try_with_pe(|pe| pe.id.0.to_string()).unwrap_or_else(|| "?".into());
+    eprintln!("charmrs: abort on PE {pe}: {msg}");
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(1)
+}
+
+/// The PE this code runs on.
+///
+/// # Panics
+/// Outside a PE of a running job.
+pub fn my_pe() -> PeId {
+    local::with_pe(|pe| pe.id)
+}
+
+/// Number of PEs in the job.
+pub fn num_pes() -> u32 {
+    local::with_pe(|pe| pe.shared.num_pes())
+}
+
+/// The host this code runs on (one process, one host, in this version).
+pub fn my_host() -> u32 {
+    0
+}
+
+/// Number of hosts of the job.
+pub fn num_hosts() -> u32 {
+    1
+}
+
+/// The PEs of host `host`, in order.
+pub fn get_host_pes(host: u32) -> Vec<PeId> {
+    if host == 0 {
+        (0..num_pes()).map(PeId).collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Runs `fut` on the current PE, interleaved with its messages (a coroutine that belongs
+/// to no chare).
+pub fn spawn(fut: impl Future<Output = ()> + 'static) {
+    local::with_pe(|pe| pe.spawn_task(Box::pin(crate::chare::invoke::guard_main(fut)), None));
+}

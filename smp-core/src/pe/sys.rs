@@ -1,0 +1,51 @@
+//! Runtime-internal messages.
+
+use std::sync::Arc;
+
+use crate::collection::{CollId, CreateSpec};
+use crate::pe::{PeId, TaskId};
+use crate::qd::QdMsg;
+use crate::reduction::{RedKey, RedResult, RedUp};
+
+/// A message of the runtime itself, carried by [`crate::msg::Envelope::Sys`].
+pub(crate) enum SysMsg {
+    /// Create the local elements of a collection, and forward down the tree.
+    Create {
+        /// The new collection.
+        coll: CollId,
+        /// Root of the broadcast tree.
+        root: PeId,
+        /// What to create.
+        spec: Arc<CreateSpec>,
+    },
+    /// A partial reduction from a child PE.
+    Reduce {
+        /// Which reduction.
+        key: RedKey,
+        /// The child's combined contributions.
+        partial: RedUp,
+    },
+    /// The result of an allreduce, broadcast down the tree of the collection.
+    AllReduce {
+        /// Which reduction.
+        key: RedKey,
+        /// Root of the broadcast.
+        root: PeId,
+        /// The result.
+        result: RedResult,
+    },
+    /// Poll a task of this PE (a waker fired on another thread).
+    Wake(TaskId),
+    /// Quiescence detection.
+    Qd(QdMsg),
+    /// Leave the scheduler loop.
+    Exit,
+}
+
+impl SysMsg {
+    /// Whether quiescence detection counts this message.
+    #[inline]
+    pub(crate) fn counts_for_qd(&self) -> bool {
+        !matches!(self, SysMsg::Wake(_) | SysMsg::Qd(_) | SysMsg::Exit)
+    }
+}

@@ -1,0 +1,134 @@
+//! The scheduler loop of a PE and the handling of each kind of message.
+//!
+//! One turn of the loop: take everything in the inbox, run the messages this PE sent to
+//! itself, poll ready tasks, fire due timers; with nothing done, idle (spin, then park:
+//! see `sched/README.md`).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::chare::invoke::{deliver, fatal, retry_when};
+use crate::chare::registry;
+use crate::collection::{self, ElemKey};
+use crate::msg::{Args, Envelope};
+use crate::pe::{PeLocal, SysMsg};
+use crate::{qd, reduction};
+
+/// Runs PE `pe` until the job exits.
+pub(crate) fn run(pe: &Rc<PeLocal>) {
+    let shared = Rc::clone(pe).shared.clone();
+    let me = &shared.pes[pe.id.0 as usize];
+    me.sleeper.register_current_thread();
+    let mut ran_for: Vec<ElemKey> = Vec::new();
+    loop {
+        if shared.exiting() {
+            break;
+        }
+        let mut worked = false;
+        for env in me.inbox.take_all() {
+            worked = true;
+            dispatch(pe, env);
+        }
+        let n = pe.local.borrow().len();
+        for _ in 0..n {
+            let env = pe.local.borrow_mut().pop_front();
+            let Some(env) = env else { break };
+            worked = true;
+            dispatch(pe, env);
+        }
+        if pe.exec.has_ready() {
+            worked |= pe.exec.run_ready(&mut ran_for);
+            for key in ran_for.drain(..) {
+                if let Some(elem) = pe.elem(&key) {
+                    if !elem.meta().when_buf.borrow().is_empty() {
+                        retry_when(pe, &elem);
+                    }
+                }
+            }
+        }
+        worked |= pe.timers.fire_due();
+        if !worked && pe.local.borrow().is_empty() && !pe.exec.has_ready() {
+            let t0 = Instant::now();
+            let out = me.sleeper.idle(
+                shared.config.idle,
+                shared.config.spin,
+                shared.oversubscribed,
+                pe.timers.next_deadline(),
+                || !me.inbox.is_empty(),
+            );
+            pe.stats.idle(t0.elapsed(), out.parked);
+        }
+    }
+}
+
+/// Counts and handles one message.
+#[inline]
+fn dispatch(pe: &Rc<PeLocal>, env: Envelope) {
+    if env.counts_for_qd() {
+        pe.qd.processed();
+    }
+    pe.stats.received(0);
+    handle(pe, env);
+}
+
+/// Handles one message (also used to replay messages held for a collection).
+pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
+    match env {
+        Envelope::Call { coll, index, ep, .. } => {
+            let key = ElemKey { coll, index };
+            match pe.elem(&key) {
+                Some(elem) => {
+                    let Some(desc) = registry::entry(ep) else {
+                        fatal(&format!("message for an unknown entry method id {}", ep.0))
+                    };
+                    deliver(pe, &elem, desc, env);
+                    if !elem.meta().when_buf.borrow().is_empty() {
+                        retry_when(pe, &elem);
+                    }
+                }
+                None if pe.coll(coll).is_some() => {
+                    fatal(&format!("message for element {index} of collection {coll}, which is not on PE {}", pe.id))
+                }
+                None => pe.hold_for_coll(coll, env),
+            }
+        }
+        Envelope::Bcast { coll, ep, root, fwd, reply, args } => {
+            if fwd {
+                for child in pe.shared.tree.children(root, pe.id) {
+                    let copy = Envelope::Bcast { coll, ep, root, fwd: true, reply, args: args.clone() };
+                    pe.send(child, copy, 0);
+                }
+            }
+            let Some(info) = pe.coll(coll) else {
+                pe.hold_for_coll(coll, Envelope::Bcast { coll, ep, root, fwd: false, reply, args });
+                return;
+            };
+            let Some(desc) = registry::entry(ep) else {
+                fatal(&format!("broadcast to an unknown entry method id {}", ep.0))
+            };
+            for &index in &info.local {
+                let Some(elem) = pe.elem(&ElemKey { coll, index }) else { continue };
+                let env = Envelope::Call { coll, index, ep, reply, args: Args::Shared(args.clone()) };
+                deliver(pe, &elem, desc, env);
+                if !elem.meta().when_buf.borrow().is_empty() {
+                    retry_when(pe, &elem);
+                }
+            }
+        }
+        Envelope::SetFuture { fut, value } => pe.futures.set(fut, value),
+        Envelope::Sys(m) => match m {
+            SysMsg::Create { coll, root, spec } => collection::on_create(pe, coll, root, spec),
+            SysMsg::Reduce { key, partial } => {
+                if pe.coll(key.coll).is_some() {
+                    reduction::on_child(pe, key, partial);
+                } else {
+                    pe.hold_for_coll(key.coll, Envelope::Sys(SysMsg::Reduce { key, partial }));
+                }
+            }
+            SysMsg::AllReduce { key, root, result } => reduction::handle_allreduce(pe, key, root, result),
+            SysMsg::Wake(t) => pe.exec.wake(t),
+            SysMsg::Qd(m) => qd::handle(pe, m),
+            SysMsg::Exit => {}
+        },
+    }
+}

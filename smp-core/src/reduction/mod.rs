@@ -1,0 +1,298 @@
+//! Reductions: contributions are combined on each PE first, then one message per PE
+//! goes up a k-ary tree over the PEs that hold elements of the collection; the root
+//! delivers the result to a future, an entry method, or (allreduce) every element.
+//! Reductions are told apart by (collection, sequence number): every element counts its
+//! contributions, so several reductions in flight never mix, and the root delivers
+//! them in order.
+
+mod reducer;
+mod tree;
+
+pub use reducer::{Bitwise, Logical, Numeric, Reducer};
+pub(crate) use tree::Tree;
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use reducer::Acc;
+
+use crate::chare::invoke::fatal;
+use crate::chare::{Call, ElemMeta, Proxy};
+use crate::collection::{CollId, CollInfo};
+use crate::error::Error;
+use crate::future::{Future, FutureId};
+use crate::msg::{Envelope, Payload};
+use crate::pe::{with_pe, PeId, PeLocal, SysMsg};
+
+/// Which reduction of a collection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Stream {
+    /// The n-th reduction the elements started (`contribute`, `allreduce`).
+    User(u32),
+    /// Completion of a broadcast awaited (or with return values) through this future;
+    /// also the creation of the collection.
+    Bcast(FutureId),
+}
+
+/// Identifies a reduction in the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct RedKey {
+    /// Collection.
+    pub(crate) coll: CollId,
+    /// Which of its reductions.
+    pub(crate) stream: Stream,
+}
+
+/// Where a reduction's result goes.
+pub struct RedTarget<R> {
+    kind: TargetKind<R>,
+}
+
+enum TargetKind<R> {
+    Future(FutureId),
+    Call(Arc<dyn Fn(R) + Send + Sync>),
+    All,
+}
+
+impl<R> Clone for TargetKind<R> {
+    fn clone(&self) -> Self {
+        match self {
+            TargetKind::Future(f) => TargetKind::Future(*f),
+            TargetKind::Call(c) => TargetKind::Call(Arc::clone(c)),
+            TargetKind::All => TargetKind::All,
+        }
+    }
+}
+
+impl<R: Payload> RedTarget<R> {
+    /// Send the result to an entry method taking it as its one argument: on one element
+    /// or broadcast, e.g. `RedTarget::call(proxy.elem(0), WorkerProxy::collect)`.
+    pub fn call<P: Proxy, X: 'static>(proxy: P, method: fn(&P, R) -> Call<X>) -> RedTarget<R> {
+        RedTarget {
+            kind: TargetKind::Call(Arc::new(move |r| {
+                let _fire_and_forget = method(&proxy, r);
+            })),
+        }
+    }
+
+    pub(crate) fn from_id(id: FutureId) -> RedTarget<R> {
+        RedTarget { kind: TargetKind::Future(id) }
+    }
+
+    /// Every element gets the result in its own future (allreduce).
+    pub(crate) fn all(fut: Future<R>) -> RedTarget<R> {
+        with_pe(|pe| pe.reds.pending_all.borrow_mut().push(fut.id()));
+        RedTarget { kind: TargetKind::All }
+    }
+}
+
+impl<R: Payload> From<Future<R>> for RedTarget<R> {
+    fn from(f: Future<R>) -> Self {
+        RedTarget::from_id(f.id())
+    }
+}
+
+impl<R: Payload> From<&Future<R>> for RedTarget<R> {
+    fn from(f: &Future<R>) -> Self {
+        RedTarget::from_id(f.id())
+    }
+}
+
+/// A partial result on its way up the tree (type-erased).
+pub(crate) type RedUp = Box<dyn Partial>;
+/// An allreduce result on its way down (type-erased `Result<R, Error>`).
+pub(crate) type RedResult = Arc<dyn Any + Send + Sync>;
+
+/// Operations on a type-erased partial result.
+pub(crate) trait Partial: Send {
+    /// Folds another partial of the same reduction into this one.
+    fn merge(&mut self, other: RedUp);
+    /// Computes the result at the root and delivers it.
+    fn finish(self: Box<Self>, pe: &Rc<PeLocal>, key: RedKey);
+    /// For downcasting.
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+struct Typed<T, R> {
+    acc: Result<Acc<T>, Error>,
+    reducer: Reducer<T, R>,
+    target: TargetKind<R>,
+}
+
+// SAFETY-free Send: Acc<T>, Reducer (fn pointers) and the target (Send + Sync closure)
+// are Send when T and R are (Payload implies Send).
+impl<T: Payload, R: Payload> Partial for Typed<T, R> {
+    fn merge(&mut self, other: RedUp) {
+        let other = match other.into_any().downcast::<Typed<T, R>>() {
+            Ok(o) => *o,
+            Err(_) => fatal("elements of one collection contributed different types to one reduction"),
+        };
+        let acc = std::mem::replace(&mut self.acc, Ok(Acc::Nothing));
+        self.acc = match (acc, other.acc) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(a), Ok(b)) => self.reducer.merge(a, b).map_err(Error::Reduction),
+        };
+    }
+
+    fn finish(self: Box<Self>, pe: &Rc<PeLocal>, key: RedKey) {
+        let result = self.acc.and_then(|a| (self.reducer.finish)(a).map_err(Error::Reduction));
+        match self.target {
+            TargetKind::Future(id) => Future::<R>::from_id(id).complete(result),
+            TargetKind::Call(f) => match result {
+                Ok(r) => f(r),
+                Err(e) => fatal(&format!("reduction to an entry method failed: {e}")),
+            },
+            TargetKind::All => {
+                let result: RedResult = Arc::new(result);
+                on_allreduce::<R>(pe, key, pe.id, result);
+            }
+        }
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// Delivers an allreduce result to this PE's elements and forwards it down the tree.
+fn on_allreduce<R: Payload>(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result: RedResult) {
+    let Some(info) = pe.coll(key.coll) else { fatal("allreduce result for an unknown collection") };
+    pe.reds.all_handlers.borrow_mut().remove(&key);
+    send_down(pe, &info, key, root, &result);
+    let waiters = pe.reds.waiters.borrow_mut().remove(&key).unwrap_or_default();
+    let r = result.downcast_ref::<Result<R, Error>>().expect("allreduce result type");
+    for w in waiters {
+        Future::<R>::from_id(w).complete(r.clone());
+    }
+}
+
+fn send_down(pe: &Rc<PeLocal>, info: &CollInfo, key: RedKey, root: PeId, result: &RedResult) {
+    let Some(rank) = info.my_rank else { return };
+    let tree = Tree::new(info.members.len() as u32, pe.shared.tree.arity());
+    for c in tree.child_ranks(rank) {
+        let env = Envelope::Sys(SysMsg::AllReduce { key, root, result: Arc::clone(result) });
+        pe.send(info.members[c as usize], env, 0);
+    }
+}
+
+/// Type-erased handler of an allreduce message: the closure knows `R`.
+pub(crate) fn handle_allreduce(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result: RedResult) {
+    let deliver = pe.reds.all_handlers.borrow().get(&key).copied();
+    match deliver {
+        Some(f) => f(pe, key, root, result),
+        None => fatal("allreduce result arrived on a PE that did not contribute"),
+    }
+}
+
+/// Per-PE reduction state.
+pub(crate) struct ReductionTable {
+    states: RefCell<HashMap<RedKey, State>>,
+    /// Finished user reductions waiting for earlier ones (root only).
+    finished: RefCell<BTreeMap<RedKey, RedUp>>,
+    next_user: RefCell<HashMap<CollId, u32>>,
+    /// Futures of local elements waiting for an allreduce result.
+    waiters: RefCell<HashMap<RedKey, Vec<FutureId>>>,
+    /// The typed delivery function of each allreduce in progress here.
+    all_handlers: RefCell<HashMap<RedKey, fn(&Rc<PeLocal>, RedKey, PeId, RedResult)>>,
+    /// Set by `RedTarget::all` for the contribution being made.
+    pending_all: RefCell<Vec<FutureId>>,
+}
+
+struct State {
+    acc: Option<RedUp>,
+    local: u32,
+    children: u32,
+}
+
+impl ReductionTable {
+    /// Empty.
+    pub(crate) fn new() -> ReductionTable {
+        ReductionTable {
+            states: RefCell::new(HashMap::new()),
+            finished: RefCell::new(BTreeMap::new()),
+            next_user: RefCell::new(HashMap::new()),
+            waiters: RefCell::new(HashMap::new()),
+            all_handlers: RefCell::new(HashMap::new()),
+            pending_all: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+/// An element contributes.
+pub(crate) fn contribute<T: Payload, R: Payload>(
+    meta: &ElemMeta,
+    stream: Stream,
+    value: Result<T, Error>,
+    reducer: Reducer<T, R>,
+    target: RedTarget<R>,
+) {
+    with_pe(|pe| {
+        let key = RedKey { coll: meta.key.coll, stream };
+        if matches!(target.kind, TargetKind::All) {
+            let futs = std::mem::take(&mut *pe.reds.pending_all.borrow_mut());
+            pe.reds.waiters.borrow_mut().entry(key).or_default().extend(futs);
+            pe.reds.all_handlers.borrow_mut().insert(key, on_allreduce::<R>);
+        }
+        let acc = value.map(|v| reducer.lift(meta.key.index, v));
+        let partial: RedUp = Box::new(Typed { acc, reducer, target: target.kind });
+        add(pe, key, partial, false);
+    })
+}
+
+/// A partial from a child PE arrives (the collection is known here).
+pub(crate) fn on_child(pe: &Rc<PeLocal>, key: RedKey, partial: RedUp) {
+    add(pe, key, partial, true);
+}
+
+fn add(pe: &Rc<PeLocal>, key: RedKey, partial: RedUp, from_child: bool) {
+    let Some(info) = pe.coll(key.coll) else { fatal("contribution to a collection unknown on this PE") };
+    let Some(rank) = info.my_rank else { fatal("contribution on a PE that holds no element of the collection") };
+    let tree = Tree::new(info.members.len() as u32, pe.shared.tree.arity());
+    let done = {
+        let mut states = pe.reds.states.borrow_mut();
+        let st = states.entry(key).or_insert(State { acc: None, local: 0, children: 0 });
+        match &mut st.acc {
+            Some(acc) => acc.merge(partial),
+            None => st.acc = Some(partial),
+        }
+        if from_child {
+            st.children += 1;
+        } else {
+            st.local += 1;
+        }
+        let complete =
+            st.local as usize == info.local.len() && st.children as usize == tree.child_ranks(rank).count();
+        if complete {
+            states.remove(&key).and_then(|s| s.acc)
+        } else {
+            None
+        }
+    };
+    let Some(acc) = done else { return };
+    match tree.parent_rank(rank) {
+        Some(p) => pe.send(info.members[p as usize], Envelope::Sys(SysMsg::Reduce { key, partial: acc }), 0),
+        None => at_root(pe, key, acc),
+    }
+}
+
+/// Delivers user reductions in the order they were started.
+fn at_root(pe: &Rc<PeLocal>, key: RedKey, acc: RedUp) {
+    let Stream::User(seq) = key.stream else { return acc.finish(pe, key) };
+    let next = *pe.reds.next_user.borrow().get(&key.coll).unwrap_or(&0);
+    if seq != next {
+        pe.reds.finished.borrow_mut().insert(key, acc);
+        return;
+    }
+    acc.finish(pe, key);
+    let mut n = next + 1;
+    loop {
+        let k = RedKey { coll: key.coll, stream: Stream::User(n) };
+        let Some(a) = pe.reds.finished.borrow_mut().remove(&k) else { break };
+        a.finish(pe, k);
+        n += 1;
+    }
+    pe.reds.next_user.borrow_mut().insert(key.coll, n);
+}
