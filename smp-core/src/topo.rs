@@ -33,11 +33,11 @@
 //! returned. If even the affinity mask is unknown, PEs are not pinned and a
 //! [`WarningKind::Pinning`] warning is returned. Warnings are returned in
 //! `Placement::warnings` rather than logged, so that the runtime can honour
-//! `CHARMRS_WARN` (`Placement::log_warnings` does that).
+//! `CHARMRS_WARN` (the runtime prints those not silenced).
 
 use std::fmt;
 
-use crate::config::{Config, WarningKind};
+use crate::config::WarningKind;
 
 /// Largest OS CPU index that `core_affinity` can pin to (`CPU_SETSIZE` on
 /// Linux); larger indices would make it panic.
@@ -92,16 +92,6 @@ pub(crate) struct Placement {
     pub(crate) warnings: Vec<TopoWarning>,
 }
 
-impl Placement {
-    /// Logs every warning not silenced by `config` with `tracing::warn!`.
-    pub(crate) fn log_warnings(&self, config: &Config) {
-        for w in &self.warnings {
-            if config.warning_enabled(w.kind) {
-                tracing::warn!("{w}");
-            }
-        }
-    }
-}
 
 /// One core of a machine description for [`order_cpus`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -294,12 +284,6 @@ pub(crate) fn plan(num_pes: u32, pin: bool) -> Placement {
     }
 }
 
-/// Number of PUs (hardware threads) of the machine usable by this process,
-/// for the `+p` default / oversubscription checks; at least 1.
-pub(crate) fn usable_cpus() -> usize {
-    let p = plan(1, false);
-    p.usable_pus.max(1)
-}
 
 /// Pins the calling thread to OS CPU `cpu` (`core_affinity::set_for_current`).
 /// Returns false if the OS refused (the runtime then warns once, kind
@@ -431,7 +415,6 @@ mod tests {
         }
         let unpinned = plan(2, false);
         assert!(unpinned.cpus.iter().all(Option::is_none));
-        assert_eq!(usable_cpus(), usable);
     }
 
     #[test]
@@ -515,15 +498,5 @@ mod tests {
             p.cpus,
             [Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)]
         );
-    }
-
-    #[test]
-    fn log_warnings_respects_silencing() {
-        let cfg =
-            Config::parse(["a"], |k| (k == "CHARMRS_WARN").then(|| "all".to_owned())).unwrap();
-        let p = assign(9, true, &[0], 1, TopoSource::Hwloc, Vec::new());
-        // Just exercise both paths; output goes to tracing (no subscriber).
-        p.log_warnings(&cfg);
-        p.log_warnings(&Config::default());
     }
 }

@@ -64,8 +64,11 @@ impl Shared {
     #[inline]
     pub(crate) fn push(&self, pe: PeId, env: Envelope) {
         let target = &self.pes[pe.0 as usize];
-        target.inbox.push(env);
-        target.sleeper.notify();
+        // A push onto a non-empty inbox needs no notify: the push that made it
+        // non-empty notifies after it (queue/README.md, "Empty to non-empty").
+        if target.inbox.push(env) {
+            target.sleeper.notify();
+        }
     }
 
     /// True once `exit` was called.
@@ -133,7 +136,11 @@ where
     }
     crate::chare::invoke::install_panic_hook();
     let placement = topo::plan(config.num_pes, config.pin);
-    placement.log_warnings(&config);
+    // Warnings go to stderr as plain lines (not through the tracing subscriber, whose
+    // default level a user may have turned off): they are for the person at the terminal.
+    for w in placement.warnings.iter().filter(|w| config.warning_enabled(w.kind)) {
+        eprintln!("charmrs: warning: {w}");
+    }
     tracing::debug!(source = ?placement.source, cpus = ?placement.cpus, "PE placement");
     let n = config.num_pes;
     let shared = Arc::new(Shared {
@@ -214,7 +221,8 @@ fn run_pe(id: PeId, shared: Arc<Shared>, main_task: Option<Box<dyn FnOnce(&Rc<Pe
         let _ = std::io::stderr().flush();
         std::process::exit(1);
     }
-    let stats = pe.take_stats();
+    let mut stats = pe.take_stats();
+    stats.wakes = shared.pes[id.0 as usize].sleeper.stats().wakes;
     shared.stats.lock().unwrap_or_else(|e| e.into_inner())[id.0 as usize] = Some(stats);
     local::set_current(None);
 }

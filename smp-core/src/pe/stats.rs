@@ -49,6 +49,8 @@ pub(crate) struct PeStats {
     pub(crate) idle: Duration,
     /// Times the PE parked.
     pub(crate) parks: u64,
+    /// Times another thread had to wake it from a park (a syscall).
+    pub(crate) wakes: u64,
     /// Wall time of the PE's loop.
     pub(crate) wall: Duration,
     /// Per entry method.
@@ -125,6 +127,7 @@ impl Stats {
             bytes_recv: self.bytes_recv.get(),
             idle: self.idle.get(),
             parks: self.parks.get(),
+            wakes: 0,
             wall: self.started.elapsed(),
             per_ep,
             unobserved_errors: Vec::new(),
@@ -137,14 +140,14 @@ pub(crate) fn print_table(out: &mut impl Write, all: &[PeStats]) -> io::Result<(
     writeln!(out, "charmrs stats")?;
     writeln!(
         out,
-        "{:>4} {:>12} {:>14} {:>12} {:>14} {:>10} {:>7} {:>8}",
-        "PE", "msgs sent", "bytes sent", "msgs recv", "bytes recv", "idle ms", "idle %", "parks"
+        "{:>4} {:>12} {:>14} {:>12} {:>14} {:>10} {:>7} {:>8} {:>8}",
+        "PE", "msgs sent", "bytes sent", "msgs recv", "bytes recv", "idle ms", "idle %", "parks", "wakes"
     )?;
     for s in all {
         let pct = if s.wall.is_zero() { 0.0 } else { 100.0 * s.idle.as_secs_f64() / s.wall.as_secs_f64() };
         writeln!(
             out,
-            "{:>4} {:>12} {:>14} {:>12} {:>14} {:>10.3} {:>7.1} {:>8}",
+            "{:>4} {:>12} {:>14} {:>12} {:>14} {:>10.3} {:>7.1} {:>8} {:>8}",
             s.pe,
             s.msgs_sent,
             s.bytes_sent,
@@ -152,7 +155,8 @@ pub(crate) fn print_table(out: &mut impl Write, all: &[PeStats]) -> io::Result<(
             s.bytes_recv,
             s.idle.as_secs_f64() * 1e3,
             pct,
-            s.parks
+            s.parks,
+            s.wakes
         )?;
     }
     writeln!(out, "{:>4} {:<40} {:>10} {:>12} {:>10}", "PE", "entry method", "calls", "total ms", "avg us")?;

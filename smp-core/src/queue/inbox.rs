@@ -86,12 +86,10 @@ impl<T> Inbox<T> {
             // `is_empty` RMW synchronize with this push (the loom-checkable form of
             // the same argument).
             // Failure Relaxed: the observed head is again only the next expected value.
-            match self.head.compare_exchange_weak(
-                head,
-                node,
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .head
+                .compare_exchange_weak(head, node, Ordering::SeqCst, Ordering::Relaxed)
+            {
                 Ok(prev) => return prev.is_null(),
                 Err(actual) => head = actual,
             }
@@ -259,10 +257,10 @@ impl<T> core::fmt::Debug for Drain<T> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::Inbox;
+    use crate::sync::Arc;
     use proptest::prelude::*;
     use std::collections::VecDeque;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
     use std::thread;
 
     #[test]
@@ -400,7 +398,9 @@ mod tests {
 }
 
 #[cfg(all(loom, not(debug_assertions)))]
-compile_error!("loom tests need debug assertions: run with RUSTFLAGS=\"--cfg loom -C debug_assertions\"");
+compile_error!(
+    "loom tests need debug assertions: run with RUSTFLAGS=\"--cfg loom -C debug_assertions\""
+);
 
 /// Loom models (run by `ci/loom.sh`).
 #[cfg(all(test, loom))]

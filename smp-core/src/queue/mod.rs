@@ -1,4 +1,4 @@
-//! Message queues of a PE. [`inbox::Inbox`] is the lock-free MPSC inbox every PE
+//! Message queues of a PE. `inbox::Inbox` is the lock-free MPSC inbox every PE
 //! drains in its scheduler loop; its design and correctness argument are in
 //! [`README.md`](./README.md).
 

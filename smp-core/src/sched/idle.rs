@@ -304,7 +304,11 @@ impl Sleeper {
         self.counters
             .parks
             .fetch_add(1, stats_atomic::Ordering::Relaxed);
-        let start = if cfg!(loom) { None } else { Some(Instant::now()) };
+        let start = if cfg!(loom) {
+            None
+        } else {
+            Some(Instant::now())
+        };
         crate::sync::park_timeout(timeout);
         // Relaxed: as above. Reading AWAKE means a notifier won the CAS and unparked
         // us; SLEEPING means a timeout or a spurious wake-up.
@@ -320,7 +324,11 @@ impl Sleeper {
     #[inline]
     fn window(&self, spin: Duration) -> Duration {
         // Relaxed: owner-only value.
-        match self.counters.window_ns.load(stats_atomic::Ordering::Relaxed) {
+        match self
+            .counters
+            .window_ns
+            .load(stats_atomic::Ordering::Relaxed)
+        {
             0 => spin,
             ns => Duration::from_nanos(ns),
         }
@@ -352,8 +360,8 @@ impl Sleeper {
 mod tests {
     use super::{IdleOutcome, IdlePolicy, Sleeper, SleeperStats};
     use crate::queue::inbox::Inbox;
+    use crate::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
     use std::thread;
     use std::time::{Duration, Instant};
 
@@ -442,7 +450,9 @@ mod tests {
         assert!(out.parked);
         assert!(!out.notified);
         // A past deadline means a timer is due: no park at all.
-        let out = sleeper.idle(IdlePolicy::Park, Duration::ZERO, false, Some(start), || false);
+        let out = sleeper.idle(IdlePolicy::Park, Duration::ZERO, false, Some(start), || {
+            false
+        });
         assert_eq!(out, IdleOutcome::NOT_PARKED);
         // Spin stops at the deadline too.
         let out = sleeper.idle(
@@ -465,7 +475,13 @@ mod tests {
             (IdlePolicy::Spin, false),
             (IdlePolicy::Park, true),
         ] {
-            let out = sleeper.idle(policy, Duration::from_micros(5), oversubscribed, None, || true);
+            let out = sleeper.idle(
+                policy,
+                Duration::from_micros(5),
+                oversubscribed,
+                None,
+                || true,
+            );
             assert_eq!(out, IdleOutcome::NOT_PARKED);
         }
         assert_eq!(sleeper.stats().parks, 0);
@@ -512,14 +528,21 @@ mod tests {
             }
         }
         assert_eq!(pe.join().unwrap(), 0, "{mode:?}: lost wake-ups");
-        assert!(sleeper.stats().parks > 0, "{mode:?}: the owner never parked");
+        // Adaptive may legitimately catch every item while spinning.
+        if mode.0 == IdlePolicy::Park {
+            let parks = sleeper.stats().parks;
+            assert!(parks > 0, "{mode:?}: the owner never parked");
+        }
     }
 
     #[test]
     fn no_lost_wakeup_stress() {
         let rounds = if cfg!(miri) { 50 } else { 5_000 };
         ping_pong((IdlePolicy::Park, Duration::ZERO, false), rounds);
-        ping_pong((IdlePolicy::Adaptive, Duration::from_micros(2), false), rounds);
+        ping_pong(
+            (IdlePolicy::Adaptive, Duration::from_micros(2), false),
+            rounds,
+        );
         ping_pong((IdlePolicy::Park, Duration::ZERO, true), rounds);
     }
 
@@ -551,7 +574,9 @@ mod tests {
 }
 
 #[cfg(all(loom, not(debug_assertions)))]
-compile_error!("loom tests need debug assertions: run with RUSTFLAGS=\"--cfg loom -C debug_assertions\"");
+compile_error!(
+    "loom tests need debug assertions: run with RUSTFLAGS=\"--cfg loom -C debug_assertions\""
+);
 
 /// Loom models of the lost-wake-up race (run by `ci/loom.sh`). Loom reports a
 /// deadlock if the owner parks while nobody is left to unpark it.

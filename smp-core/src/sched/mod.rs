@@ -1,4 +1,4 @@
-//! The PE scheduler's building blocks. [`idle`] is the idle -> park -> wake protocol
+//! The PE scheduler's building blocks. `idle` is the idle -> park -> wake protocol
 //! of one PE; its states, the lost-wake-up proof and the spin policies are in
 //! [`README.md`](./README.md).
 

@@ -6,6 +6,7 @@
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic;
 #[cfg(not(loom))]
+#[allow(unused_imports)] // used by the tests and loom models of the protocols
 pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
 pub(crate) use std::thread;
@@ -43,7 +44,7 @@ pub(crate) use loom::cell::UnsafeCell;
 /// and compile to plain pointer accesses otherwise. Same shape as tokio's
 /// `loom::std::unsafe_cell`.
 #[cfg(not(loom))]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
 
 #[cfg(not(loom))]
@@ -64,11 +65,5 @@ impl<T> UnsafeCell<T> {
     #[inline]
     pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         f(self.0.get())
-    }
-
-    /// Unwraps the value.
-    #[inline]
-    pub(crate) fn into_inner(self) -> T {
-        self.0.into_inner()
     }
 }

@@ -1,0 +1,83 @@
+//! Ping-pong between two chares, on the first and last PE (the same PE at `+p1`):
+//! measures the one-way latency of an entry-method call.
+//!
+//! `cargo run --release --example pingpong -- +p2 [round_trips]`
+
+use std::time::Instant;
+
+use charmrs::prelude::*;
+
+/// One side of the ping-pong.
+pub struct Player {
+    left: u64,
+    done: Option<Future<()>>,
+}
+
+#[chare]
+impl Player {
+    fn new() -> Self {
+        Player { left: 0, done: None }
+    }
+
+    /// Starts `round_trips` exchanges with element 1 and completes `done` at the end.
+    fn start(&mut self, ctx: &Ctx<Self>, round_trips: u64, done: Future<()>) {
+        self.left = round_trips;
+        self.done = Some(done);
+        ctx.this_proxy().elem(1).ping(0);
+    }
+
+    /// Element 1 answers every ping.
+    fn ping(&mut self, ctx: &Ctx<Self>, n: u64) {
+        ctx.this_proxy().elem(0).pong(n + 1);
+    }
+
+    /// Element 0 counts the round trips.
+    fn pong(&mut self, ctx: &Ctx<Self>, n: u64) {
+        self.left -= 1;
+        if self.left == 0 {
+            assert_eq!(n, n.max(1), "round trip count");
+            if let Some(done) = self.done.take() {
+                done.send(());
+            }
+        } else {
+            ctx.this_proxy().elem(1).ping(n);
+        }
+    }
+}
+
+/// Puts element 0 on PE 0 and element 1 on the last PE.
+struct Ends;
+
+impl ArrayMap for Ends {
+    fn pe_of(&self, index: &Index, _shape: &Index, num_pes: u32) -> PeId {
+        if index[0] == 0 {
+            PeId(0)
+        } else {
+            PeId(num_pes - 1)
+        }
+    }
+}
+
+fn main() {
+    charmrs::start(|main| async move {
+        let trips: u64 = main.args().get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+        let players = Array::<Player>::with_map(2, Ends, ()).await.expect("players created");
+        // Warm up, then measure.
+        for (label, n) in [("warm-up", trips / 10 + 1), ("measured", trips)] {
+            let done = Future::new();
+            let t0 = Instant::now();
+            players.elem(0).start(n, done.clone());
+            done.await.expect("ping-pong finished");
+            let dt = t0.elapsed();
+            if label == "measured" {
+                println!(
+                    "pingpong: {n} round trips between PE 0 and PE {} in {:.3} s: {:.3} us one-way",
+                    charmrs::num_pes() - 1,
+                    dt.as_secs_f64(),
+                    dt.as_secs_f64() * 1e6 / (2 * n) as f64
+                );
+            }
+        }
+        charmrs::exit(0);
+    })
+}
