@@ -101,6 +101,7 @@ impl Block {
     /// A halo from a neighbour, for iteration `iter`.
     #[when(self.iter == *iter)]
     fn halo(&mut self, iter: u32, from: Side, data: Vec<f64>) {
+        debug_assert_eq!(iter, self.iter, "`when` delivers halos of the current iteration only");
         let n = self.n;
         for (k, v) in data.into_iter().enumerate() {
             let at = match from {

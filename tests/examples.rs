@@ -1,1 +1,231 @@
-//! placeholder
+//! Runs the examples as real processes, at several PE counts (including more PEs than
+//! this machine has cores), and the failure cases: every run has a timeout, and each
+//! test checks the exit status and the output.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a finished run left.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn assert_ok(&self) -> &Self {
+        assert_eq!(self.code, Some(0), "exit status\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "exit status\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    fn stdout_has(&self, s: &str) -> &Self {
+        assert!(self.stdout.contains(s), "stdout lacks {s:?}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    fn stderr_has(&self, s: &str) -> &Self {
+        assert!(self.stderr.contains(s), "stderr lacks {s:?}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// The examples cargo built next to this test binary (target/<profile>/examples).
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir").join("examples");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built (cargo test builds examples)", path.display());
+    path
+}
+
+/// Runs an example with a timeout; a run that does not end in time is killed and fails
+/// the test.
+fn run(name: &str, args: &[&str], timeout: Duration) -> Run {
+    let mut child = Command::new(example(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("example starts");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if t0.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{name} {args:?} did not finish within {timeout:?} (hang)\nstdout:\n{}\nstderr:\n{}",
+                t_out.join().unwrap_or_default(),
+                t_err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run { code: status.code(), stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() }
+}
+
+const T: Duration = Duration::from_secs(60);
+const PES: [u32; 4] = [1, 2, 4, 7];
+
+fn p(n: u32) -> String {
+    format!("+p{n}")
+}
+
+#[test]
+fn hello_every_pe_answers() {
+    for n in PES {
+        let r = run("hello", &[&p(n)], T);
+        r.assert_ok().stdout_has(&format!("{n} PEs answered"));
+        for pe in 0..n {
+            r.stdout_has(&format!("Hello from PE {pe} of {n} (asked by PE 0)"));
+        }
+    }
+}
+
+#[test]
+fn pingpong_completes() {
+    for n in PES {
+        run("pingpong", &[&p(n), "2000"], T)
+            .assert_ok()
+            .stdout_has(&format!("2000 round trips between PE 0 and PE {}", n - 1));
+    }
+}
+
+#[test]
+fn fib_is_right() {
+    for n in PES {
+        run("fib", &[&p(n), "16"], T).assert_ok().stdout_has("fib(16) = 987");
+    }
+    // With a sequential threshold.
+    run("fib", &["+p3", "22", "10"], T).assert_ok().stdout_has("fib(22) = 17711");
+}
+
+#[test]
+fn jacobi2d_converges_identically_at_every_pe_count() {
+    for n in PES {
+        run("jacobi2d", &[&p(n), "3", "8"], T).assert_ok().stdout_has("3x3 blocks of 8x8").stdout_has(" iterations, max change ");
+    }
+    let lines: Vec<String> = PES
+        .iter()
+        .map(|&n| {
+            let r = run("jacobi2d", &[&p(n), "3", "8"], T);
+            let line = r.stdout.lines().find(|l| l.starts_with("jacobi2d")).expect("result line").to_string();
+            line.split(" PEs: ").nth(1).unwrap().split(',').take(2).collect::<Vec<_>>().join(",")
+        })
+        .collect();
+    assert!(lines.windows(2).all(|w| w[0] == w[1]), "results differ across PE counts: {lines:?}");
+}
+
+#[test]
+fn reduction_tour_matches_sequential_folds() {
+    for n in PES {
+        run("reductions", &[&p(n)], T).assert_ok().stdout_has("0 mismatches");
+    }
+}
+
+#[test]
+fn stats_table_is_printed() {
+    run("hello", &["+p2", "+stats"], T)
+        .assert_ok()
+        .stdout_has("charmrs stats")
+        .stdout_has("msgs sent")
+        .stdout_has("Hello::say_hi");
+}
+
+#[test]
+fn panic_in_awaited_constructor_is_an_error_value() {
+    run("failures", &["+p2", "ctor-panic-awaited"], T)
+        .assert_code(3)
+        .stdout_has("creation failed: panic on PE 1 in Fragile::new (element 3): constructor refused index 3");
+}
+
+#[test]
+fn panic_in_constructor_nobody_awaits_ends_the_job() {
+    run("failures", &["+p2", "ctor-panic"], T)
+        .assert_code(1)
+        .stderr_has("unhandled panic on PE 1 in Fragile::new (element 2): constructor refused index 2");
+}
+
+#[test]
+fn panic_in_awaited_method_reaches_the_caller_and_the_pe_goes_on() {
+    for n in [1, 2, 4] {
+        let r = run("failures", &[&p(n), "method-panic-awaited"], T);
+        r.assert_ok()
+            .stdout_has("Fragile::poke (element ")
+            .stdout_has("poke failed on element ")
+            .stdout_has("after the panic, poke returned 1");
+    }
+    run("failures", &["+p2", "async-panic-awaited"], T)
+        .assert_ok()
+        .stdout_has("caught: panic on PE 1 in Fragile::later (element 2): async method failed");
+}
+
+#[test]
+fn panic_nobody_awaits_ends_the_job() {
+    run("failures", &["+p2", "method-panic"], T)
+        .assert_code(1)
+        .stderr_has("unhandled panic on PE 0 in Fragile::poke (element 1): poke failed on element 1");
+    run("failures", &["+p2", "main-panic"], T).assert_code(1).stderr_has("main gave up");
+}
+
+#[test]
+fn a_future_takes_one_value() {
+    run("failures", &["+p2", "double-send"], T).assert_code(1).stderr_has("was sent a second value");
+}
+
+#[test]
+fn futures_are_awaited_where_they_were_created() {
+    run("failures", &["+p2", "foreign-await"], T).assert_ok().stdout_has("refused: future created on PE 1 awaited on PE 0");
+}
+
+#[test]
+fn exit_code_is_the_process_status() {
+    run("failures", &["+p3", "exit-code"], T).assert_code(7);
+}
+
+#[test]
+fn quiescence_detection_waits_for_every_chain() {
+    for n in [1, 2, 4, 7] {
+        run("failures", &[&p(n), "qd"], T).assert_ok().stdout_has("quiescence after chains");
+    }
+}
+
+#[test]
+fn timers_and_sleep_fire_after_their_delay() {
+    run("failures", &["+p2", "timers"], T).assert_ok().stdout_has("timer fired at");
+}
+
+#[test]
+fn bad_runtime_options_are_clear_errors_with_status_2() {
+    run("hello", &["+foo"], T).assert_code(2).stderr_has("unknown runtime option '+foo'");
+    run("hello", &["+p0"], T).assert_code(2).stderr_has("+p0");
+    run("hello", &["+pabc"], T).assert_code(2).stderr_has("+pabc");
+    run("hello", &["++ppn", "2"], T).assert_code(2).stderr_has("charmrs-run");
+    run("hello", &["+idle", "sometimes"], T).assert_code(2).stderr_has("+idle");
+}
+
+#[test]
+fn idle_policies_all_work() {
+    for policy in ["spin", "park", "adaptive"] {
+        run("pingpong", &["+p2", "+idle", policy, "1000"], T).assert_ok().stdout_has("1000 round trips");
+    }
+}

@@ -1,0 +1,144 @@
+//! Failure cases the runtime must report clearly (run by the integration tests):
+//! `failures +p2 MODE` where MODE is one of
+//! `ctor-panic-awaited`, `ctor-panic`, `method-panic-awaited`, `method-panic`,
+//! `async-panic-awaited`, `double-send`, `main-panic`, `exit-code`, `foreign-await`,
+//! `qd`, `timers`.
+
+use std::time::{Duration, Instant};
+
+use charmrs::prelude::*;
+
+/// A chare that fails on request.
+pub struct Fragile {
+    calls: u32,
+}
+
+#[chare]
+impl Fragile {
+    fn new(ctx: &Ctx<Self>, bad_index: i32) -> Self {
+        if ctx.this_index()[0] == bad_index {
+            panic!("constructor refused index {bad_index}");
+        }
+        Fragile { calls: 0 }
+    }
+
+    /// Panics when `fail` is true, else counts the call.
+    fn poke(&mut self, ctx: &Ctx<Self>, fail: bool) -> u32 {
+        if fail {
+            panic!("poke failed on element {}", ctx.this_index());
+        }
+        self.calls += 1;
+        self.calls
+    }
+
+    /// Panics after a suspension.
+    async fn later(this: Handle<Self>, fail: bool) -> u32 {
+        charmrs::sleep(Duration::from_millis(1)).await;
+        if fail {
+            panic!("async method failed");
+        }
+        this.with(|f| f.calls)
+    }
+
+    /// Sends two values to one future.
+    fn send_twice(&mut self, f: Future<u32>) {
+        f.send(1);
+        f.send(2);
+    }
+
+    /// Returns a future owned by this element's PE.
+    fn make_future(&mut self) -> Future<u32> {
+        Future::new()
+    }
+
+    /// Sends `count` messages to itself through the array, one after another.
+    fn chain(&mut self, ctx: &Ctx<Self>, count: u32) {
+        self.calls += 1;
+        if count > 0 {
+            ctx.this_elem().chain(count - 1);
+        }
+    }
+}
+
+fn main() {
+    charmrs::start(|main| async move {
+        let mode = main.args().get(1).cloned().unwrap_or_default();
+        let last = charmrs::num_pes() as i32 - 1;
+        match mode.as_str() {
+            "ctor-panic-awaited" => match Array::<Fragile>::new(4, (3,)).await {
+                Ok(_) => println!("created (unexpected)"),
+                Err(e) => {
+                    println!("creation failed: {e}");
+                    charmrs::exit(3);
+                }
+            },
+            "ctor-panic" => {
+                let _a = Array::<Fragile>::new(4, (2,)).proxy();
+            }
+            "method-panic-awaited" => {
+                let a = Array::<Fragile>::new(4, (-1,)).await.expect("created");
+                match a.elem(last).poke(true).ret().await {
+                    Ok(v) => println!("no error (unexpected): {v}"),
+                    Err(e) => println!("caught: {e}"),
+                }
+                // The PE and the chare keep working after a caught panic.
+                let v = a.elem(last).poke(false).ret().await.expect("second call works");
+                println!("after the panic, poke returned {v}");
+                charmrs::exit(0);
+            }
+            "method-panic" => {
+                let a = Array::<Fragile>::new(4, (-1,)).await.expect("created");
+                a.elem(1).poke(true);
+            }
+            "async-panic-awaited" => {
+                let a = Array::<Fragile>::new(4, (-1,)).await.expect("created");
+                match a.elem(2).later(true).ret().await {
+                    Ok(v) => println!("no error (unexpected): {v}"),
+                    Err(e) => println!("caught: {e}"),
+                }
+                charmrs::exit(0);
+            }
+            "double-send" => {
+                let a = Array::<Fragile>::new(2, (-1,)).await.expect("created");
+                let f = Future::<u32>::new();
+                a.elem(1).send_twice(f.clone());
+                let _ = f.await;
+            }
+            "main-panic" => panic!("main gave up"),
+            "exit-code" => charmrs::exit(7),
+            "foreign-await" => {
+                let a = Array::<Fragile>::new(2, (-1,)).await.expect("created");
+                let f = a.elem(1).make_future().ret().await.expect("future made");
+                match f.await {
+                    Ok(v) => println!("awaited a foreign future (unexpected): {v}"),
+                    Err(e) => println!("refused: {e}"),
+                }
+                charmrs::exit(0);
+            }
+            "qd" => {
+                let a = Array::<Fragile>::new(8, (-1,)).await.expect("created");
+                a.chain(200);
+                charmrs::wait_qd().await.expect("quiescence");
+                let counts = a.poke(false).ret_all().await.expect("counted");
+                println!("quiescence after chains; counts {counts:?}");
+                let ok = counts.iter().all(|&c| c == 202);
+                charmrs::exit(if ok { 0 } else { 1 });
+            }
+            "timers" => {
+                let t0 = Instant::now();
+                let fired = Future::<u64>::new();
+                let f2 = fired.clone();
+                charmrs::call_after(Duration::from_millis(30), move || f2.send(t0.elapsed().as_millis() as u64));
+                charmrs::sleep(Duration::from_millis(20)).await;
+                let slept = t0.elapsed().as_millis();
+                let at = fired.await.expect("timer fired");
+                println!("slept {slept} ms, timer fired at {at} ms");
+                charmrs::exit(if slept >= 20 && at >= 30 { 0 } else { 1 });
+            }
+            other => {
+                eprintln!("unknown mode {other:?}");
+                charmrs::exit(2);
+            }
+        }
+    })
+}
