@@ -128,7 +128,9 @@ fn main() {
                 let t0 = Instant::now();
                 let fired = Future::<u64>::new();
                 let f2 = fired.clone();
-                charmrs::call_after(Duration::from_millis(30), move || f2.send(t0.elapsed().as_millis() as u64));
+                charmrs::call_after(Duration::from_millis(30), move || {
+                    f2.send(t0.elapsed().as_millis() as u64)
+                });
                 charmrs::sleep(Duration::from_millis(20)).await;
                 let slept = t0.elapsed().as_millis();
                 let at = fired.await.expect("timer fired");

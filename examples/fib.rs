@@ -47,7 +47,11 @@ fn main() {
         let r = workers.elem(0).fib(n, threshold).ret().await.expect("fib");
         let dt = t0.elapsed();
         let expected = fib_seq(n);
-        println!("fib({n}) = {r} on {} PEs in {:.3} s (threshold {threshold})", charmrs::num_pes(), dt.as_secs_f64());
+        println!(
+            "fib({n}) = {r} on {} PEs in {:.3} s (threshold {threshold})",
+            charmrs::num_pes(),
+            dt.as_secs_f64()
+        );
         if r != expected {
             eprintln!("wrong result: expected {expected}");
             charmrs::exit(1);

@@ -24,11 +24,21 @@ impl Run {
         self
     }
     fn stdout_has(&self, s: &str) -> &Self {
-        assert!(self.stdout.contains(s), "stdout lacks {s:?}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert!(
+            self.stdout.contains(s),
+            "stdout lacks {s:?}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
     fn stderr_has(&self, s: &str) -> &Self {
-        assert!(self.stderr.contains(s), "stderr lacks {s:?}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert!(
+            self.stderr.contains(s),
+            "stderr lacks {s:?}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 }
@@ -80,7 +90,11 @@ fn run(name: &str, args: &[&str], timeout: Duration) -> Run {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Run { code: status.code(), stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() }
+    Run {
+        code: status.code(),
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
 }
 
 const T: Duration = Duration::from_secs(60);
@@ -122,7 +136,10 @@ fn fib_is_right() {
 #[test]
 fn jacobi2d_converges_identically_at_every_pe_count() {
     for n in PES {
-        run("jacobi2d", &[&p(n), "3", "8"], T).assert_ok().stdout_has("3x3 blocks of 8x8").stdout_has(" iterations, max change ");
+        run("jacobi2d", &[&p(n), "3", "8"], T)
+            .assert_ok()
+            .stdout_has("3x3 blocks of 8x8")
+            .stdout_has(" iterations, max change ");
     }
     let lines: Vec<String> = PES
         .iter()
@@ -153,9 +170,9 @@ fn stats_table_is_printed() {
 
 #[test]
 fn panic_in_awaited_constructor_is_an_error_value() {
-    run("failures", &["+p2", "ctor-panic-awaited"], T)
-        .assert_code(3)
-        .stdout_has("creation failed: panic on PE 1 in Fragile::new (element 3): constructor refused index 3");
+    run("failures", &["+p2", "ctor-panic-awaited"], T).assert_code(3).stdout_has(
+        "creation failed: panic on PE 1 in Fragile::new (element 3): constructor refused index 3",
+    );
 }
 
 #[test]
@@ -194,7 +211,9 @@ fn a_future_takes_one_value() {
 
 #[test]
 fn futures_are_awaited_where_they_were_created() {
-    run("failures", &["+p2", "foreign-await"], T).assert_ok().stdout_has("refused: future created on PE 1 awaited on PE 0");
+    run("failures", &["+p2", "foreign-await"], T)
+        .assert_ok()
+        .stdout_has("refused: future created on PE 1 awaited on PE 0");
 }
 
 #[test]

@@ -82,11 +82,7 @@ pub enum WarningKind {
 
 impl WarningKind {
     /// Every warning kind.
-    pub const ALL: [WarningKind; 3] = [
-        WarningKind::Oversubscribed,
-        WarningKind::Pinning,
-        WarningKind::Hwloc,
-    ];
+    pub const ALL: [WarningKind; 3] = [WarningKind::Oversubscribed, WarningKind::Pinning, WarningKind::Hwloc];
 
     /// The name used in `CHARMRS_WARN`.
     pub fn name(self) -> &'static str {
@@ -209,9 +205,7 @@ fn unknown_hint(option: &str) -> String {
     if matches!(name, "ppn" | "nodelist" | "n" | "np" | "nodes") {
         format!("did you mean '++{name}'? it needs the `charmrs-run` launcher")
     } else {
-        format!(
-            "known: {KNOWN_OPTIONS}; use '--' to pass arguments starting with '+' to the program"
-        )
+        format!("known: {KNOWN_OPTIONS}; use '--' to pass arguments starting with '+' to the program")
     }
 }
 
@@ -338,24 +332,17 @@ impl Config {
                 "nopin" => cmd.nopin = true,
                 "setcpuaffinity" => {}
                 "idle" | "spin-us" | "tree-arity" => {
-                    let value = it.next().ok_or_else(|| ConfigError::MissingValue {
-                        option: arg.clone(),
-                    })?;
+                    let value = it.next().ok_or_else(|| ConfigError::MissingValue { option: arg.clone() })?;
                     let bad = |expected| ConfigError::BadValue {
                         option: arg.clone(),
                         value: value.clone(),
                         expected,
                     };
                     match name {
-                        "idle" => {
-                            cmd.idle = Some(parse_idle(&value).ok_or_else(|| bad(EXPECT_IDLE))?)
-                        }
-                        "spin-us" => {
-                            cmd.spin = Some(parse_spin(&value).ok_or_else(|| bad(EXPECT_SPIN))?)
-                        }
+                        "idle" => cmd.idle = Some(parse_idle(&value).ok_or_else(|| bad(EXPECT_IDLE))?),
+                        "spin-us" => cmd.spin = Some(parse_spin(&value).ok_or_else(|| bad(EXPECT_SPIN))?),
                         _ => {
-                            cmd.tree_arity =
-                                Some(parse_arity(&value).ok_or_else(|| bad(EXPECT_ARITY))?);
+                            cmd.tree_arity = Some(parse_arity(&value).ok_or_else(|| bad(EXPECT_ARITY))?);
                         }
                     }
                 }
@@ -363,9 +350,7 @@ impl Config {
                 _ if name.starts_with('p') => {
                     let inline = &name[1..];
                     let value = if inline.is_empty() {
-                        it.next().ok_or_else(|| ConfigError::MissingValue {
-                            option: "+p".to_owned(),
-                        })?
+                        it.next().ok_or_else(|| ConfigError::MissingValue { option: "+p".to_owned() })?
                     } else {
                         inline.to_owned()
                     };
@@ -376,9 +361,7 @@ impl Config {
                             // `+pfoo` with a non-numeric tail is most likely
                             // a misspelled option rather than a bad count.
                             if !inline.is_empty()
-                                && !inline.starts_with(|c: char| {
-                                    c.is_ascii_digit() || c == '-' || c == '+'
-                                })
+                                && !inline.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+')
                                 && inline.len() > 1
                             {
                                 return Err(ConfigError::UnknownOption { option: arg });
@@ -397,44 +380,37 @@ impl Config {
 
         // Environment, only for what the command line left unset.
         let var = |name: &'static str| env(name).filter(|v| !v.trim().is_empty());
-        let bad_env = |var: &'static str, value: String, expected| ConfigError::BadEnv {
-            var,
-            value,
-            expected,
-        };
+        let bad_env =
+            |var: &'static str, value: String, expected| ConfigError::BadEnv { var, value, expected };
         let defaults = Config::default();
 
         let num_pes = match cmd.num_pes {
             Some(n) => n,
             None => match var("CHARMRS_PES") {
-                Some(v) => {
-                    parse_pes(v.trim()).map_err(|_| bad_env("CHARMRS_PES", v, EXPECT_PES))?
-                }
+                Some(v) => parse_pes(v.trim()).map_err(|_| bad_env("CHARMRS_PES", v, EXPECT_PES))?,
                 None => defaults.num_pes,
             },
         };
         let idle = match cmd.idle {
             Some(p) => p,
             None => match var("CHARMRS_IDLE") {
-                Some(v) => {
-                    parse_idle(v.trim()).ok_or_else(|| bad_env("CHARMRS_IDLE", v, EXPECT_IDLE))?
-                }
+                Some(v) => parse_idle(v.trim()).ok_or_else(|| bad_env("CHARMRS_IDLE", v, EXPECT_IDLE))?,
                 None => defaults.idle,
             },
         };
         let spin = match cmd.spin {
             Some(d) => d,
             None => match var("CHARMRS_SPIN_US") {
-                Some(v) => parse_spin(v.trim())
-                    .ok_or_else(|| bad_env("CHARMRS_SPIN_US", v, EXPECT_SPIN))?,
+                Some(v) => parse_spin(v.trim()).ok_or_else(|| bad_env("CHARMRS_SPIN_US", v, EXPECT_SPIN))?,
                 None => defaults.spin,
             },
         };
         let tree_arity = match cmd.tree_arity {
             Some(k) => k,
             None => match var("CHARMRS_TREE_ARITY") {
-                Some(v) => parse_arity(v.trim())
-                    .ok_or_else(|| bad_env("CHARMRS_TREE_ARITY", v, EXPECT_ARITY))?,
+                Some(v) => {
+                    parse_arity(v.trim()).ok_or_else(|| bad_env("CHARMRS_TREE_ARITY", v, EXPECT_ARITY))?
+                }
                 None => defaults.tree_arity,
             },
         };
@@ -442,9 +418,7 @@ impl Config {
             false
         } else {
             match var("CHARMRS_NOPIN") {
-                Some(v) => {
-                    !parse_bool(&v).ok_or_else(|| bad_env("CHARMRS_NOPIN", v, EXPECT_BOOL))?
-                }
+                Some(v) => !parse_bool(&v).ok_or_else(|| bad_env("CHARMRS_NOPIN", v, EXPECT_BOOL))?,
                 None => defaults.pin,
             }
         };
@@ -453,26 +427,16 @@ impl Config {
             None => BTreeSet::new(),
         };
 
-        Ok(Config {
-            num_pes,
-            stats: cmd.stats,
-            idle,
-            spin,
-            tree_arity,
-            pin,
-            silenced_warnings,
-            user_args,
-        })
+        Ok(Config { num_pes, stats: cmd.stats, idle, spin, tree_arity, pin, silenced_warnings, user_args })
     }
 
     /// `parse(std::env::args(), |k| std::env::var(k).ok())`.
     ///
     /// Arguments that are not valid Unicode are converted lossily.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::parse(
-            std::env::args_os().map(|a| a.to_string_lossy().into_owned()),
-            |k| std::env::var(k).ok(),
-        )
+        Config::parse(std::env::args_os().map(|a| a.to_string_lossy().into_owned()), |k| {
+            std::env::var(k).ok()
+        })
     }
 
     /// Whether warnings of kind `name` should be shown (not silenced by
@@ -497,10 +461,7 @@ mod tests {
     }
 
     fn parse_env(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::parse(args.iter().copied(), move |k| map.get(k).cloned())
     }
 
@@ -567,34 +528,16 @@ mod tests {
     #[test]
     fn bad_pes() {
         assert!(matches!(parse(&["a", "+p0"]), Err(ConfigError::ZeroPes)));
-        assert!(matches!(
-            parse(&["a", "+p", "0"]),
-            Err(ConfigError::ZeroPes)
-        ));
+        assert!(matches!(parse(&["a", "+p", "0"]), Err(ConfigError::ZeroPes)));
         assert!(matches!(
             parse(&["a", "+p-1"]),
             Err(ConfigError::BadValue { ref value, .. }) if value == "-1"
         ));
-        assert!(matches!(
-            parse(&["a", "+pabc"]),
-            Err(ConfigError::UnknownOption { .. })
-        ));
-        assert!(matches!(
-            parse(&["a", "+p", "abc"]),
-            Err(ConfigError::BadValue { .. })
-        ));
-        assert!(matches!(
-            parse(&["a", "+p4x"]),
-            Err(ConfigError::BadValue { .. })
-        ));
-        assert!(matches!(
-            parse(&["a", "+p99999999999"]),
-            Err(ConfigError::BadValue { .. })
-        ));
-        assert!(matches!(
-            parse(&["a", "+p"]),
-            Err(ConfigError::MissingValue { .. })
-        ));
+        assert!(matches!(parse(&["a", "+pabc"]), Err(ConfigError::UnknownOption { .. })));
+        assert!(matches!(parse(&["a", "+p", "abc"]), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(parse(&["a", "+p4x"]), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(parse(&["a", "+p99999999999"]), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(parse(&["a", "+p"]), Err(ConfigError::MissingValue { .. })));
         assert_eq!(err(&["a", "+p"]), "runtime option '+p' needs a value");
         assert_eq!(
             err(&["a", "+p-1"]),
@@ -606,45 +549,21 @@ mod tests {
 
     #[test]
     fn bad_values() {
-        assert!(matches!(
-            parse(&["a", "+idle", "nap"]),
-            Err(ConfigError::BadValue { .. })
-        ));
-        assert!(matches!(
-            parse(&["a", "+idle"]),
-            Err(ConfigError::MissingValue { .. })
-        ));
-        assert!(matches!(
-            parse(&["a", "+tree-arity", "1"]),
-            Err(ConfigError::BadValue { .. })
-        ));
-        assert!(matches!(
-            parse(&["a", "+spin-us", "-3"]),
-            Err(ConfigError::BadValue { .. })
-        ));
-        assert!(matches!(
-            parse(&["a", "+spin-us"]),
-            Err(ConfigError::MissingValue { .. })
-        ));
-        assert_eq!(
-            parse(&["a", "+idle", "SPIN"]).unwrap().idle,
-            IdlePolicy::Spin
-        );
+        assert!(matches!(parse(&["a", "+idle", "nap"]), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(parse(&["a", "+idle"]), Err(ConfigError::MissingValue { .. })));
+        assert!(matches!(parse(&["a", "+tree-arity", "1"]), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(parse(&["a", "+spin-us", "-3"]), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(parse(&["a", "+spin-us"]), Err(ConfigError::MissingValue { .. })));
+        assert_eq!(parse(&["a", "+idle", "SPIN"]).unwrap().idle, IdlePolicy::Spin);
         assert_eq!(parse(&["a", "+spin-us", "0"]).unwrap().spin, Duration::ZERO);
     }
 
     #[test]
     fn unknown_and_launcher_options() {
         let m = err(&["a", "+foo"]);
-        assert!(
-            m.starts_with("unknown runtime option '+foo' (known: +p, +stats"),
-            "{m}"
-        );
+        assert!(m.starts_with("unknown runtime option '+foo' (known: +p, +stats"), "{m}");
         assert!(!m.contains('\n'));
-        assert!(matches!(
-            parse(&["a", "+"]),
-            Err(ConfigError::UnknownOption { .. })
-        ));
+        assert!(matches!(parse(&["a", "+"]), Err(ConfigError::UnknownOption { .. })));
         let m = err(&["a", "+ppn", "2"]);
         assert!(m.contains("++ppn") && m.contains("charmrs-run"), "{m}");
         let e = parse(&["a", "++ppn", "2"]).unwrap_err();
@@ -688,10 +607,7 @@ mod tests {
         let c = parse_env(&["a", "+p2"], &[("CHARMRS_PES", "lots")]).unwrap();
         assert_eq!(c.num_pes, 2);
         // Empty counts as unset.
-        assert_eq!(
-            parse_env(&["a"], &[("CHARMRS_PES", "")]).unwrap().num_pes,
-            1
-        );
+        assert_eq!(parse_env(&["a"], &[("CHARMRS_PES", "")]).unwrap().num_pes, 1);
         assert!(parse_env(&["a"], &[("CHARMRS_NOPIN", "0")]).unwrap().pin);
         let all = parse_env(&["a"], &[("CHARMRS_WARN", "all")]).unwrap();
         assert!(WarningKind::ALL.iter().all(|&k| !all.warning_enabled(k)));
@@ -709,10 +625,7 @@ mod tests {
             ("CHARMRS_WARN", "hwloc,loud"),
         ] {
             let e = parse_env(&["a"], &[(var, val)]).unwrap_err();
-            assert!(
-                matches!(e, ConfigError::BadEnv { var: v, .. } if v == var),
-                "{var}"
-            );
+            assert!(matches!(e, ConfigError::BadEnv { var: v, .. } if v == var), "{var}");
             let m = e.to_string();
             assert!(m.contains(var) && m.contains(val), "{m}");
         }

@@ -23,7 +23,9 @@ pub enum Error {
         message: String,
     },
     /// A future was awaited on a PE other than the one that created it.
-    #[error("future created on PE {owner} awaited on PE {pe}: a future can only be awaited where it was created")]
+    #[error(
+        "future created on PE {owner} awaited on PE {pe}: a future can only be awaited where it was created"
+    )]
     NotOwner {
         /// PE that created the future.
         owner: PeId,

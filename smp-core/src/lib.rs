@@ -4,24 +4,25 @@
 //! and Charm4py. A program is a set of *chares* (distributed objects) that call each
 //! other's *entry methods* asynchronously; the runtime decides where they run.
 //!
-//! ```no_run
+//! ```
 //! use charmrs::prelude::*;
 //!
-//! #[derive(Default)]
-//! struct Hello;
+//! pub struct Hello;
 //!
 //! #[chare]
 //! impl Hello {
-//!     fn new(_ctx: &Ctx<Self>) -> Self { Hello }
-//!     fn greet(&mut self, ctx: &Ctx<Self>, from: u32) -> String {
+//!     fn new() -> Self { Hello }
+//!     fn greet(&self, ctx: &Ctx<Self>, from: u32) -> String {
 //!         format!("PE {} greets PE {from}", ctx.my_pe())
 //!     }
 //! }
 //!
 //! fn main() {
+//!     // `./app +p4` runs 4 PEs; without options, 1.
 //!     charmrs::start(|_main| async move {
 //!         let group = Group::<Hello>::new(()).await.expect("group created");
-//!         let lines = group.greet(0).ret().await.expect("every PE answered");
+//!         // A broadcast with a return value: every element's answer, by index.
+//!         let lines = group.greet(0).ret_all().await.expect("every PE answered");
 //!         for line in lines { println!("{line}"); }
 //!         charmrs::exit(0);
 //!     })
@@ -74,8 +75,8 @@ pub use error::{Error, Result};
 pub use future::{iwait, wait_all, wait_any, Future, Iwait};
 pub use msg::Payload;
 pub use pe::{
-    abort, exit, get_host_pes, my_host, my_pe, num_hosts, num_pes, spawn, start, start_with,
-    MainCtx, PeId,
+    abort, exit, get_host_pes, my_host, my_pe, num_hosts, num_pes, spawn, start, start_with, Job, MainCtx,
+    PeId,
 };
 pub use qd::{start_qd, wait_qd};
 pub use reduction::{Bitwise, Logical, Numeric, RedTarget, Reducer};
@@ -90,19 +91,18 @@ pub use charmrs_macros::chare;
 /// Everything a charmrs program usually needs.
 pub mod prelude {
     pub use crate::{
-        chare, Array, ArrayMap, Call, Chare, Ctx, Future, Group, Handle, Index, MainCtx, PeId,
-        Proxy, RedTarget, Reducer, Single,
+        chare, Array, ArrayMap, Call, Chare, Ctx, Future, Group, Handle, Index, MainCtx, PeId, Proxy,
+        RedTarget, Reducer, Single,
     };
 }
 
 /// Items used by the code that `#[chare]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::chare::registry::{EntryDesc, ENTRIES};
-    pub use crate::chare::invoke::{
-        invoke_async, invoke_ctor, invoke_mut, invoke_ref, when_check, Invoke,
-    };
+    pub use crate::chare::invoke::{invoke_async, invoke_ctor, invoke_mut, invoke_ref, when_check, Invoke};
     pub use crate::chare::proxy::{call, RawProxy};
+    pub use crate::chare::registry::{EntryDesc, WhenFn, ENTRIES};
+    pub use crate::msg::{sizes, Sizes};
     pub use linkme;
     pub use serde;
 }

@@ -22,7 +22,11 @@ pub(crate) struct Timers {
 impl Timers {
     /// No timers.
     pub(crate) fn new() -> Timers {
-        Timers { heap: RefCell::new(BinaryHeap::new()), callbacks: RefCell::new(HashMap::new()), next: Cell::new(0) }
+        Timers {
+            heap: RefCell::new(BinaryHeap::new()),
+            callbacks: RefCell::new(HashMap::new()),
+            next: Cell::new(0),
+        }
     }
 
     /// Runs `f` on this PE at `at` or later.

@@ -65,11 +65,7 @@ pub(crate) struct TopoWarning {
 
 impl fmt::Display for TopoWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (silence with CHARMRS_WARN={})",
-            self.message, self.kind
-        )
+        write!(f, "{} (silence with CHARMRS_WARN={})", self.message, self.kind)
     }
 }
 
@@ -91,7 +87,6 @@ pub(crate) struct Placement {
     /// Warnings for the runtime to print (subject to `CHARMRS_WARN`).
     pub(crate) warnings: Vec<TopoWarning>,
 }
-
 
 /// One core of a machine description for [`order_cpus`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,15 +127,8 @@ fn assign(
 ) -> Placement {
     let n = num_pes as usize;
     let usable_pus = order.len();
-    let cpus = (0..n)
-        .map(|pe| {
-            if pin && usable_pus > 0 {
-                Some(order[pe % usable_pus])
-            } else {
-                None
-            }
-        })
-        .collect();
+    let cpus =
+        (0..n).map(|pe| if pin && usable_pus > 0 { Some(order[pe % usable_pus]) } else { None }).collect();
     let oversubscribed = usable_pus > 0 && n > usable_pus;
     if oversubscribed {
         warnings.push(TopoWarning {
@@ -151,22 +139,12 @@ fn assign(
             ),
         });
     }
-    Placement {
-        cpus,
-        num_cores,
-        usable_pus,
-        oversubscribed,
-        source,
-        warnings,
-    }
+    Placement { cpus, num_cores, usable_pus, oversubscribed, source, warnings }
 }
 
 /// The CPUs in the calling thread's affinity mask, if known.
 fn affinity_mask() -> Option<Vec<usize>> {
-    let mut ids: Vec<usize> = core_affinity::get_core_ids()?
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()?.into_iter().map(|c| c.id).collect();
     ids.sort_unstable();
     ids.dedup();
     (!ids.is_empty()).then_some(ids)
@@ -204,23 +182,13 @@ fn cores_of_topology(
         }
         let core = pu.first_ancestor_with_type(ObjectType::Core);
         let core_key = core.map_or(usize::MAX - pu.logical_index(), |c| c.logical_index());
-        let package = pu
-            .first_ancestor_with_type(ObjectType::Package)
-            .map_or(0, |p| p.logical_index());
+        let package = pu.first_ancestor_with_type(ObjectType::Package).map_or(0, |p| p.logical_index());
         // NUMA nodes are memory children in hwloc 2, not ancestors: match
         // by cpuset.
-        let numa = numas
-            .iter()
-            .find(|(_, set)| set.is_set(os))
-            .map_or(0, |(i, _)| *i);
+        let numa = numas.iter().find(|(_, set)| set.is_set(os)).map_or(0, |(i, _)| *i);
         match cores.iter_mut().find(|c| c.core == core_key) {
             Some(c) => c.pus.push(os),
-            None => cores.push(CoreDesc {
-                package,
-                numa,
-                core: core_key,
-                pus: vec![os],
-            }),
+            None => cores.push(CoreDesc { package, numa, core: core_key, pus: vec![os] }),
         }
     }
     if cores.is_empty() {
@@ -246,14 +214,7 @@ pub(crate) fn plan(num_pes: u32, pin: bool) -> Placement {
     match hwloc_cores(mask.as_deref()) {
         Ok(cores) => {
             let order = order_cpus(&cores);
-            return assign(
-                num_pes,
-                pin,
-                &order,
-                cores.len(),
-                TopoSource::Hwloc,
-                warnings,
-            );
+            return assign(num_pes, pin, &order, cores.len(), TopoSource::Hwloc, warnings);
         }
         Err(why) => warnings.push(TopoWarning {
             kind: WarningKind::Hwloc,
@@ -284,7 +245,6 @@ pub(crate) fn plan(num_pes: u32, pin: bool) -> Placement {
     }
 }
 
-
 /// Pins the calling thread to OS CPU `cpu` (`core_affinity::set_for_current`).
 /// Returns false if the OS refused (the runtime then warns once, kind
 /// [`WarningKind::Pinning`]).
@@ -300,12 +260,7 @@ mod tests {
     use super::*;
 
     fn core(package: usize, numa: usize, core: usize, pus: &[usize]) -> CoreDesc {
-        CoreDesc {
-            package,
-            numa,
-            core,
-            pus: pus.to_vec(),
-        }
+        CoreDesc { package, numa, core, pus: pus.to_vec() }
     }
 
     #[test]
@@ -328,12 +283,8 @@ mod tests {
     fn order_fills_package_before_next_even_with_interleaved_numbering() {
         // Package 0 holds even CPUs, package 1 odd ones (a common BIOS
         // numbering); 2 cores per package, 2 PUs per core.
-        let cores = [
-            core(1, 1, 2, &[1, 5]),
-            core(0, 0, 0, &[0, 4]),
-            core(1, 1, 3, &[3, 7]),
-            core(0, 0, 1, &[2, 6]),
-        ];
+        let cores =
+            [core(1, 1, 2, &[1, 5]), core(0, 0, 0, &[0, 4]), core(1, 1, 3, &[3, 7]), core(0, 0, 1, &[2, 6])];
         assert_eq!(order_cpus(&cores), [0, 2, 1, 3, 4, 6, 5, 7]);
     }
 
@@ -350,12 +301,7 @@ mod tests {
     #[test]
     fn order_numa_inside_package() {
         // One package, two NUMA nodes, numbering interleaved across nodes.
-        let cores = [
-            core(0, 1, 1, &[1]),
-            core(0, 0, 0, &[0]),
-            core(0, 1, 3, &[3]),
-            core(0, 0, 2, &[2]),
-        ];
+        let cores = [core(0, 1, 1, &[1]), core(0, 0, 0, &[0]), core(0, 1, 3, &[3]), core(0, 0, 2, &[2])];
         assert_eq!(order_cpus(&cores), [0, 2, 1, 3]);
     }
 
@@ -367,10 +313,7 @@ mod tests {
         assert_eq!(p.warnings.len(), 1);
         assert_eq!(p.warnings[0].kind, WarningKind::Oversubscribed);
         let m = p.warnings[0].to_string();
-        assert!(
-            m.contains("+p5") && m.contains("CHARMRS_WARN=oversubscribed"),
-            "{m}"
-        );
+        assert!(m.contains("+p5") && m.contains("CHARMRS_WARN=oversubscribed"), "{m}");
 
         let p = assign(2, true, &[3, 1], 2, TopoSource::Hwloc, Vec::new());
         assert_eq!(p.cpus, [Some(3), Some(1)]);
@@ -406,12 +349,7 @@ mod tests {
                 assert_eq!(pl.source, TopoSource::AffinityMask);
                 assert!(pl.warnings.iter().any(|w| w.kind == WarningKind::Hwloc));
             }
-            assert_eq!(
-                pl.warnings
-                    .iter()
-                    .any(|w| w.kind == WarningKind::Oversubscribed),
-                pl.oversubscribed
-            );
+            assert_eq!(pl.warnings.iter().any(|w| w.kind == WarningKind::Oversubscribed), pl.oversubscribed);
         }
         let unpinned = plan(2, false);
         assert!(unpinned.cpus.iter().all(Option::is_none));
@@ -439,11 +377,7 @@ mod tests {
         let target = plan(1, true).cpus[0].expect("a cpu");
         std::thread::spawn(move || {
             assert!(pin_current_thread(target));
-            let now: Vec<usize> = core_affinity::get_core_ids()
-                .unwrap()
-                .into_iter()
-                .map(|c| c.id)
-                .collect();
+            let now: Vec<usize> = core_affinity::get_core_ids().unwrap().into_iter().map(|c| c.id).collect();
             assert_eq!(now, [target]);
             assert!(!pin_current_thread(MAX_PINNABLE_CPU + 5));
             // A CPU this process may not use (index 1000 on a small box).
@@ -474,10 +408,7 @@ mod tests {
             assert_eq!(d.pus, [2 * c, 2 * c + 1]);
         }
         let order = order_cpus(&cores);
-        let expected: Vec<usize> = (0..8)
-            .map(|c| 2 * c)
-            .chain((0..8).map(|c| 2 * c + 1))
-            .collect();
+        let expected: Vec<usize> = (0..8).map(|c| 2 * c).chain((0..8).map(|c| 2 * c + 1)).collect();
         assert_eq!(order, expected);
         // A mask (taskset) removing core 0's first PU and all of core 1.
         let mask: Vec<usize> = (0..16).filter(|&i| i != 0 && i != 2 && i != 3).collect();
@@ -494,9 +425,6 @@ mod tests {
         let order = order_cpus(&cores_of_topology(&topo, None).unwrap());
         assert_eq!(order, [0, 1, 2, 3, 4, 5, 6, 7]);
         let p = assign(6, true, &order, 4, TopoSource::Hwloc, Vec::new());
-        assert_eq!(
-            p.cpus,
-            [Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)]
-        );
+        assert_eq!(p.cpus, [Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)]);
     }
 }

@@ -31,9 +31,12 @@ pub fn chare(attr: TokenStream, item: TokenStream) -> TokenStream {
         match syn::parse::<syn::Visibility>(attr) {
             Ok(v) => v,
             Err(_) => {
-                return syn::Error::new(Span::call_site(), "#[chare] takes an optional visibility for the proxy, e.g. #[chare(pub(crate))]")
-                    .to_compile_error()
-                    .into()
+                return syn::Error::new(
+                    Span::call_site(),
+                    "#[chare] takes an optional visibility for the proxy, e.g. #[chare(pub(crate))]",
+                )
+                .to_compile_error()
+                .into()
             }
         }
     };
@@ -90,7 +93,10 @@ fn parse_method(f: &mut ImplItemFn) -> syn::Result<Method> {
         Some(FnArg::Receiver(r)) => {
             let m = r.mutability.is_some();
             if r.reference.is_none() {
-                return Err(syn::Error::new(r.span(), "entry methods take `&self` or `&mut self`, not `self`"));
+                return Err(syn::Error::new(
+                    r.span(),
+                    "entry methods take `&self` or `&mut self`, not `self`",
+                ));
             }
             inputs.next();
             Some(m)
@@ -101,10 +107,8 @@ fn parse_method(f: &mut ImplItemFn) -> syn::Result<Method> {
     let is_ctor = sig.ident == "new";
     let mut ctx = false;
     if let Some(FnArg::Typed(t)) = inputs.peek() {
-        if is_async && is_named(&t.ty, "Handle") {
-            inputs.next();
-            ctx = true;
-        } else if !is_async && is_named(&t.ty, "Ctx") {
+        let first = if is_async { "Handle" } else { "Ctx" };
+        if is_named(&t.ty, first) {
             inputs.next();
             ctx = true;
         }
@@ -151,7 +155,9 @@ fn expand(mut item: ItemImpl, vis: syn::Visibility) -> syn::Result<TokenStream2>
         return Err(syn::Error::new(item.generics.span(), "chare types cannot be generic"));
     }
     let self_ty = (*item.self_ty).clone();
-    let Type::Path(tp) = &self_ty else { return Err(syn::Error::new(self_ty.span(), "expected a type name")) };
+    let Type::Path(tp) = &self_ty else {
+        return Err(syn::Error::new(self_ty.span(), "expected a type name"));
+    };
     let ty_ident = tp.path.segments.last().expect("a path").ident.clone();
     let proxy = format_ident!("{}Proxy", ty_ident);
     let mut methods = Vec::new();
@@ -161,7 +167,10 @@ fn expand(mut item: ItemImpl, vis: syn::Visibility) -> syn::Result<TokenStream2>
         }
     }
     let Some(ctor) = methods.iter().find(|m| matches!(m.kind, Kind::Ctor { .. })) else {
-        return Err(syn::Error::new(item.span(), "a chare needs a constructor `fn new([ctx: &Ctx<Self>,] args...) -> Self`"));
+        return Err(syn::Error::new(
+            item.span(),
+            "a chare needs a constructor `fn new([ctx: &Ctx<Self>,] args...) -> Self`",
+        ));
     };
     let ctor_tys: Vec<&Type> = ctor.args.iter().map(|a| &a.1).collect();
     let ctor_static = format_ident!("__CHARMRS_EP_{}_new", ty_ident);

@@ -111,10 +111,9 @@ fn take_args<A: Payload>(args: Args, desc: &EntryDesc) -> A {
 
 fn slot_of<'a, C: Chare>(target: &Target<'a>, desc: &EntryDesc) -> Rc<Slot<C>> {
     match target {
-        Target::Elem(e) => Rc::clone(e)
-            .into_any_rc()
-            .downcast::<Slot<C>>()
-            .unwrap_or_else(|_| fatal(&format!("entry method {} called on a chare of another type", desc.name()))),
+        Target::Elem(e) => Rc::clone(e).into_any_rc().downcast::<Slot<C>>().unwrap_or_else(|_| {
+            fatal(&format!("entry method {} called on a chare of another type", desc.name()))
+        }),
         Target::New(_) => fatal(&format!("entry method {} delivered as a constructor", desc.name())),
     }
 }
@@ -126,9 +125,13 @@ fn complete<R: Payload>(meta: &ElemMeta, desc: &EntryDesc, reply: Reply, result:
         (Reply::None, Ok(_)) => {}
         (Reply::None, Err(e)) => fatal(&format!("unhandled {e}")),
         (Reply::Future(f), r) => Future::<R>::from_id(f).complete(r),
-        (Reply::Bcast { fut, gather: true }, r) => {
-            reduction::contribute(meta, Stream::Bcast(fut), r, Reducer::<R, Vec<R>>::gather(), RedTarget::from_id(fut))
-        }
+        (Reply::Bcast { fut, gather: true }, r) => reduction::contribute(
+            meta,
+            Stream::Bcast(fut),
+            r,
+            Reducer::<R, Vec<R>>::gather(),
+            RedTarget::from_id(fut),
+        ),
         (Reply::Bcast { fut, gather: false }, r) => reduction::contribute(
             meta,
             Stream::Bcast(fut),
@@ -228,7 +231,12 @@ pub(crate) fn after_state_change(meta: &ElemMeta) {
 
 /// Delivers one call to an element, or buffers it while its `when` condition is false.
 /// Returns whether it ran.
-pub(crate) fn deliver(pe: &Rc<PeLocal>, elem: &Rc<dyn AnyElem>, desc: &'static EntryDesc, env: Envelope) -> bool {
+pub(crate) fn deliver(
+    pe: &Rc<PeLocal>,
+    elem: &Rc<dyn AnyElem>,
+    desc: &'static EntryDesc,
+    env: Envelope,
+) -> bool {
     let Envelope::Call { args, reply, .. } = env else { unreachable!("deliver takes calls") };
     if let Some(cond) = desc.when() {
         let arg_ref: &dyn Any = match &args {
@@ -237,7 +245,8 @@ pub(crate) fn deliver(pe: &Rc<PeLocal>, elem: &Rc<dyn AnyElem>, desc: &'static E
         };
         if !cond(elem.as_any(), arg_ref) {
             let meta = elem.meta();
-            let env = Envelope::Call { coll: meta.key.coll, index: meta.key.index, ep: desc.id(), reply, args };
+            let env =
+                Envelope::Call { coll: meta.key.coll, index: meta.key.index, ep: desc.id(), reply, args };
             meta.when_buf.borrow_mut().push(env);
             return false;
         }

@@ -18,13 +18,16 @@ pub(crate) struct EpId(pub(crate) u32);
 /// Id value before registration.
 const UNREGISTERED: u32 = u32::MAX;
 
+/// A `when` condition: the element (a `Slot<C>`) and the arguments tuple, type-erased.
+pub type WhenFn = fn(&dyn std::any::Any, &dyn std::any::Any) -> bool;
+
 /// One entry method, as registered by `#[chare]`.
 pub struct EntryDesc {
     name: &'static str,
     chare: &'static str,
     method: &'static str,
     invoke: fn(Invoke<'_>),
-    when: Option<fn(&dyn std::any::Any, &dyn std::any::Any) -> bool>,
+    when: Option<WhenFn>,
     id: AtomicU32,
 }
 
@@ -35,7 +38,7 @@ impl EntryDesc {
         chare: &'static str,
         method: &'static str,
         invoke: fn(Invoke<'_>),
-        when: Option<fn(&dyn std::any::Any, &dyn std::any::Any) -> bool>,
+        when: Option<WhenFn>,
     ) -> EntryDesc {
         EntryDesc { name, chare, method, invoke, when, id: AtomicU32::new(UNREGISTERED) }
     }
@@ -73,7 +76,7 @@ impl EntryDesc {
 
     /// The `when` condition, if the method has one.
     #[inline]
-    pub(crate) fn when(&self) -> Option<fn(&dyn std::any::Any, &dyn std::any::Any) -> bool> {
+    pub(crate) fn when(&self) -> Option<WhenFn> {
         self.when
     }
 }

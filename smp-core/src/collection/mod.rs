@@ -4,8 +4,8 @@
 mod index;
 mod map;
 
-pub use index::{Index, MAX_DIMS};
 pub(crate) use index::CollId;
+pub use index::{Index, MAX_DIMS};
 pub use map::{ArrayMap, BlockMap, BlockSlot};
 
 use std::any::Any;
@@ -96,7 +96,9 @@ impl CollInfo {
     pub(crate) fn pe_of(&self, index: &Index) -> Option<PeId> {
         let n = with_pe(|pe| pe.num_pes());
         match &self.kind {
-            Kind::Group => (index.dims() == 1 && index[0] >= 0 && (index[0] as u32) < n).then(|| PeId(index[0] as u32)),
+            Kind::Group => {
+                (index.dims() == 1 && index[0] >= 0 && (index[0] as u32) < n).then(|| PeId(index[0] as u32))
+            }
             Kind::Single(pe) => (*index == Index::from(0)).then_some(*pe),
             Kind::Array { shape, map } => {
                 index.linearize(shape)?;
@@ -124,7 +126,10 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
                 let idx = Index::delinearize(lin, shape);
                 let p = map.pe_of(&idx, shape, n);
                 if p.0 >= n {
-                    fatal(&format!("the ArrayMap of a {} array put element {idx} on PE {p}, but there are {n} PEs", spec.ctor.chare()));
+                    fatal(&format!(
+                        "the ArrayMap of a {} array put element {idx} on PE {p}, but there are {n} PEs",
+                        spec.ctor.chare()
+                    ));
                 }
                 has[p.0 as usize] = true;
                 if p == pe.id {
@@ -152,7 +157,10 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
         let Envelope::Call { index, .. } = &env else { continue };
         match info.pe_of(index) {
             Some(dest) => pe.send(dest, env, 0),
-            None => fatal(&format!("a call to element {index} of a {} array, outside its shape", spec.ctor.chare())),
+            None => fatal(&format!(
+                "a call to element {index} of a {} array, outside its shape",
+                spec.ctor.chare()
+            )),
         }
     }
     let held = pe.pending_in.borrow_mut().remove(&coll).unwrap_or_default();
@@ -199,7 +207,11 @@ impl<P: Proxy + 'static> IntoFuture for Creation<P> {
     }
 }
 
-fn create<C: Chare>(kind: Kind, home_of: impl FnOnce(CollId) -> RawProxy, args: C::Args) -> Creation<C::Proxy> {
+fn create<C: Chare>(
+    kind: Kind,
+    home_of: impl FnOnce(CollId) -> RawProxy,
+    args: C::Args,
+) -> Creation<C::Proxy> {
     with_pe(|pe| {
         let coll = pe.new_coll_id();
         let raw = home_of(coll);
@@ -209,7 +221,13 @@ fn create<C: Chare>(kind: Kind, home_of: impl FnOnce(CollId) -> RawProxy, args: 
                 done.send(());
             }
         }
-        let spec = Arc::new(CreateSpec { kind, home: raw.home, ctor: C::__ctor(), args: Arc::new(args), done: done.id() });
+        let spec = Arc::new(CreateSpec {
+            kind,
+            home: raw.home,
+            ctor: C::__ctor(),
+            args: Arc::new(args),
+            done: done.id(),
+        });
         pe.send(pe.id, Envelope::Sys(SysMsg::Create { coll, root: pe.id, spec }), 0);
         Creation { proxy: Some(C::Proxy::__from_raw(raw)), done }
     })
@@ -220,6 +238,7 @@ pub struct Group<C>(PhantomData<C>);
 
 impl<C: Chare> Group<C> {
     /// Creates a group; every element's constructor gets a clone of `args`.
+    #[allow(clippy::new_ret_no_self)] // Charm4py's `Group(C)`: creation returns a proxy
     pub fn new(args: C::Args) -> Creation<C::Proxy> {
         create::<C>(Kind::Group, |coll| RawProxy { coll, home: Home::Group, elem: None }, args)
     }
@@ -231,6 +250,7 @@ pub struct Array<C>(PhantomData<C>);
 impl<C: Chare> Array<C> {
     /// Creates an array of shape `shape` placed by the default [`BlockMap`]; every
     /// element's constructor gets a clone of `args`.
+    #[allow(clippy::new_ret_no_self)] // Charm4py's `Array(C, shape)`: creation returns a proxy
     pub fn new(shape: impl Into<Index>, args: C::Args) -> Creation<C::Proxy> {
         Self::with_map(shape, BlockMap, args)
     }
@@ -266,6 +286,7 @@ impl<C: Chare> Single<C> {
     }
 
     /// Creates the chare on a PE chosen round-robin by the creating PE.
+    #[allow(clippy::new_ret_no_self)] // Charm4py's `Chare(C)`: creation returns a proxy
     pub fn new(args: C::Args) -> Creation<C::Proxy> {
         let pe = with_pe(|pe| PeId((pe.id.0 + pe.next_coll.get()) % pe.num_pes()));
         Self::on_pe(pe, args)

@@ -115,3 +115,33 @@ impl Envelope {
 pub(crate) fn shallow_size<T>() -> u64 {
     std::mem::size_of::<T>() as u64
 }
+
+/// Sizes of the runtime's per-message and per-chare structures, for the memory figures
+/// of the benchmarks.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    /// One envelope (what every message costs besides its payload box).
+    pub envelope: usize,
+    /// One inbox node (envelope plus the link), for messages between PEs.
+    pub inbox_node: usize,
+    /// Per idle chare, beyond the user's struct: the runtime's bookkeeping in the
+    /// element's allocation, the `Rc` header and the element table's entry.
+    pub chare_overhead: usize,
+}
+
+/// The sizes on this build.
+pub fn sizes() -> Sizes {
+    use crate::chare::ElemMeta;
+    use crate::collection::{AnyElem, ElemKey};
+    let envelope = std::mem::size_of::<Envelope>();
+    let rc_header = 2 * std::mem::size_of::<usize>();
+    let table_entry = std::mem::size_of::<(ElemKey, std::rc::Rc<dyn AnyElem>)>() + 1; // +1 control byte
+    Sizes {
+        envelope,
+        inbox_node: envelope + std::mem::size_of::<usize>(),
+        chare_overhead: std::mem::size_of::<ElemMeta>()
+            + std::mem::size_of::<std::cell::Cell<isize>>()
+            + rc_header
+            + table_entry,
+    }
+}

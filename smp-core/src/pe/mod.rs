@@ -12,7 +12,7 @@ pub(crate) use executor::TaskId;
 pub(crate) use local::{with_pe, PeLocal};
 pub(crate) use runtime::Shared;
 pub use runtime::{
-    abort, exit, get_host_pes, my_host, my_pe, num_hosts, num_pes, spawn, start, start_with,
-    MainCtx, PeId,
+    abort, exit, get_host_pes, my_host, my_pe, num_hosts, num_pes, spawn, start, start_with, Job, MainCtx,
+    PeId,
 };
 pub(crate) use sys::SysMsg;

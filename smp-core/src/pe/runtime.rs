@@ -29,6 +29,9 @@ impl std::fmt::Display for PeId {
     }
 }
 
+/// The main function, started as a task on PE 0 once its thread runs.
+type MainTask = Box<dyn FnOnce(&Rc<PeLocal>)>;
+
 /// What other threads may touch of one PE: its inbox and its sleep state.
 pub(crate) struct PeShared {
     /// Messages from other PEs.
@@ -129,11 +132,97 @@ where
     F: FnOnce(MainCtx) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    init_logging();
-    if let Err(e) = registry::init() {
-        eprintln!("charmrs: {e}");
-        std::process::exit(2);
+    let booted = match boot(config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("charmrs: {e}");
+            std::process::exit(2)
+        }
+    };
+    let handles = booted.spawn_pes(1);
+    booted.pin(0);
+    let shared = Arc::clone(&booted.shared);
+    let args = shared.config.user_args.clone();
+    let main_task: MainTask = Box::new(move |pe: &Rc<PeLocal>| {
+        let fut = main(MainCtx { args });
+        pe.spawn_task(Box::pin(crate::chare::invoke::guard_main(fut)), None);
+    });
+    run_pe(PeId(0), Arc::clone(&shared), Some(main_task));
+    let code = finish(&shared, handles);
+    std::process::exit(code)
+}
+
+/// A job whose PEs all run on background threads, driven from the thread that
+/// launched it: for benchmarks, tests and programs that embed charmrs in a larger
+/// application. [`Job::run`] runs an async closure on PE 0 and returns its result.
+///
+/// ```no_run
+/// let job = charmrs::Job::launch(charmrs::Config::default()).expect("job started");
+/// let pes = job.run(|| async { charmrs::num_pes() });
+/// assert_eq!(pes, 1);
+/// assert_eq!(job.shutdown(), 0);
+/// ```
+pub struct Job {
+    shared: Arc<Shared>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Job {
+    /// Starts `config.num_pes` PE threads and returns at once.
+    pub fn launch(config: Config) -> crate::Result<Job> {
+        let booted = boot(config)?;
+        let handles = booted.spawn_pes(0);
+        Ok(Job { shared: booted.shared, handles })
     }
+
+    /// Runs `f()` as a task on PE 0 and blocks this thread until it completes.
+    ///
+    /// # Panics
+    /// If the job has ended (a chare called [`exit`]).
+    pub fn run<F, Fut, R>(&self, f: F) -> R
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let start: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let fut = f();
+            crate::spawn(async move {
+                let _ = tx.send(fut.await);
+            });
+        });
+        self.shared.push(PeId(0), Envelope::Sys(SysMsg::Run(start)));
+        rx.recv().expect("the job ended before the task completed")
+    }
+
+    /// Ends the job (if no chare did) and returns its exit code.
+    pub fn shutdown(mut self) -> i32 {
+        self.shared.request_exit(0);
+        finish(&self.shared, std::mem::take(&mut self.handles))
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !self.handles.is_empty() {
+            self.shared.request_exit(0);
+            finish(&self.shared, std::mem::take(&mut self.handles));
+        }
+    }
+}
+
+/// A job whose shared state exists and whose PE threads are not started yet.
+struct Booted {
+    shared: Arc<Shared>,
+    cpus: Vec<Option<usize>>,
+    pin_warned: Arc<AtomicBool>,
+}
+
+/// Checks the registration table, plans PE placement, builds the shared state.
+fn boot(config: Config) -> crate::Result<Booted> {
+    init_logging();
+    registry::init().map_err(|e| crate::Error::Config(e.to_string()))?;
     crate::chare::invoke::install_panic_hook();
     let placement = topo::plan(config.num_pes, config.pin);
     // Warnings go to stderr as plain lines (not through the tracing subscriber, whose
@@ -152,42 +241,52 @@ where
         stats: Mutex::new((0..n).map(|_| None).collect()),
         config,
     });
-    let pin_warned = Arc::new(AtomicBool::new(false));
-    let pin = |cpu: Option<usize>, shared: &Shared, warned: &AtomicBool| {
-        if let Some(cpu) = cpu {
-            if !topo::pin_current_thread(cpu)
-                && !warned.swap(true, Ordering::Relaxed)
-                && shared.config.warning_enabled(WarningKind::Pinning)
-            {
-                eprintln!("charmrs: warning: could not pin PE threads to cores; running unpinned");
-            }
-        }
-    };
-    let mut handles = Vec::new();
-    for p in 1..n {
-        let shared = Arc::clone(&shared);
-        let cpu = placement.cpus.get(p as usize).copied().flatten();
-        let warned = Arc::clone(&pin_warned);
-        let h = std::thread::Builder::new()
-            .name(format!("pe-{p}"))
-            .spawn(move || {
-                pin(cpu, &shared, &warned);
-                run_pe(PeId(p), shared, None);
-            })
-            .expect("spawning a PE thread");
-        handles.push(h);
+    Ok(Booted { shared, cpus: placement.cpus, pin_warned: Arc::new(AtomicBool::new(false)) })
+}
+
+impl Booted {
+    /// Pins the calling thread for PE `pe` (warns once if refused).
+    fn pin(&self, pe: u32) {
+        pin_for(&self.shared, self.cpus.get(pe as usize).copied().flatten(), &self.pin_warned);
     }
-    pin(placement.cpus.first().copied().flatten(), &shared, &pin_warned);
-    let args = shared.config.user_args.clone();
-    let main_task: Box<dyn FnOnce(&Rc<PeLocal>)> = Box::new(move |pe: &Rc<PeLocal>| {
-        let fut = main(MainCtx { args });
-        pe.spawn_task(Box::pin(crate::chare::invoke::guard_main(fut)), None);
-    });
-    run_pe(PeId(0), Arc::clone(&shared), Some(main_task));
+
+    /// Starts the threads of PEs `first..n`.
+    fn spawn_pes(&self, first: u32) -> Vec<std::thread::JoinHandle<()>> {
+        (first..self.shared.num_pes())
+            .map(|p| {
+                let shared = Arc::clone(&self.shared);
+                let cpu = self.cpus.get(p as usize).copied().flatten();
+                let warned = Arc::clone(&self.pin_warned);
+                std::thread::Builder::new()
+                    .name(format!("pe-{p}"))
+                    .spawn(move || {
+                        pin_for(&shared, cpu, &warned);
+                        run_pe(PeId(p), shared, None);
+                    })
+                    .expect("spawning a PE thread")
+            })
+            .collect()
+    }
+}
+
+fn pin_for(shared: &Shared, cpu: Option<usize>, warned: &AtomicBool) {
+    if let Some(cpu) = cpu {
+        if !topo::pin_current_thread(cpu)
+            && !warned.swap(true, Ordering::Relaxed)
+            && shared.config.warning_enabled(WarningKind::Pinning)
+        {
+            eprintln!("charmrs: warning: could not pin PE threads to cores; running unpinned");
+        }
+    }
+}
+
+/// Joins the PE threads, reports errors nobody awaited and the `+stats` table, and
+/// returns the job's exit code.
+fn finish(shared: &Shared, handles: Vec<std::thread::JoinHandle<()>>) -> i32 {
     for h in handles {
         if h.join().is_err() {
             eprintln!("charmrs: a PE thread ended abnormally");
-            std::process::exit(1);
+            return 1;
         }
     }
     let code = shared.exit_code.load(Ordering::Acquire);
@@ -205,11 +304,15 @@ where
     }
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    std::process::exit(if code == 0 && lost > 0 { 1 } else { code })
+    if code == 0 && lost > 0 {
+        1
+    } else {
+        code
+    }
 }
 
 /// Runs the scheduler loop of PE `id` on this thread until the job ends.
-fn run_pe(id: PeId, shared: Arc<Shared>, main_task: Option<Box<dyn FnOnce(&Rc<PeLocal>)>>) {
+fn run_pe(id: PeId, shared: Arc<Shared>, main_task: Option<MainTask>) {
     let pe = Rc::new(PeLocal::new(id, Arc::clone(&shared)));
     local::set_current(Some(Rc::clone(&pe)));
     if let Some(task) = main_task {

@@ -36,6 +36,8 @@ pub(crate) enum SysMsg {
     },
     /// Poll a task of this PE (a waker fired on another thread).
     Wake(TaskId),
+    /// Run this closure on the PE (work injected from outside the job: [`crate::Job::run`]).
+    Run(Box<dyn FnOnce() + Send>),
     /// Quiescence detection.
     Qd(QdMsg),
     /// Leave the scheduler loop.
@@ -46,6 +48,6 @@ impl SysMsg {
     /// Whether quiescence detection counts this message.
     #[inline]
     pub(crate) fn counts_for_qd(&self) -> bool {
-        !matches!(self, SysMsg::Wake(_) | SysMsg::Qd(_) | SysMsg::Exit)
+        !matches!(self, SysMsg::Wake(_) | SysMsg::Run(_) | SysMsg::Qd(_) | SysMsg::Exit)
     }
 }

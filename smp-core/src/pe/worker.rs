@@ -86,9 +86,10 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
                         retry_when(pe, &elem);
                     }
                 }
-                None if pe.coll(coll).is_some() => {
-                    fatal(&format!("message for element {index} of collection {coll}, which is not on PE {}", pe.id))
-                }
+                None if pe.coll(coll).is_some() => fatal(&format!(
+                    "message for element {index} of collection {coll}, which is not on PE {}",
+                    pe.id
+                )),
                 None => pe.hold_for_coll(coll, env),
             }
         }
@@ -127,6 +128,7 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
             }
             SysMsg::AllReduce { key, root, result } => reduction::handle_allreduce(pe, key, root, result),
             SysMsg::Wake(t) => pe.exec.wake(t),
+            SysMsg::Run(f) => f(),
             SysMsg::Qd(m) => qd::handle(pe, m),
             SysMsg::Exit => {}
         },

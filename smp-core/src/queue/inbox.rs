@@ -53,10 +53,7 @@ unsafe impl<T: Send> Sync for Inbox<T> {}
 impl<T> Inbox<T> {
     /// Creates an empty inbox.
     pub(crate) fn new() -> Self {
-        Self {
-            head: CachePadded::new(AtomicPtr::new(ptr::null_mut())),
-            _owns: PhantomData,
-        }
+        Self { head: CachePadded::new(AtomicPtr::new(ptr::null_mut())), _owns: PhantomData }
     }
 
     /// Pushes `value`. Any thread; lock-free (one allocation, one successful CAS).
@@ -65,10 +62,7 @@ impl<T> Inbox<T> {
     /// non-empty; see README "Empty to non-empty" for what a caller may do with that).
     #[inline]
     pub(crate) fn push(&self, value: T) -> bool {
-        let node = Box::into_raw(Box::new(Node {
-            value,
-            next: UnsafeCell::new(ptr::null_mut()),
-        }));
+        let node = Box::into_raw(Box::new(Node { value, next: UnsafeCell::new(ptr::null_mut()) }));
         // Relaxed: `head` is only the expected value of the CAS below, never
         // dereferenced; a stale value just makes the CAS fail and retry.
         let mut head = self.head.load(Ordering::Relaxed);
@@ -86,10 +80,7 @@ impl<T> Inbox<T> {
             // `is_empty` RMW synchronize with this push (the loom-checkable form of
             // the same argument).
             // Failure Relaxed: the observed head is again only the next expected value.
-            match self
-                .head
-                .compare_exchange_weak(head, node, Ordering::SeqCst, Ordering::Relaxed)
-            {
+            match self.head.compare_exchange_weak(head, node, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(prev) => return prev.is_null(),
                 Err(actual) => head = actual,
             }
@@ -130,10 +121,7 @@ impl<T> Inbox<T> {
             }
             reversed = node;
         }
-        Drain {
-            next: reversed,
-            _owns: PhantomData,
-        }
+        Drain { next: reversed, _owns: PhantomData }
     }
 
     /// Whether nothing is queued. Used by the idle protocol's re-check after the PE
@@ -165,12 +153,7 @@ impl<T> Inbox<T> {
         // Failure SeqCst: a failure reads a non-null head pushed after our swap, which
         // is conclusive; SeqCst keeps it in the same total order.
         self.head
-            .compare_exchange(
-                ptr::null_mut(),
-                ptr::null_mut(),
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
+            .compare_exchange(ptr::null_mut(), ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     }
 }
@@ -211,10 +194,7 @@ impl<T> Drain<T> {
     /// A drain holding nothing.
     #[inline]
     fn empty() -> Self {
-        Self {
-            next: ptr::null_mut(),
-            _owns: PhantomData,
-        }
+        Self { next: ptr::null_mut(), _owns: PhantomData }
     }
 }
 
@@ -398,9 +378,7 @@ mod tests {
 }
 
 #[cfg(all(loom, not(debug_assertions)))]
-compile_error!(
-    "loom tests need debug assertions: run with RUSTFLAGS=\"--cfg loom -C debug_assertions\""
-);
+compile_error!("loom tests need debug assertions: run with RUSTFLAGS=\"--cfg loom -C debug_assertions\"");
 
 /// Loom models (run by `ci/loom.sh`).
 #[cfg(all(test, loom))]

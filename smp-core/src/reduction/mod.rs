@@ -187,6 +187,9 @@ pub(crate) fn handle_allreduce(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result
     }
 }
 
+/// Delivers an allreduce result on one PE (knows the result type).
+type AllReduceFn = fn(&Rc<PeLocal>, RedKey, PeId, RedResult);
+
 /// Per-PE reduction state.
 pub(crate) struct ReductionTable {
     states: RefCell<HashMap<RedKey, State>>,
@@ -196,7 +199,7 @@ pub(crate) struct ReductionTable {
     /// Futures of local elements waiting for an allreduce result.
     waiters: RefCell<HashMap<RedKey, Vec<FutureId>>>,
     /// The typed delivery function of each allreduce in progress here.
-    all_handlers: RefCell<HashMap<RedKey, fn(&Rc<PeLocal>, RedKey, PeId, RedResult)>>,
+    all_handlers: RefCell<HashMap<RedKey, AllReduceFn>>,
     /// Set by `RedTarget::all` for the contribution being made.
     pending_all: RefCell<Vec<FutureId>>,
 }
@@ -249,7 +252,9 @@ pub(crate) fn on_child(pe: &Rc<PeLocal>, key: RedKey, partial: RedUp) {
 
 fn add(pe: &Rc<PeLocal>, key: RedKey, partial: RedUp, from_child: bool) {
     let Some(info) = pe.coll(key.coll) else { fatal("contribution to a collection unknown on this PE") };
-    let Some(rank) = info.my_rank else { fatal("contribution on a PE that holds no element of the collection") };
+    let Some(rank) = info.my_rank else {
+        fatal("contribution on a PE that holds no element of the collection")
+    };
     let tree = Tree::new(info.members.len() as u32, pe.shared.tree.arity());
     let done = {
         let mut states = pe.reds.states.borrow_mut();

@@ -103,7 +103,7 @@ fn finish_one<T>(acc: Acc<T>) -> Result<T, String> {
 fn finish_gather<T>(acc: Acc<T>) -> Result<Vec<T>, String> {
     match acc {
         Acc::Gathered(mut v) => {
-            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v.sort_by_key(|a| a.0);
             Ok(v.into_iter().map(|(_, x)| x).collect())
         }
         Acc::Nothing => Ok(Vec::new()),

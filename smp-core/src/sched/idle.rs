@@ -56,10 +56,7 @@ pub(crate) struct IdleOutcome {
 
 impl IdleOutcome {
     /// Returned when the PE did not park.
-    const NOT_PARKED: Self = Self {
-        parked: false,
-        notified: false,
-    };
+    const NOT_PARKED: Self = Self { parked: false, notified: false };
 }
 
 /// Counters of one [`Sleeper`], read with [`Sleeper::stats`].
@@ -147,16 +144,10 @@ impl Sleeper {
         // Relaxed: the CAS only elects the one notifier that unparks (atomicity alone
         // gives that); our push is handed over by the inbox's own Release/Acquire and
         // `unpark` itself synchronizes with `park`.
-        if self
-            .state
-            .compare_exchange(SLEEPING, AWAKE, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
+        if self.state.compare_exchange(SLEEPING, AWAKE, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             if let Some(owner) = self.thread.get() {
                 // Relaxed: a statistic.
-                self.counters
-                    .wakes
-                    .fetch_add(1, stats_atomic::Ordering::Relaxed);
+                self.counters.wakes.fetch_add(1, stats_atomic::Ordering::Relaxed);
                 owner.unpark();
             } else {
                 debug_assert!(false, "SLEEPING published without a registered thread");
@@ -301,22 +292,13 @@ impl Sleeper {
             return (IdleOutcome::NOT_PARKED, None);
         }
         // Relaxed: a statistic.
-        self.counters
-            .parks
-            .fetch_add(1, stats_atomic::Ordering::Relaxed);
-        let start = if cfg!(loom) {
-            None
-        } else {
-            Some(Instant::now())
-        };
+        self.counters.parks.fetch_add(1, stats_atomic::Ordering::Relaxed);
+        let start = if cfg!(loom) { None } else { Some(Instant::now()) };
         crate::sync::park_timeout(timeout);
         // Relaxed: as above. Reading AWAKE means a notifier won the CAS and unparked
         // us; SLEEPING means a timeout or a spurious wake-up.
         let notified = self.state.swap(AWAKE, Ordering::Relaxed) == AWAKE;
-        let outcome = IdleOutcome {
-            parked: true,
-            notified,
-        };
+        let outcome = IdleOutcome { parked: true, notified };
         (outcome, start.map(|s| s.elapsed()))
     }
 
@@ -324,11 +306,7 @@ impl Sleeper {
     #[inline]
     fn window(&self, spin: Duration) -> Duration {
         // Relaxed: owner-only value.
-        match self
-            .counters
-            .window_ns
-            .load(stats_atomic::Ordering::Relaxed)
-        {
+        match self.counters.window_ns.load(stats_atomic::Ordering::Relaxed) {
             0 => spin,
             ns => Duration::from_nanos(ns),
         }
@@ -350,9 +328,7 @@ impl Sleeper {
         };
         let ns = u64::try_from(next.as_nanos()).unwrap_or(u64::MAX).max(1);
         // Relaxed: owner-only value.
-        self.counters
-            .window_ns
-            .store(ns, stats_atomic::Ordering::Relaxed);
+        self.counters.window_ns.store(ns, stats_atomic::Ordering::Relaxed);
     }
 }
 
@@ -388,9 +364,8 @@ mod tests {
                 break;
             }
             let start = Instant::now();
-            let out = sleeper.idle(policy, spin, oversubscribed, Some(start + WATCHDOG), || {
-                !inbox.is_empty()
-            });
+            let out =
+                sleeper.idle(policy, spin, oversubscribed, Some(start + WATCHDOG), || !inbox.is_empty());
             if out.parked && !out.notified && start.elapsed() >= WATCHDOG {
                 lost += 1;
             }
@@ -418,9 +393,7 @@ mod tests {
                     if let Some(v) = inbox.take_all().next() {
                         return v;
                     }
-                    sleeper.idle(IdlePolicy::Park, Duration::ZERO, false, None, || {
-                        !inbox.is_empty()
-                    });
+                    sleeper.idle(IdlePolicy::Park, Duration::ZERO, false, None, || !inbox.is_empty());
                 }
             })
         };
@@ -450,9 +423,7 @@ mod tests {
         assert!(out.parked);
         assert!(!out.notified);
         // A past deadline means a timer is due: no park at all.
-        let out = sleeper.idle(IdlePolicy::Park, Duration::ZERO, false, Some(start), || {
-            false
-        });
+        let out = sleeper.idle(IdlePolicy::Park, Duration::ZERO, false, Some(start), || false);
         assert_eq!(out, IdleOutcome::NOT_PARKED);
         // Spin stops at the deadline too.
         let out = sleeper.idle(
@@ -475,13 +446,7 @@ mod tests {
             (IdlePolicy::Spin, false),
             (IdlePolicy::Park, true),
         ] {
-            let out = sleeper.idle(
-                policy,
-                Duration::from_micros(5),
-                oversubscribed,
-                None,
-                || true,
-            );
+            let out = sleeper.idle(policy, Duration::from_micros(5), oversubscribed, None, || true);
             assert_eq!(out, IdleOutcome::NOT_PARKED);
         }
         assert_eq!(sleeper.stats().parks, 0);
@@ -516,8 +481,7 @@ mod tests {
         let sleeper = Arc::new(Sleeper::new());
         let acked = Arc::new(AtomicU64::new(0));
         let pe = {
-            let (inbox, sleeper, acked) =
-                (Arc::clone(&inbox), Arc::clone(&sleeper), Arc::clone(&acked));
+            let (inbox, sleeper, acked) = (Arc::clone(&inbox), Arc::clone(&sleeper), Arc::clone(&acked));
             thread::spawn(move || consume(&inbox, &sleeper, mode, rounds, &acked))
         };
         for i in 0..rounds {
@@ -539,10 +503,7 @@ mod tests {
     fn no_lost_wakeup_stress() {
         let rounds = if cfg!(miri) { 50 } else { 5_000 };
         ping_pong((IdlePolicy::Park, Duration::ZERO, false), rounds);
-        ping_pong(
-            (IdlePolicy::Adaptive, Duration::from_micros(2), false),
-            rounds,
-        );
+        ping_pong((IdlePolicy::Adaptive, Duration::from_micros(2), false), rounds);
         ping_pong((IdlePolicy::Park, Duration::ZERO, true), rounds);
     }
 
@@ -574,9 +535,7 @@ mod tests {
 }
 
 #[cfg(all(loom, not(debug_assertions)))]
-compile_error!(
-    "loom tests need debug assertions: run with RUSTFLAGS=\"--cfg loom -C debug_assertions\""
-);
+compile_error!("loom tests need debug assertions: run with RUSTFLAGS=\"--cfg loom -C debug_assertions\"");
 
 /// Loom models of the lost-wake-up race (run by `ci/loom.sh`). Loom reports a
 /// deadlock if the owner parks while nobody is left to unpark it.

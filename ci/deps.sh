@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what building and testing charmrs needs on a Debian/Ubuntu machine: the hwloc
+# library (PE placement), udev (hwloc's static link flags ask for it) and pkg-config.
+# A Rust toolchain (rustup) must be there already. Idempotent: installs only what is missing.
+set -euxo pipefail
+
+need=()
+for p in pkg-config libhwloc-dev hwloc libudev-dev; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${need[@]}"
+fi
+command -v cargo >/dev/null || { echo "charmrs needs a Rust toolchain: https://rustup.rs" >&2; exit 1; }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Every check of the project, in the order CI runs them: system packages, formatting,
+# clippy (warnings are errors), all tests of the workspace (unit, property, doc,
+# compile-fail and the integration tests that run the examples as real processes),
+# the loom models, and a compile check of the benchmarks.
+set -euxo pipefail
+cd "$(dirname "$0")/.."
+
+ci/deps.sh
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --all --check
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --workspace --all-targets -- -D warnings
+fi
+cargo test --workspace
+ci/loom.sh
+cargo check -p charmrs-benches --benches

@@ -1,0 +1,17 @@
+use charmrs::prelude::*;
+
+pub struct W;
+
+#[chare]
+impl W {
+    fn new() -> Self {
+        W
+    }
+    fn add(&mut self, _x: f64) {}
+}
+
+fn use_proxy(p: WProxy) {
+    p.subtract(1.0);
+}
+
+fn main() {}
