@@ -106,3 +106,8 @@ pub mod __private {
     pub use linkme;
     pub use serde;
 }
+
+/// The README's example is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
