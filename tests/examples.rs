@@ -48,7 +48,11 @@ fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir").join("examples");
     let path = dir.join(name);
-    assert!(path.exists(), "{} not built (cargo test builds examples)", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo test -p charmrs-examples` without --test (cargo then builds the examples)",
+        path.display()
+    );
     path
 }
 

@@ -2,7 +2,9 @@
 //! PE, set once, awaited by a task of the PE that created them.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+// Fx: the keys are the runtime's own ids, never attacker-controlled, and SipHash
+// would cost more than the rest of a local message dispatch.
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 use std::future::{Future as StdFuture, IntoFuture};
 use std::marker::PhantomData;
@@ -103,6 +105,7 @@ impl<T: Payload> Future<T> {
             if id.pe == pe.id {
                 pe.futures.set(id, value);
             } else {
+                let value = value.map_err(Box::new);
                 pe.send(id.pe, Envelope::SetFuture { fut: id, value }, shallow_size::<T>());
             }
         });
@@ -244,7 +247,7 @@ pub(crate) struct FutureTable {
 impl FutureTable {
     /// Empty.
     pub(crate) fn new() -> FutureTable {
-        FutureTable { slots: RefCell::new(HashMap::new()), next: Cell::new(0) }
+        FutureTable { slots: RefCell::new(HashMap::default()), next: Cell::new(0) }
     }
 
     /// A new future of PE `pe`.

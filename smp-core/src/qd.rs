@@ -8,7 +8,9 @@
 //! short pause.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+// Fx: the keys are the runtime's own ids, never attacker-controlled, and SipHash
+// would cost more than the rest of a local message dispatch.
+use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -57,7 +59,7 @@ impl QdState {
         QdState {
             sent: Cell::new(0),
             processed: Cell::new(0),
-            gather: RefCell::new(HashMap::new()),
+            gather: RefCell::new(HashMap::default()),
             waiting: RefCell::new(Vec::new()),
             active: Cell::new(false),
             last: Cell::new(None),

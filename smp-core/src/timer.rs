@@ -4,7 +4,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+// Fx: the keys are the runtime's own ids, never attacker-controlled, and SipHash
+// would cost more than the rest of a local message dispatch.
+use rustc_hash::FxHashMap as HashMap;
 use std::future::Future as StdFuture;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -24,7 +28,7 @@ impl Timers {
     pub(crate) fn new() -> Timers {
         Timers {
             heap: RefCell::new(BinaryHeap::new()),
-            callbacks: RefCell::new(HashMap::new()),
+            callbacks: RefCell::new(HashMap::default()),
             next: Cell::new(0),
         }
     }

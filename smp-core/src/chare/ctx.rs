@@ -18,32 +18,61 @@ use crate::pe::PeId;
 use crate::reduction::{self, RedTarget, Reducer, Stream};
 use crate::Index;
 
-/// Per-element bookkeeping of the runtime.
+/// Per-element bookkeeping of the runtime. Kept small: it is paid by every chare.
 pub(crate) struct ElemMeta {
     /// Collection and index.
     pub(crate) key: ElemKey,
     /// How proxies reach the collection.
     pub(crate) home: Home,
-    /// Chare type name.
-    pub(crate) chare: &'static str,
     /// Number of reductions this element contributed to.
     pub(crate) red_seq: Cell<u32>,
+    /// Messages and tasks waiting for a condition on this element; allocated only
+    /// when something waits.
+    parked: RefCell<Option<Box<Parked>>>,
+}
+
+/// What waits for a condition on an element.
+#[derive(Default)]
+struct Parked {
     /// Messages whose `when` condition did not hold yet.
-    pub(crate) when_buf: RefCell<Vec<Envelope>>,
-    /// Tasks waiting in `Handle::wait` for a condition on this element.
-    pub(crate) waiters: RefCell<Vec<Waker>>,
+    when_buf: Vec<Envelope>,
+    /// Tasks waiting in `Handle::wait`.
+    waiters: Vec<Waker>,
 }
 
 impl ElemMeta {
     /// Metadata of a new element.
-    pub(crate) fn new(key: ElemKey, home: Home, chare: &'static str) -> ElemMeta {
-        ElemMeta {
-            key,
-            home,
-            chare,
-            red_seq: Cell::new(0),
-            when_buf: RefCell::new(Vec::new()),
-            waiters: RefCell::new(Vec::new()),
+    pub(crate) fn new(key: ElemKey, home: Home) -> ElemMeta {
+        ElemMeta { key, home, red_seq: Cell::new(0), parked: RefCell::new(None) }
+    }
+
+    /// Whether messages wait for their `when` condition.
+    #[inline]
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.parked.borrow().as_ref().is_some_and(|p| !p.when_buf.is_empty())
+    }
+
+    /// Keeps a message until its `when` condition holds.
+    pub(crate) fn buffer(&self, env: Envelope) {
+        self.parked.borrow_mut().get_or_insert_with(Default::default).when_buf.push(env);
+    }
+
+    /// Takes the buffered messages.
+    pub(crate) fn take_buffered(&self) -> Vec<Envelope> {
+        self.parked.borrow_mut().as_mut().map(|p| std::mem::take(&mut p.when_buf)).unwrap_or_default()
+    }
+
+    /// Registers a task waiting for a condition.
+    pub(crate) fn add_waiter(&self, w: Waker) {
+        self.parked.borrow_mut().get_or_insert_with(Default::default).waiters.push(w);
+    }
+
+    /// Takes the waiting tasks.
+    #[inline]
+    pub(crate) fn take_waiters(&self) -> Vec<Waker> {
+        match self.parked.borrow_mut().as_mut() {
+            Some(p) => std::mem::take(&mut p.waiters),
+            None => Vec::new(),
         }
     }
 }
@@ -191,7 +220,7 @@ impl<C: Chare, F: Fn(&C) -> bool> StdFuture for WaitFor<C, F> {
         if (self.cond)(&self.slot.state.borrow()) {
             Poll::Ready(())
         } else {
-            self.slot.ctx.meta.waiters.borrow_mut().push(cx.waker().clone());
+            self.slot.ctx.meta.add_waiter(cx.waker().clone());
             Poll::Pending
         }
     }

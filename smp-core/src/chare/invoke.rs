@@ -94,7 +94,7 @@ fn remote_panic(meta: &ElemMeta, desc: &EntryDesc, message: String) -> Error {
     };
     Error::RemotePanic {
         pe: with_pe(|pe| pe.id),
-        chare: meta.chare.rsplit("::").next().unwrap_or(meta.chare).to_string(),
+        chare: desc.chare().rsplit("::").next().unwrap_or(desc.chare()).to_string(),
         method: desc.method().to_string(),
         index,
         message,
@@ -223,8 +223,7 @@ pub fn when_check<C: Chare, A: Payload>(elem: &dyn Any, args: &dyn Any, cond: fn
 /// After a chare's state may have changed: wake the tasks waiting on a condition of it
 /// (the `when` buffer is re-checked by the scheduler after each delivery).
 pub(crate) fn after_state_change(meta: &ElemMeta) {
-    let waiters = std::mem::take(&mut *meta.waiters.borrow_mut());
-    for w in waiters {
+    for w in meta.take_waiters() {
         w.wake();
     }
 }
@@ -247,7 +246,7 @@ pub(crate) fn deliver(
             let meta = elem.meta();
             let env =
                 Envelope::Call { coll: meta.key.coll, index: meta.key.index, ep: desc.id(), reply, args };
-            meta.when_buf.borrow_mut().push(env);
+            meta.buffer(env);
             return false;
         }
     }
@@ -260,7 +259,7 @@ pub(crate) fn deliver(
 /// until none does.
 pub(crate) fn retry_when(pe: &Rc<PeLocal>, elem: &Rc<dyn AnyElem>) {
     loop {
-        let buf = std::mem::take(&mut *elem.meta().when_buf.borrow_mut());
+        let buf = elem.meta().take_buffered();
         if buf.is_empty() {
             return;
         }

@@ -143,7 +143,7 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
     let info = Rc::new(CollInfo { kind: spec.kind.clone(), local, members: members.into(), my_rank });
     pe.colls.borrow_mut().insert(coll, Rc::clone(&info));
     for &index in &info.local {
-        let meta = ElemMeta::new(ElemKey { coll, index }, spec.home, spec.ctor.chare());
+        let meta = ElemMeta::new(ElemKey { coll, index }, spec.home);
         spec.ctor.invoke(Invoke {
             pe,
             target: Target::New(meta),

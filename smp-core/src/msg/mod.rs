@@ -90,8 +90,8 @@ pub(crate) enum Envelope {
     SetFuture {
         /// The future.
         fut: FutureId,
-        /// Its value.
-        value: Result<AnyBox, Error>,
+        /// Its value (the error boxed: it is large and rare).
+        value: Result<AnyBox, Box<Error>>,
     },
     /// A runtime-internal message (creation, reductions, QD, wake-ups, exit).
     Sys(crate::pe::SysMsg),

@@ -8,7 +8,11 @@
 //! `LocalSet` and `async-executor` would add a second queue and a second wake-up path.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Fx: the keys are the runtime's own ids, never attacker-controlled, and SipHash
+// would cost more than the rest of a local message dispatch.
+use rustc_hash::FxHashMap as HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -69,7 +73,7 @@ impl Executor {
     /// An empty executor.
     pub(crate) fn new() -> Executor {
         Executor {
-            tasks: RefCell::new(HashMap::new()),
+            tasks: RefCell::new(HashMap::default()),
             ready: RefCell::new(VecDeque::new()),
             next: Cell::new(0),
         }

@@ -3,7 +3,11 @@
 //! other threads reach a PE only through its inbox.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Fx: the keys are the runtime's own ids, never attacker-controlled, and SipHash
+// would cost more than the rest of a local message dispatch.
+use rustc_hash::FxHashMap as HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -88,10 +92,10 @@ impl PeLocal {
             stats: Stats::new(shared.config.stats),
             shared,
             local: RefCell::new(VecDeque::new()),
-            elems: RefCell::new(HashMap::new()),
-            colls: RefCell::new(HashMap::new()),
-            pending_in: RefCell::new(HashMap::new()),
-            pending_out: RefCell::new(HashMap::new()),
+            elems: RefCell::new(HashMap::default()),
+            colls: RefCell::new(HashMap::default()),
+            pending_in: RefCell::new(HashMap::default()),
+            pending_out: RefCell::new(HashMap::default()),
             next_coll: Cell::new(0),
             futures: FutureTable::new(),
             exec: Executor::new(),

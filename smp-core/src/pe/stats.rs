@@ -3,7 +3,9 @@
 //! timing each entry method costs two clock reads and only happens under `+stats`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+// Fx: the keys are the runtime's own ids, never attacker-controlled, and SipHash
+// would cost more than the rest of a local message dispatch.
+use rustc_hash::FxHashMap as HashMap;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
@@ -70,7 +72,7 @@ impl Stats {
             bytes_recv: Cell::new(0),
             idle: Cell::new(Duration::ZERO),
             parks: Cell::new(0),
-            per_ep: RefCell::new(HashMap::new()),
+            per_ep: RefCell::new(HashMap::default()),
             started: Instant::now(),
         }
     }

@@ -40,7 +40,7 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
             worked |= pe.exec.run_ready(&mut ran_for);
             for key in ran_for.drain(..) {
                 if let Some(elem) = pe.elem(&key) {
-                    if !elem.meta().when_buf.borrow().is_empty() {
+                    if elem.meta().has_buffered() {
                         retry_when(pe, &elem);
                     }
                 }
@@ -82,7 +82,7 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
                         fatal(&format!("message for an unknown entry method id {}", ep.0))
                     };
                     deliver(pe, &elem, desc, env);
-                    if !elem.meta().when_buf.borrow().is_empty() {
+                    if elem.meta().has_buffered() {
                         retry_when(pe, &elem);
                     }
                 }
@@ -111,12 +111,12 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
                 let Some(elem) = pe.elem(&ElemKey { coll, index }) else { continue };
                 let env = Envelope::Call { coll, index, ep, reply, args: Args::Shared(args.clone()) };
                 deliver(pe, &elem, desc, env);
-                if !elem.meta().when_buf.borrow().is_empty() {
+                if elem.meta().has_buffered() {
                     retry_when(pe, &elem);
                 }
             }
         }
-        Envelope::SetFuture { fut, value } => pe.futures.set(fut, value),
+        Envelope::SetFuture { fut, value } => pe.futures.set(fut, value.map_err(|e| *e)),
         Envelope::Sys(m) => match m {
             SysMsg::Create { coll, root, spec } => collection::on_create(pe, coll, root, spec),
             SysMsg::Reduce { key, partial } => {

@@ -13,7 +13,11 @@ pub(crate) use tree::Tree;
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Fx: the keys are the runtime's own ids, never attacker-controlled, and SipHash
+// would cost more than the rest of a local message dispatch.
+use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -214,11 +218,11 @@ impl ReductionTable {
     /// Empty.
     pub(crate) fn new() -> ReductionTable {
         ReductionTable {
-            states: RefCell::new(HashMap::new()),
+            states: RefCell::new(HashMap::default()),
             finished: RefCell::new(BTreeMap::new()),
-            next_user: RefCell::new(HashMap::new()),
-            waiters: RefCell::new(HashMap::new()),
-            all_handlers: RefCell::new(HashMap::new()),
+            next_user: RefCell::new(HashMap::default()),
+            waiters: RefCell::new(HashMap::default()),
+            all_handlers: RefCell::new(HashMap::default()),
             pending_all: RefCell::new(Vec::new()),
         }
     }
