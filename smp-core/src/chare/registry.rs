@@ -98,12 +98,7 @@ pub(crate) fn init() -> Result<(), DuplicateEntry> {
         return Ok(());
     }
     let mut all: Vec<&'static EntryDesc> = ENTRIES.iter().collect();
-    all.sort_by_key(|d| d.name);
-    for w in all.windows(2) {
-        if w[0].name == w[1].name {
-            return Err(DuplicateEntry(w[0].name.to_string()));
-        }
-    }
+    sort_unique(&mut all, |d| d.name)?;
     for (i, d) in all.iter().enumerate() {
         // Relaxed: see `EntryDesc::id`.
         d.id.store(i as u32, Ordering::Relaxed);
@@ -112,8 +107,39 @@ pub(crate) fn init() -> Result<(), DuplicateEntry> {
     Ok(())
 }
 
+/// Sorts by stable name; a name seen twice is an error.
+fn sort_unique<T>(all: &mut [T], name: impl Fn(&T) -> &'static str) -> Result<(), DuplicateEntry> {
+    all.sort_by_key(|d| name(d));
+    match all.windows(2).find(|w| name(&w[0]) == name(&w[1])) {
+        Some(w) => Err(DuplicateEntry(name(&w[0]).to_string())),
+        None => Ok(()),
+    }
+}
+
 /// The descriptor of an id.
 #[inline]
 pub(crate) fn entry(id: EpId) -> Option<&'static EntryDesc> {
     TABLE.get()?.get(id.0 as usize).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_sorted_names() {
+        let mut names = ["b::W::m", "a::W::new", "b::W::new"];
+        sort_unique(&mut names, |n| n).expect("unique");
+        assert_eq!(names, ["a::W::new", "b::W::m", "b::W::new"]);
+    }
+
+    #[test]
+    fn a_duplicate_name_is_an_error() {
+        let mut names = ["a::W::m", "b::V::new", "a::W::m"];
+        let e = sort_unique(&mut names, |n| n).expect_err("duplicate");
+        assert_eq!(
+            e.to_string(),
+            "entry method a::W::m is registered twice: two chare types or methods have the same stable name"
+        );
+    }
 }
