@@ -2,7 +2,7 @@
 //! `failures +p2 MODE` where MODE is one of
 //! `ctor-panic-awaited`, `ctor-panic`, `method-panic-awaited`, `method-panic`,
 //! `async-panic-awaited`, `double-send`, `main-panic`, `exit-code`, `foreign-await`,
-//! `qd`, `timers`.
+//! `qd`, `timers`, `abort`, `bad-index`, `bad-map`.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,11 @@ impl Fragile {
         this.with(|f| f.calls)
     }
 
+    /// Ends the job with `charmrs::abort`.
+    fn give_up(&mut self, why: String) {
+        charmrs::abort(&why);
+    }
+
     /// Sends two values to one future.
     fn send_twice(&mut self, f: Future<u32>) {
         f.send(1);
@@ -57,6 +62,15 @@ impl Fragile {
         if count > 0 {
             ctx.this_elem().chain(count - 1);
         }
+    }
+}
+
+/// A map that puts elements on a PE that does not exist.
+struct NoSuchPe;
+
+impl ArrayMap for NoSuchPe {
+    fn pe_of(&self, _index: &Index, _shape: &Index, num_pes: u32) -> PeId {
+        PeId(num_pes + 5)
     }
 }
 
@@ -106,6 +120,17 @@ fn main() {
             }
             "main-panic" => panic!("main gave up"),
             "exit-code" => charmrs::exit(7),
+            "abort" => {
+                let a = Array::<Fragile>::new(2, (-1,)).await.expect("created");
+                a.elem(1).give_up("the data is inconsistent".into());
+            }
+            "bad-index" => {
+                let a = Array::<Fragile>::new(4, (-1,)).await.expect("created");
+                a.elem(9).poke(false);
+            }
+            "bad-map" => {
+                let _a = Array::<Fragile>::with_map(4, NoSuchPe, (-1,)).await;
+            }
             "foreign-await" => {
                 let a = Array::<Fragile>::new(2, (-1,)).await.expect("created");
                 let f = a.elem(1).make_future().ret().await.expect("future made");

@@ -252,3 +252,21 @@ fn idle_policies_all_work() {
         run("pingpong", &["+p2", "+idle", policy, "1000"], T).assert_ok().stdout_has("1000 round trips");
     }
 }
+
+#[test]
+fn abort_ends_the_job_with_its_message() {
+    run("failures", &["+p2", "abort"], T)
+        .assert_code(1)
+        .stderr_has("abort on PE 1: the data is inconsistent");
+}
+
+#[test]
+fn calls_outside_an_array_or_maps_to_missing_pes_are_clear_errors() {
+    run("failures", &["+p2", "bad-index"], T)
+        .assert_code(1)
+        .stderr_has("index 9 is outside the array's shape");
+    run("failures", &["+p2", "bad-map"], T)
+        .assert_code(1)
+        .stderr_has("the ArrayMap of a")
+        .stderr_has("on PE 7, but there are 2 PEs");
+}

@@ -83,3 +83,79 @@ fn sizes_are_reported() {
     eprintln!("{s:?}");
     assert!(s.envelope >= 16 && s.inbox_node > s.envelope && s.chare_overhead > 0);
 }
+
+/// An element of a 6-d array that reports its index.
+pub struct Cell6;
+
+#[chare]
+impl Cell6 {
+    fn new() -> Self {
+        Cell6
+    }
+
+    /// The element's index and PE.
+    fn whoami(&self, ctx: &Ctx<Self>) -> (Vec<i32>, u32) {
+        (ctx.this_index().as_slice().to_vec(), ctx.my_pe().0)
+    }
+}
+
+#[test]
+fn six_dimensional_arrays_cover_their_shape() {
+    let job = Job::launch(config(3)).expect("launched");
+    let got = job.run(|| async {
+        let arr = Array::<Cell6>::new([2, 1, 3, 1, 2, 2], ()).await.expect("created");
+        arr.whoami().ret_all().await.expect("answers")
+    });
+    assert_eq!(got.len(), 24);
+    let shape = charmrs::Index::from([2, 1, 3, 1, 2, 2]);
+    for (lin, (idx, pe)) in got.iter().enumerate() {
+        let idx = charmrs::Index::new(idx);
+        assert_eq!(idx.linearize(&shape), Some(lin as u64), "gather is ordered by index");
+        assert_eq!(charmrs::BlockMap.pe_of(&idx, &shape, 3), PeId(*pe), "element on its block-map PE");
+    }
+    assert_eq!(job.shutdown(), 0);
+}
+
+#[test]
+fn iwait_yields_every_future_once_and_wait_any_the_first() {
+    let job = Job::launch(config(2)).expect("launched");
+    let (order, any) = job.run(|| async {
+        let arr = Array::<Counter>::new(4, (0,)).await.expect("created");
+        let futs: Vec<Future<u64>> = (0..4).map(|i| arr.elem(i).get().ret()).collect();
+        let mut it = charmrs::iwait(futs);
+        let mut seen = Vec::new();
+        while let Some((i, v)) = it.next().await {
+            assert_eq!(v.expect("value"), 0);
+            seen.push(i);
+        }
+        seen.sort();
+        let one = Future::<u64>::new();
+        let never = Future::<u64>::new();
+        arr.elem(3).add(5);
+        arr.elem(3).get().ret_all();
+        let f = arr.elem(3).get().ret();
+        let relay = one.clone();
+        charmrs::spawn(async move { relay.send(f.await.expect("value")) });
+        let any = charmrs::wait_any(vec![never, one]).await;
+        (seen, (any.0, any.1.expect("value")))
+    });
+    assert_eq!(order, vec![0, 1, 2, 3]);
+    assert_eq!(any, (1, 5));
+    assert_eq!(job.shutdown(), 0);
+}
+
+#[test]
+fn tree_arity_is_configurable() {
+    for k in ["2", "3", "8"] {
+        let args = ["arity".to_string(), "+p5".into(), "+nopin".into(), "+tree-arity".into(), k.into()];
+        let job = Job::launch(Config::parse(args, |_| None).expect("config")).expect("launched");
+        let sum = job.run(|| async {
+            let g = Group::<Counter>::new((2,)).await.expect("created");
+            let f = Future::new();
+            g.total(f.clone());
+            f.await.expect("sum")
+        });
+        assert_eq!(sum, 10);
+        assert_eq!(job.shutdown(), 0);
+    }
+}

@@ -109,6 +109,17 @@ fn take_args<A: Payload>(args: Args, desc: &EntryDesc) -> A {
     a.unwrap_or_else(|| fatal(&format!("arguments of the wrong type for entry method {}", desc.name())))
 }
 
+/// The element a synchronous method runs on, borrowed.
+fn slot_ref<'a, C: Chare>(target: &Target<'a>, desc: &EntryDesc) -> &'a Slot<C> {
+    match target {
+        Target::Elem(e) => e.as_any().downcast_ref::<Slot<C>>().unwrap_or_else(|| {
+            fatal(&format!("entry method {} called on a chare of another type", desc.name()))
+        }),
+        Target::New(_) => fatal(&format!("entry method {} delivered as a constructor", desc.name())),
+    }
+}
+
+/// The element an async method runs on, shared with its task.
 fn slot_of<'a, C: Chare>(target: &Target<'a>, desc: &EntryDesc) -> Rc<Slot<C>> {
     match target {
         Target::Elem(e) => Rc::clone(e).into_any_rc().downcast::<Slot<C>>().unwrap_or_else(|_| {
@@ -144,7 +155,7 @@ fn complete<R: Payload>(meta: &ElemMeta, desc: &EntryDesc, reply: Reply, result:
 
 /// Runs a `&mut self` entry method.
 pub fn invoke_mut<C: Chare, A: Payload, R: Payload>(inv: Invoke<'_>, f: fn(&mut C, &Ctx<C>, A) -> R) {
-    let slot = slot_of::<C>(&inv.target, inv.desc);
+    let slot = slot_ref::<C>(&inv.target, inv.desc);
     let args = take_args::<A>(inv.args, inv.desc);
     let t0 = inv.pe.stats.start_ep();
     let r = catch_unwind(AssertUnwindSafe(|| f(&mut slot.state.borrow_mut(), &slot.ctx, args)));
@@ -154,7 +165,7 @@ pub fn invoke_mut<C: Chare, A: Payload, R: Payload>(inv: Invoke<'_>, f: fn(&mut 
 
 /// Runs a `&self` entry method.
 pub fn invoke_ref<C: Chare, A: Payload, R: Payload>(inv: Invoke<'_>, f: fn(&C, &Ctx<C>, A) -> R) {
-    let slot = slot_of::<C>(&inv.target, inv.desc);
+    let slot = slot_ref::<C>(&inv.target, inv.desc);
     let args = take_args::<A>(inv.args, inv.desc);
     let t0 = inv.pe.stats.start_ep();
     let r = catch_unwind(AssertUnwindSafe(|| f(&slot.state.borrow(), &slot.ctx, args)));

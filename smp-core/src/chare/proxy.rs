@@ -147,8 +147,8 @@ fn send(p: Pending, reply: Reply) {
             let env = Envelope::Call { coll: p.raw.coll, index, ep, reply, args };
             let dest = match crate::chare::ctx::fixed_home(p.raw.home, &index) {
                 Some(d) => Some(d),
-                None => pe.coll(p.raw.coll).map(|info| {
-                    info.pe_of(&index).unwrap_or_else(|| {
+                None => pe.colls.borrow().get(&p.raw.coll).map(|info| {
+                    info.pe_of(&index, pe.num_pes()).unwrap_or_else(|| {
                         panic!("call of {}: index {index} is outside the array's shape", p.desc.name())
                     })
                 }),

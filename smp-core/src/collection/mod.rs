@@ -93,8 +93,7 @@ pub(crate) struct CollInfo {
 
 impl CollInfo {
     /// The PE element `index` was created on, or `None` if there is no such element.
-    pub(crate) fn pe_of(&self, index: &Index) -> Option<PeId> {
-        let n = with_pe(|pe| pe.num_pes());
+    pub(crate) fn pe_of(&self, index: &Index, n: u32) -> Option<PeId> {
         match &self.kind {
             Kind::Group => {
                 (index.dims() == 1 && index[0] >= 0 && (index[0] as u32) < n).then(|| PeId(index[0] as u32))
@@ -155,7 +154,7 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
     let out = pe.pending_out.borrow_mut().remove(&coll).unwrap_or_default();
     for env in out {
         let Envelope::Call { index, .. } = &env else { continue };
-        match info.pe_of(index) {
+        match info.pe_of(index, n) {
             Some(dest) => pe.send(dest, env, 0),
             None => fatal(&format!(
                 "a call to element {index} of a {} array, outside its shape",

@@ -12,6 +12,8 @@ use crate::chare::registry;
 use crate::collection::{self, ElemKey};
 use crate::msg::{Args, Envelope};
 use crate::pe::{PeLocal, SysMsg};
+use crate::queue::inbox::Inbox;
+use crate::sched::idle::WorkCheck;
 use crate::{qd, reduction};
 
 /// Runs PE `pe` until the job exits.
@@ -54,7 +56,7 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
                 shared.config.spin,
                 shared.oversubscribed,
                 pe.timers.next_deadline(),
-                || !me.inbox.is_empty(),
+                InboxCheck(&me.inbox),
             );
             pe.stats.idle(t0.elapsed(), out.parked);
         }
@@ -132,5 +134,21 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
             SysMsg::Qd(m) => qd::handle(pe, m),
             SysMsg::Exit => {}
         },
+    }
+}
+
+/// The idle protocol's view of a PE's inbox: the handshake's ordered check, and a plain
+/// load while spinning.
+struct InboxCheck<'a>(&'a Inbox<Envelope>);
+
+impl WorkCheck for InboxCheck<'_> {
+    #[inline]
+    fn has_work(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    #[inline]
+    fn looks_busy(&self) -> bool {
+        self.0.looks_nonempty()
     }
 }

@@ -143,6 +143,15 @@ impl<T> Inbox<T> {
         self.confirm_empty()
     }
 
+    /// A hint for spinning consumers: whether something seems queued (a Relaxed load,
+    /// no read-modify-write; it may lag behind a concurrent push). Never use it to
+    /// decide to park: that is [`is_empty`](Self::is_empty)'s job.
+    #[inline]
+    pub(crate) fn looks_nonempty(&self) -> bool {
+        // Relaxed: only a hint; the work itself is taken by `take_all`'s Acquire swap.
+        !self.head.load(Ordering::Relaxed).is_null()
+    }
+
     /// Slow half of [`is_empty`](Self::is_empty): the RMW confirmation of a null head.
     #[cold]
     fn confirm_empty(&self) -> bool {

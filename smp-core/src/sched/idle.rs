@@ -12,6 +12,28 @@ use crossbeam_utils::CachePadded;
 use crate::sync::atomic::{AtomicU32, Ordering};
 use crate::sync::thread::{self, Thread};
 
+/// How the idle protocol asks whether work arrived.
+pub(crate) trait WorkCheck {
+    /// The authoritative check, part of the sleep handshake (README "Why no wake-up is
+    /// lost"): must be ordered as `Inbox::is_empty` is.
+    fn has_work(&self) -> bool;
+
+    /// A cheap hint polled while spinning: no read-modify-write, so a spinning PE does
+    /// not take the inbox's cache line away from its producers. A false "no" only
+    /// delays the answer until the next poll or the handshake.
+    #[inline]
+    fn looks_busy(&self) -> bool {
+        self.has_work()
+    }
+}
+
+impl<F: Fn() -> bool> WorkCheck for F {
+    #[inline]
+    fn has_work(&self) -> bool {
+        self()
+    }
+}
+
 /// How an idle PE waits. Parsed by the config module from `+idle spin|park|adaptive`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdlePolicy {
@@ -174,11 +196,11 @@ impl Sleeper {
         spin: Duration,
         oversubscribed: bool,
         deadline: Option<Instant>,
-        has_work: impl Fn() -> bool,
+        has_work: impl WorkCheck,
     ) -> IdleOutcome {
         if oversubscribed {
             thread::yield_now();
-            if has_work() {
+            if has_work.has_work() {
                 return IdleOutcome::NOT_PARKED;
             }
             return self.sleep(deadline, &has_work).0;
@@ -226,11 +248,11 @@ impl Sleeper {
         &self,
         window: Option<Duration>,
         deadline: Option<Instant>,
-        has_work: &impl Fn() -> bool,
+        has_work: &impl WorkCheck,
     ) -> bool {
         if cfg!(loom) {
             for _ in 0..LOOM_SPINS {
-                if has_work() {
+                if has_work.looks_busy() {
                     return true;
                 }
                 thread::yield_now();
@@ -244,7 +266,7 @@ impl Sleeper {
         };
         loop {
             for _ in 0..SPIN_BATCH {
-                if has_work() {
+                if has_work.looks_busy() {
                     return true;
                 }
                 core::hint::spin_loop();
@@ -258,11 +280,7 @@ impl Sleeper {
     /// The sleep handshake: publish `SLEEPING`, re-check, park, back to `AWAKE`.
     /// Returns the outcome and, if it parked, how long (not measured under loom).
     #[cold]
-    fn sleep(
-        &self,
-        deadline: Option<Instant>,
-        has_work: &impl Fn() -> bool,
-    ) -> (IdleOutcome, Option<Duration>) {
+    fn sleep(&self, deadline: Option<Instant>, has_work: &impl WorkCheck) -> (IdleOutcome, Option<Duration>) {
         let timeout = match deadline {
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(t) if !t.is_zero() => Some(t),
@@ -284,7 +302,7 @@ impl Sleeper {
         // notifier reads AWAKE" (README "Why no wake-up is lost"). Its Release half
         // also publishes the thread handle to the notifier that reads SLEEPING.
         self.state.store(SLEEPING, Ordering::SeqCst);
-        if has_work() {
+        if has_work.has_work() {
             // Relaxed: the state only gates `unpark`; the work is handed over by the
             // inbox's own Release/Acquire. If a notifier already moved us to AWAKE
             // its `unpark` leaves a token: the next park returns at once (spurious).
