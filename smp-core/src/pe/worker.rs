@@ -5,7 +5,6 @@
 //! see `sched/README.md`).
 
 use std::rc::Rc;
-use std::time::Instant;
 
 use crate::chare::invoke::{deliver, fatal, retry_when};
 use crate::chare::registry;
@@ -50,7 +49,6 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
         }
         worked |= pe.timers.fire_due();
         if !worked && pe.local.borrow().is_empty() && !pe.exec.has_ready() {
-            let t0 = Instant::now();
             let out = me.sleeper.idle(
                 shared.config.idle,
                 shared.config.spin,
@@ -58,7 +56,7 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
                 pe.timers.next_deadline(),
                 InboxCheck(&me.inbox),
             );
-            pe.stats.idle(t0.elapsed(), out.parked);
+            pe.stats.idle(out.idle, out.parked);
         }
     }
 }

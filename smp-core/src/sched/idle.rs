@@ -57,8 +57,9 @@ const SLEEPING: u32 = 1;
 const MIN_WINDOW: Duration = Duration::from_micros(1);
 /// Largest adaptive spin window, as a multiple of the configured spin time.
 const MAX_WINDOW_FACTOR: u32 = 8;
-/// A park that lasted at least this many windows means the PE really was idle: halve.
-const LONG_PARK_FACTOR: u32 = 4;
+/// The adaptive window never shrinks below the configured spin time divided by this.
+const MIN_WINDOW_DIVISOR: u32 = 4;
+
 /// `has_work` checks between two clock reads while spinning (a clock read costs tens
 /// of nanoseconds, a check a few).
 const SPIN_BATCH: u32 = 64;
@@ -74,11 +75,14 @@ pub(crate) struct IdleOutcome {
     /// A notifier woke the thread (it won the `SLEEPING -> AWAKE` CAS). `false` after
     /// a park means a timeout or a spurious wake-up.
     pub(crate) notified: bool,
+    /// How long the call lasted, zero when work arrived during the first spin batch
+    /// (that batch reads no clock: it is the latency-critical case).
+    pub(crate) idle: Duration,
 }
 
 impl IdleOutcome {
     /// Returned when the PE did not park.
-    const NOT_PARKED: Self = Self { parked: false, notified: false };
+    const NOT_PARKED: Self = Self { parked: false, notified: false, idle: Duration::ZERO };
 }
 
 /// Counters of one [`Sleeper`], read with [`Sleeper::stats`].
@@ -191,6 +195,33 @@ impl Sleeper {
     ///
     /// [`Inbox::is_empty`]: crate::queue::inbox::Inbox::is_empty
     pub(crate) fn idle(
+        &self,
+        policy: IdlePolicy,
+        spin: Duration,
+        oversubscribed: bool,
+        deadline: Option<Instant>,
+        has_work: impl WorkCheck,
+    ) -> IdleOutcome {
+        if !oversubscribed && policy != IdlePolicy::Park && !cfg!(loom) {
+            // A first batch with no clock read: a message that arrives within it, as in
+            // a ping-pong, costs neither the window's deadline nor the idle-time clock.
+            for _ in 0..SPIN_BATCH {
+                if has_work.looks_busy() {
+                    return IdleOutcome::NOT_PARKED;
+                }
+                core::hint::spin_loop();
+            }
+        }
+        let t0 = if cfg!(loom) { None } else { Some(Instant::now()) };
+        let mut out = self.idle_slow(policy, spin, oversubscribed, deadline, has_work);
+        if let Some(t0) = t0 {
+            out.idle = t0.elapsed();
+        }
+        out
+    }
+
+    /// The rest of [`idle`](Self::idle), after the clock-free first batch.
+    fn idle_slow(
         &self,
         policy: IdlePolicy,
         spin: Duration,
@@ -316,7 +347,7 @@ impl Sleeper {
         // Relaxed: as above. Reading AWAKE means a notifier won the CAS and unparked
         // us; SLEEPING means a timeout or a spurious wake-up.
         let notified = self.state.swap(AWAKE, Ordering::Relaxed) == AWAKE;
-        let outcome = IdleOutcome { parked: true, notified };
+        let outcome = IdleOutcome { parked: true, notified, idle: Duration::ZERO };
         (outcome, start.map(|s| s.elapsed()))
     }
 
@@ -330,19 +361,20 @@ impl Sleeper {
         }
     }
 
-    /// Adaptive rule (README "Adaptive spinning"): a notified wake within one window
-    /// of parking doubles the window (spinning longer would have caught it), up to
-    /// `spin * 8`; a park of at least 4 windows halves it (the PE really was idle),
-    /// down to 1 µs; anything else keeps it.
+    /// Adaptive rule (README "Adaptive spinning"): a notified wake that came within
+    /// `spin * 8` of parking means spinning that long would have caught the message
+    /// and saved the wake-up (~20 µs here, which `slept` includes): the window grows to
+    /// at least twice itself and at least `slept`, up to `spin * 8`. A timeout, or a
+    /// wake after longer than that, means the PE really was idle: the window halves,
+    /// down to `spin / 4`.
     #[cold]
     fn adapt(&self, window: Duration, spin: Duration, notified: bool, slept: Duration) {
         let max = spin.saturating_mul(MAX_WINDOW_FACTOR).max(MIN_WINDOW);
-        let next = if notified && slept <= window {
-            window.saturating_mul(2).min(max)
-        } else if slept >= window.saturating_mul(LONG_PARK_FACTOR) {
-            (window / 2).max(MIN_WINDOW)
+        let floor = (spin / MIN_WINDOW_DIVISOR).max(MIN_WINDOW).min(max);
+        let next = if notified && slept <= max {
+            window.saturating_mul(2).max(slept).min(max)
         } else {
-            window
+            (window / 2).max(floor)
         };
         let ns = u64::try_from(next.as_nanos()).unwrap_or(u64::MAX).max(1);
         // Relaxed: owner-only value.
@@ -442,7 +474,7 @@ mod tests {
         assert!(!out.notified);
         // A past deadline means a timer is due: no park at all.
         let out = sleeper.idle(IdlePolicy::Park, Duration::ZERO, false, Some(start), || false);
-        assert_eq!(out, IdleOutcome::NOT_PARKED);
+        assert!(!out.parked && !out.notified, "{out:?}");
         // Spin stops at the deadline too.
         let out = sleeper.idle(
             IdlePolicy::Spin,
@@ -451,7 +483,7 @@ mod tests {
             Some(Instant::now() + Duration::from_millis(5)),
             || false,
         );
-        assert_eq!(out, IdleOutcome::NOT_PARKED);
+        assert!(!out.parked && !out.notified, "{out:?}");
         assert!(start.elapsed() >= Duration::from_millis(5));
     }
 
@@ -465,7 +497,7 @@ mod tests {
             (IdlePolicy::Park, true),
         ] {
             let out = sleeper.idle(policy, Duration::from_micros(5), oversubscribed, None, || true);
-            assert_eq!(out, IdleOutcome::NOT_PARKED);
+            assert!(!out.parked && !out.notified, "{out:?}");
         }
         assert_eq!(sleeper.stats().parks, 0);
     }
@@ -477,19 +509,21 @@ mod tests {
         let us = Duration::from_micros;
         assert_eq!(s.window(spin), spin);
         s.adapt(spin, spin, true, us(3));
-        assert_eq!(s.window(spin), us(20), "woken within the window: double");
+        assert_eq!(s.window(spin), us(20), "woken soon after parking: double");
+        s.adapt(us(20), spin, true, us(50));
+        assert_eq!(s.window(spin), us(50), "grow to the time it would have taken");
         for _ in 0..10 {
-            s.adapt(s.window(spin), spin, true, us(1));
+            s.adapt(s.window(spin), spin, true, us(25));
         }
         assert_eq!(s.window(spin), us(80), "capped at spin * 8");
         s.adapt(us(80), spin, true, us(100));
-        assert_eq!(s.window(spin), us(80), "between 1 and 4 windows: keep");
-        s.adapt(us(80), spin, false, us(400));
-        assert_eq!(s.window(spin), us(40), "long park: halve");
+        assert_eq!(s.window(spin), us(40), "woken after more than the cap: halve");
+        s.adapt(us(40), spin, false, us(400));
+        assert_eq!(s.window(spin), us(20), "timeout: halve");
         for _ in 0..20 {
             s.adapt(s.window(spin), spin, false, Duration::from_millis(1));
         }
-        assert_eq!(s.window(spin), us(1), "floor 1 µs");
+        assert_eq!(s.window(spin), us(2) + Duration::from_nanos(500), "floor spin / 4");
     }
 
     /// Ping-pong: the producer pushes one item, notifies, and waits for the ack, so
