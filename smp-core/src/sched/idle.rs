@@ -384,7 +384,7 @@ impl Sleeper {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::{IdleOutcome, IdlePolicy, Sleeper, SleeperStats};
+    use super::{IdlePolicy, Sleeper, SleeperStats};
     use crate::queue::inbox::Inbox;
     use crate::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
