@@ -293,21 +293,26 @@ pub(crate) async fn guard_main(fut: impl StdFuture<Output = ()>) {
     }
 }
 
-/// Polls a future, turning a panic into `Err(message)`. The future is boxed so that it
-/// can be polled pinned without unsafe pin projection.
-struct CatchUnwind<F>(Pin<Box<F>>);
+pin_project_lite::pin_project! {
+    /// Polls a future, turning a panic into `Err(message)`. Pinned in place (no box of
+    /// its own): it lives inside the task's allocation.
+    struct CatchUnwind<F> {
+        #[pin]
+        fut: F,
+    }
+}
 
 impl<F: StdFuture> CatchUnwind<F> {
     fn new(fut: F) -> Self {
-        CatchUnwind(Box::pin(fut))
+        CatchUnwind { fut }
     }
 }
 
 impl<F: StdFuture> StdFuture for CatchUnwind<F> {
     type Output = Result<F::Output, String>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.project().fut;
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(p) => Poll::Ready(Err(panic_message(p))),

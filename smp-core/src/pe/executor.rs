@@ -6,46 +6,56 @@
 //! local ready list (no atomics); fired on another thread, it sends a `Wake` message
 //! through the target PE's inbox, which also wakes the PE if it sleeps. Tokio's
 //! `LocalSet` and `async-executor` would add a second queue and a second wake-up path.
+//!
+//! Tasks live in a slab: a task id is its slot. A wake-up that arrives after its task
+//! finished and the slot was reused polls the new task once for nothing, which the
+//! `Future` contract allows (spurious polls).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
-
-// Fx: the keys are the runtime's own ids, never attacker-controlled, and SipHash
-// would cost more than the rest of a local message dispatch.
-use rustc_hash::FxHashMap as HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 
+use slab::Slab;
+
 use crate::collection::ElemKey;
 use crate::msg::Envelope;
 use crate::pe::{PeId, Shared, SysMsg};
 
-/// Identifies a task on its PE.
+/// Identifies a task on its PE (its slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct TaskId(pub(crate) u64);
+pub(crate) struct TaskId(pub(crate) usize);
 
 /// A spawned future and the chare element it runs for (to re-check `when` conditions
 /// and `wait` predicates of that element after it ran).
 struct Task {
-    fut: Pin<Box<dyn Future<Output = ()>>>,
+    /// `None` while the task is being polled.
+    fut: Option<Pin<Box<dyn Future<Output = ()>>>>,
     elem: Option<ElemKey>,
     waker: Waker,
 }
 
 /// The per-PE task table and ready list.
 pub(crate) struct Executor {
-    tasks: RefCell<HashMap<TaskId, Task>>,
+    tasks: RefCell<Slab<Task>>,
     ready: RefCell<VecDeque<TaskId>>,
-    next: Cell<u64>,
+    /// Shared by the wakers of this PE's tasks (one reference count per PE, touched by
+    /// this PE's thread, instead of one on the job's shared state from every PE).
+    target: RefCell<Option<Arc<WakeTarget>>>,
+}
+
+/// Where a waker sends its wake-up.
+struct WakeTarget {
+    pe: PeId,
+    shared: Arc<Shared>,
 }
 
 /// Wakes a task: locally through the ready list, remotely through a message.
 struct TaskWaker {
-    pe: PeId,
+    target: Arc<WakeTarget>,
     task: TaskId,
-    shared: Arc<Shared>,
 }
 
 impl Wake for TaskWaker {
@@ -54,9 +64,10 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let on_target = crate::pe::local::try_with_pe(|pe| {
-            if pe.id == self.pe {
-                pe.exec.ready.borrow_mut().push_back(self.task);
+        let pe = self.target.pe;
+        let on_target = crate::pe::local::try_with_pe(|local| {
+            if local.id == pe {
+                local.exec.ready.borrow_mut().push_back(self.task);
                 true
             } else {
                 false
@@ -64,7 +75,7 @@ impl Wake for TaskWaker {
         })
         .unwrap_or(false);
         if !on_target {
-            self.shared.push(self.pe, Envelope::Sys(SysMsg::Wake(self.task)));
+            self.target.shared.push(pe, Envelope::Sys(SysMsg::Wake(self.task)));
         }
     }
 }
@@ -73,9 +84,9 @@ impl Executor {
     /// An empty executor.
     pub(crate) fn new() -> Executor {
         Executor {
-            tasks: RefCell::new(HashMap::default()),
+            tasks: RefCell::new(Slab::new()),
             ready: RefCell::new(VecDeque::new()),
-            next: Cell::new(0),
+            target: RefCell::new(None),
         }
     }
 
@@ -87,10 +98,17 @@ impl Executor {
         fut: Pin<Box<dyn Future<Output = ()>>>,
         elem: Option<ElemKey>,
     ) {
-        let id = TaskId(self.next.get());
-        self.next.set(id.0 + 1);
-        let waker = Waker::from(Arc::new(TaskWaker { pe, task: id, shared: Arc::clone(shared) }));
-        self.tasks.borrow_mut().insert(id, Task { fut, elem, waker });
+        let target = Arc::clone(
+            self.target
+                .borrow_mut()
+                .get_or_insert_with(|| Arc::new(WakeTarget { pe, shared: Arc::clone(shared) })),
+        );
+        let mut tasks = self.tasks.borrow_mut();
+        let entry = tasks.vacant_entry();
+        let id = TaskId(entry.key());
+        let waker = Waker::from(Arc::new(TaskWaker { target, task: id }));
+        entry.insert(Task { fut: Some(fut), elem, waker });
+        drop(tasks);
         self.ready.borrow_mut().push_back(id);
     }
 
@@ -105,29 +123,34 @@ impl Executor {
         !self.ready.borrow().is_empty()
     }
 
-    /// Polls the tasks that are ready now (not those made ready meanwhile). Returns the
-    /// elements whose tasks ran, so that their `when` buffers are re-checked, and
-    /// whether any task ran.
+    /// Polls the tasks that are ready now (not those made ready meanwhile). Pushes the
+    /// elements whose tasks ran on `ran_for`, so that their `when` buffers are
+    /// re-checked, and returns whether any task ran.
     pub(crate) fn run_ready(&self, ran_for: &mut Vec<ElemKey>) -> bool {
         let n = self.ready.borrow().len();
         let mut ran = false;
         for _ in 0..n {
             let Some(id) = self.ready.borrow_mut().pop_front() else { break };
-            // Take the task out while it runs: it may spawn or wake others.
-            let Some(mut task) = self.tasks.borrow_mut().remove(&id) else {
-                continue; // finished already: a stale wake-up
+            // Take the future out while it runs: it may spawn or wake other tasks.
+            let taken = {
+                let mut tasks = self.tasks.borrow_mut();
+                tasks.get_mut(id.0).and_then(|t| t.fut.take().map(|f| (f, t.waker.clone(), t.elem)))
             };
+            // Finished already, or being polled (a wake-up from inside its own poll).
+            let Some((mut fut, waker, elem)) = taken else { continue };
             ran = true;
-            let waker = task.waker.clone();
             let mut cx = Context::from_waker(&waker);
             // Panics inside entry-method futures are caught by the future's wrapper
             // (chare::invoke); the main task catches its own.
-            let done = task.fut.as_mut().poll(&mut cx).is_ready();
-            if let Some(e) = task.elem {
+            let done = fut.as_mut().poll(&mut cx).is_ready();
+            if let Some(e) = elem {
                 ran_for.push(e);
             }
-            if !done {
-                self.tasks.borrow_mut().insert(id, task);
+            let mut tasks = self.tasks.borrow_mut();
+            if done {
+                tasks.remove(id.0);
+            } else if let Some(t) = tasks.get_mut(id.0) {
+                t.fut = Some(fut);
             }
         }
         ran
