@@ -56,6 +56,16 @@ impl Fragile {
         Future::new()
     }
 
+    /// The QD callback: counts as a call.
+    fn quiet(&mut self, _: ()) {
+        self.calls += 1_000;
+    }
+
+    /// Whether `quiet` was called.
+    fn was_quiet(&self) -> bool {
+        self.calls >= 1_000
+    }
+
     /// Sends `count` messages to itself through the array, one after another.
     fn chain(&mut self, ctx: &Ctx<Self>, count: u32) {
         self.calls += 1;
@@ -143,10 +153,14 @@ fn main() {
             "qd" => {
                 let a = Array::<Fragile>::new(8, (-1,)).await.expect("created");
                 a.chain(200);
+                // QD with an entry method as the callback, then with a future.
+                charmrs::start_qd(RedTarget::call(a.elem(0), FragileProxy::quiet));
                 charmrs::wait_qd().await.expect("quiescence");
+                let quiet = a.elem(0).was_quiet().ret().await.expect("asked");
+                println!("entry-method QD callback called: {quiet}");
                 let counts = a.poke(false).ret_all().await.expect("counted");
                 println!("quiescence after chains; counts {counts:?}");
-                let ok = counts.iter().all(|&c| c == 202);
+                let ok = counts[0] == 1202 && counts[1..].iter().all(|&c| c == 202);
                 charmrs::exit(if ok { 0 } else { 1 });
             }
             "timers" => {

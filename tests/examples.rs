@@ -228,7 +228,10 @@ fn exit_code_is_the_process_status() {
 #[test]
 fn quiescence_detection_waits_for_every_chain() {
     for n in [1, 2, 4, 7] {
-        run("failures", &[&p(n), "qd"], T).assert_ok().stdout_has("quiescence after chains");
+        run("failures", &[&p(n), "qd"], T)
+            .assert_ok()
+            .stdout_has("entry-method QD callback called: true")
+            .stdout_has("quiescence after chains");
     }
 }
 

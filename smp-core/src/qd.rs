@@ -14,9 +14,10 @@ use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::future::{Future, FutureId};
+use crate::future::Future;
 use crate::msg::Envelope;
 use crate::pe::{with_pe, PeId, PeLocal, SysMsg};
+use crate::reduction::RedTarget;
 
 /// Pause between two waves that did not find quiescence.
 const WAVE_PAUSE: Duration = Duration::from_micros(200);
@@ -24,7 +25,7 @@ const WAVE_PAUSE: Duration = Duration::from_micros(200);
 /// A QD message.
 pub(crate) enum QdMsg {
     /// To the root: call `fut` at quiescence.
-    Start(FutureId),
+    Start(RedTarget<()>),
     /// Root to all: report your counters for wave `wave`.
     Wave(u64),
     /// Child to parent: the counters of a subtree.
@@ -45,7 +46,7 @@ pub(crate) struct QdState {
     /// Per wave in progress: totals so far and children heard from.
     gather: RefCell<HashMap<u64, (u64, u64, u32)>>,
     /// Root only: futures to complete at quiescence.
-    waiting: RefCell<Vec<FutureId>>,
+    waiting: RefCell<Vec<RedTarget<()>>>,
     /// Root only: a wave is under way.
     active: Cell<bool>,
     /// Root only: the last wave's totals, when they were balanced.
@@ -80,10 +81,12 @@ impl QdState {
     }
 }
 
-/// Completes `fut` when the job is quiescent (Charm4py's `charm.startQD(callback)`).
-pub fn start_qd(fut: &Future<()>) {
-    let id = fut.id();
-    with_pe(|pe| pe.send(PeId(0), Envelope::Sys(SysMsg::Qd(QdMsg::Start(id))), 0));
+/// Calls `target` when the job is quiescent (Charm4py's `charm.startQD(callback)`):
+/// a [`Future`] of `()`, or an entry method taking `()` through
+/// [`RedTarget::call`].
+pub fn start_qd(target: impl Into<RedTarget<()>>) {
+    let target = target.into();
+    with_pe(|pe| pe.send(PeId(0), Envelope::Sys(SysMsg::Qd(QdMsg::Start(target))), 0));
 }
 
 /// Waits until the job is quiescent (Charm4py's `charm.waitQD()`).
@@ -155,8 +158,8 @@ fn at_root(pe: &Rc<PeLocal>, sent: u64, processed: u64) {
         pe.qd.active.set(false);
         pe.qd.last.set(None);
         let waiting = std::mem::take(&mut *pe.qd.waiting.borrow_mut());
-        for f in waiting {
-            Future::<()>::from_id(f).send(());
+        for t in waiting {
+            t.deliver(Ok(()));
         }
         return;
     }

@@ -86,6 +86,18 @@ impl<R: Payload> RedTarget<R> {
         RedTarget { kind: TargetKind::Future(id) }
     }
 
+    /// Delivers a result outside a reduction (quiescence detection).
+    pub(crate) fn deliver(self, result: crate::Result<R>) {
+        match self.kind {
+            TargetKind::Future(id) => Future::<R>::from_id(id).complete(result),
+            TargetKind::Call(f) => match result {
+                Ok(r) => f(r),
+                Err(e) => fatal(&format!("callback failed: {e}")),
+            },
+            TargetKind::All => fatal("an allreduce target outside a reduction"),
+        }
+    }
+
     /// Every element gets the result in its own future (allreduce).
     pub(crate) fn all(fut: Future<R>) -> RedTarget<R> {
         with_pe(|pe| pe.reds.pending_all.borrow_mut().push(fut.id()));
