@@ -134,7 +134,10 @@ fn complete<R: Payload>(meta: &ElemMeta, desc: &EntryDesc, reply: Reply, result:
     let result = result.map_err(|m| remote_panic(meta, desc, m));
     match (reply, result) {
         (Reply::None, Ok(_)) => {}
-        (Reply::None, Err(e)) => fatal(&format!("unhandled {e}")),
+        (Reply::None, Err(e)) => {
+            tracing::error!(chare = desc.chare(), ep = desc.method(), "unhandled panic");
+            fatal(&format!("unhandled {e}"))
+        }
         (Reply::Future(f), r) => Future::<R>::from_id(f).complete(r),
         (Reply::Bcast { fut, gather: true }, r) => reduction::contribute(
             meta,

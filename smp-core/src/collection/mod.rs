@@ -139,6 +139,7 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
         }
     };
     let my_rank = members.iter().position(|&p| p == pe.id).map(|r| r as u32);
+    tracing::debug!(coll = %coll, chare = spec.ctor.chare(), local = local.len(), "creating elements");
     let info = Rc::new(CollInfo { kind: spec.kind.clone(), local, members: members.into(), my_rank });
     pe.colls.borrow_mut().insert(coll, Rc::clone(&info));
     for &index in &info.local {

@@ -132,6 +132,7 @@ where
     F: FnOnce(MainCtx) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    init_logging();
     let booted = match boot(config) {
         Ok(b) => b,
         Err(e) => {
@@ -155,6 +156,8 @@ where
 /// A job whose PEs all run on background threads, driven from the thread that
 /// launched it: for benchmarks, tests and programs that embed charmrs in a larger
 /// application. [`Job::run`] runs an async closure on PE 0 and returns its result.
+/// Unlike [`start`], it installs no `tracing` subscriber: that is the application's
+/// choice.
 ///
 /// ```no_run
 /// let job = charmrs::Job::launch(charmrs::Config::default()).expect("job started");
@@ -221,7 +224,6 @@ struct Booted {
 
 /// Checks the registration table, plans PE placement, builds the shared state.
 fn boot(config: Config) -> crate::Result<Booted> {
-    init_logging();
     registry::init().map_err(|e| crate::Error::Config(e.to_string()))?;
     crate::chare::invoke::install_panic_hook();
     let placement = topo::plan(config.num_pes, config.pin);
@@ -313,6 +315,8 @@ fn finish(shared: &Shared, handles: Vec<std::thread::JoinHandle<()>>) -> i32 {
 
 /// Runs the scheduler loop of PE `id` on this thread until the job ends.
 fn run_pe(id: PeId, shared: Arc<Shared>, main_task: Option<MainTask>) {
+    let _span = tracing::info_span!("pe", pe = id.0).entered();
+    tracing::debug!("PE loop starts");
     let pe = Rc::new(PeLocal::new(id, Arc::clone(&shared)));
     local::set_current(Some(Rc::clone(&pe)));
     if let Some(task) = main_task {
@@ -324,6 +328,7 @@ fn run_pe(id: PeId, shared: Arc<Shared>, main_task: Option<MainTask>) {
         let _ = std::io::stderr().flush();
         std::process::exit(1);
     }
+    tracing::debug!("PE loop ends");
     let mut stats = pe.take_stats();
     stats.wakes = shared.pes[id.0 as usize].sleeper.stats().wakes;
     shared.stats.lock().unwrap_or_else(|e| e.into_inner())[id.0 as usize] = Some(stats);
@@ -333,7 +338,12 @@ fn run_pe(id: PeId, shared: Arc<Shared>, main_task: Option<MainTask>) {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHARMRS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 /// Ends the job: every PE leaves its loop after the message it is running, and the
