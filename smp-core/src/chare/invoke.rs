@@ -103,7 +103,7 @@ fn remote_panic(meta: &ElemMeta, desc: &EntryDesc, message: String) -> Error {
 
 fn take_args<A: Payload>(args: Args, desc: &EntryDesc) -> A {
     let a = match args {
-        Args::Owned(b) => b.downcast::<A>().ok().map(|b| *b),
+        Args::Owned(b) => b.downcast::<A>().ok().map(|b| b.into_inner()),
         Args::Shared(a) => a.downcast_ref::<A>().cloned(),
     };
     a.unwrap_or_else(|| fatal(&format!("arguments of the wrong type for entry method {}", desc.name())))

@@ -73,7 +73,12 @@ struct Pending {
 /// Builds a call (used by generated proxies).
 #[doc(hidden)]
 pub fn call<A: Payload, R: Payload>(raw: &RawProxy, desc: &'static EntryDesc, args: A) -> Call<R> {
-    let args = if raw.elem.is_some() { Args::Owned(Box::new(args)) } else { Args::Shared(Arc::new(args)) };
+    let args = if raw.elem.is_some() {
+        let b: crate::msg::ArgBox = smallbox::smallbox!(args);
+        Args::Owned(b)
+    } else {
+        Args::Shared(Arc::new(args))
+    };
     Call { pending: Some(Pending { raw: *raw, desc, args, bytes: shallow_size::<A>() }), _ret: PhantomData }
 }
 

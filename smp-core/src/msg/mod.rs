@@ -26,11 +26,15 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Payload fo
 /// A type-erased value, as it sits in a message.
 pub(crate) type AnyBox = Box<dyn Any + Send>;
 
+/// Owned arguments: up to 16 bytes (most argument tuples: a few numbers, a future, a
+/// proxy index) are stored inline and cost no allocation; larger ones are boxed.
+pub(crate) type ArgBox = smallbox::SmallBox<dyn Any + Send, smallbox::space::S2>;
+
 /// Arguments of an entry-method call: owned by a point-to-point message, shared by the
 /// copies of a broadcast (each element gets its own clone on delivery).
 pub(crate) enum Args {
     /// Moved from the sender, taken by the callee.
-    Owned(AnyBox),
+    Owned(ArgBox),
     /// Shared among the PEs a broadcast reaches.
     Shared(Arc<dyn Any + Send + Sync>),
 }
