@@ -159,3 +159,12 @@ fn tree_arity_is_configurable() {
         assert_eq!(job.shutdown(), 0);
     }
 }
+
+#[test]
+fn run_after_the_job_ended_fails_instead_of_hanging() {
+    let job = Job::launch(config(2)).expect("launched");
+    job.run(|| async { charmrs::exit(0) });
+    let late = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(|| async { 1 })));
+    assert!(late.is_err(), "run on an ended job must panic");
+    assert_eq!(job.shutdown(), 0);
+}

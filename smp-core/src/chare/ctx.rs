@@ -71,8 +71,8 @@ impl ElemMeta {
     #[inline]
     pub(crate) fn take_waiters(&self) -> Vec<Waker> {
         match self.parked.borrow_mut().as_mut() {
-            Some(p) => std::mem::take(&mut p.waiters),
-            None => Vec::new(),
+            Some(p) if !p.waiters.is_empty() => std::mem::take(&mut p.waiters),
+            _ => Vec::new(),
         }
     }
 }

@@ -236,6 +236,7 @@ pub fn when_check<C: Chare, A: Payload>(elem: &dyn Any, args: &dyn Any, cond: fn
 
 /// After a chare's state may have changed: wake the tasks waiting on a condition of it
 /// (the `when` buffer is re-checked by the scheduler after each delivery).
+#[inline]
 pub(crate) fn after_state_change(meta: &ElemMeta) {
     for w in meta.take_waiters() {
         w.wake();

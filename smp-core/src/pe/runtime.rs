@@ -196,7 +196,17 @@ impl Job {
             });
         });
         self.shared.push(PeId(0), Envelope::Sys(SysMsg::Run(start)));
-        rx.recv().expect("the job ended before the task completed")
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(r) => return r,
+                // The job ended (a chare called `exit`): PE 0 will never run the task,
+                // and the message holding the sender stays in its inbox. Do not hang.
+                Err(_) if self.handles.iter().all(|h| h.is_finished()) => {
+                    panic!("charmrs::Job::run: the job ended before the task completed")
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     /// Ends the job (if no chare did) and returns its exit code.
