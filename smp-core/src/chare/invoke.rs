@@ -101,7 +101,8 @@ fn remote_panic(meta: &ElemMeta, desc: &EntryDesc, message: String) -> Error {
     }
 }
 
-fn take_args<A: Payload>(args: Args, desc: &EntryDesc) -> A {
+fn take_args<A: Payload>(pe: &PeLocal, args: Args, desc: &EntryDesc) -> A {
+    pe.stats.received_bytes(crate::msg::shallow_size::<A>());
     let a = match args {
         Args::Owned(b) => b.downcast::<A>().ok().map(|b| b.into_inner()),
         Args::Shared(a) => a.downcast_ref::<A>().cloned(),
@@ -159,7 +160,7 @@ fn complete<R: Payload>(meta: &ElemMeta, desc: &EntryDesc, reply: Reply, result:
 /// Runs a `&mut self` entry method.
 pub fn invoke_mut<C: Chare, A: Payload, R: Payload>(inv: Invoke<'_>, f: fn(&mut C, &Ctx<C>, A) -> R) {
     let slot = slot_ref::<C>(&inv.target, inv.desc);
-    let args = take_args::<A>(inv.args, inv.desc);
+    let args = take_args::<A>(inv.pe, inv.args, inv.desc);
     let t0 = inv.pe.stats.start_ep();
     let r = catch_unwind(AssertUnwindSafe(|| f(&mut slot.state.borrow_mut(), &slot.ctx, args)));
     inv.pe.stats.end_ep(inv.desc.id(), t0);
@@ -169,7 +170,7 @@ pub fn invoke_mut<C: Chare, A: Payload, R: Payload>(inv: Invoke<'_>, f: fn(&mut 
 /// Runs a `&self` entry method.
 pub fn invoke_ref<C: Chare, A: Payload, R: Payload>(inv: Invoke<'_>, f: fn(&C, &Ctx<C>, A) -> R) {
     let slot = slot_ref::<C>(&inv.target, inv.desc);
-    let args = take_args::<A>(inv.args, inv.desc);
+    let args = take_args::<A>(inv.pe, inv.args, inv.desc);
     let t0 = inv.pe.stats.start_ep();
     let r = catch_unwind(AssertUnwindSafe(|| f(&slot.state.borrow(), &slot.ctx, args)));
     inv.pe.stats.end_ep(inv.desc.id(), t0);
@@ -185,7 +186,7 @@ where
     Fut: StdFuture<Output = R> + 'static,
 {
     let slot = slot_of::<C>(&inv.target, inv.desc);
-    let args = take_args::<A>(inv.args, inv.desc);
+    let args = take_args::<A>(inv.pe, inv.args, inv.desc);
     let desc = inv.desc;
     let reply = inv.reply;
     let key = slot.ctx.meta.key;
@@ -210,7 +211,7 @@ pub fn invoke_ctor<C: Chare>(inv: Invoke<'_>, f: fn(&Ctx<C>, C::Args) -> C) {
     let Target::New(meta) = inv.target else {
         fatal(&format!("constructor {} delivered to an existing element", inv.desc.name()))
     };
-    let args = take_args::<C::Args>(inv.args, inv.desc);
+    let args = take_args::<C::Args>(inv.pe, inv.args, inv.desc);
     let ctx = Ctx::<C>::new(meta);
     let t0 = inv.pe.stats.start_ep();
     let r = catch_unwind(AssertUnwindSafe(|| f(&ctx, args)));

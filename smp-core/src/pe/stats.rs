@@ -1,5 +1,6 @@
 //! Per-PE counters (`+stats`): messages and bytes sent and received, time in each entry
-//! method, idle time. Counting is a plain `Cell` increment, so it stays compiled in;
+//! method (for an async method, until its first suspension), idle time (idle periods
+//! shorter than one spin batch, a few hundred nanoseconds, are not counted). Counting is a plain `Cell` increment, so it stays compiled in;
 //! timing each entry method costs two clock reads and only happens under `+stats`.
 
 use std::cell::{Cell, RefCell};
@@ -86,8 +87,13 @@ impl Stats {
 
     /// A message arrived.
     #[inline]
-    pub(crate) fn received(&self, bytes: u64) {
+    pub(crate) fn received(&self) {
         self.msgs_recv.set(self.msgs_recv.get() + 1);
+    }
+
+    /// An entry method took arguments of this (shallow) size.
+    #[inline]
+    pub(crate) fn received_bytes(&self, bytes: u64) {
         self.bytes_recv.set(self.bytes_recv.get() + bytes);
     }
 
@@ -143,7 +149,7 @@ pub(crate) fn print_table(out: &mut impl Write, all: &[PeStats]) -> io::Result<(
     writeln!(
         out,
         "{:>4} {:>12} {:>14} {:>12} {:>14} {:>10} {:>7} {:>8} {:>8}",
-        "PE", "msgs sent", "bytes sent", "msgs recv", "bytes recv", "idle ms", "idle %", "parks", "wakes"
+        "PE", "msgs sent", "bytes sent*", "msgs recv", "bytes recv*", "idle ms", "idle %", "parks", "wakes"
     )?;
     for s in all {
         let pct = if s.wall.is_zero() { 0.0 } else { 100.0 * s.idle.as_secs_f64() / s.wall.as_secs_f64() };
@@ -161,6 +167,10 @@ pub(crate) fn print_table(out: &mut impl Write, all: &[PeStats]) -> io::Result<(
             s.wakes
         )?;
     }
+    writeln!(
+        out,
+        "* payload bytes, shallow: messages inside a process move their payload, nothing is copied"
+    )?;
     writeln!(out, "{:>4} {:<40} {:>10} {:>12} {:>10}", "PE", "entry method", "calls", "total ms", "avg us")?;
     for s in all {
         for (ep, t) in &s.per_ep {

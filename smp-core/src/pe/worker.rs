@@ -67,7 +67,7 @@ fn dispatch(pe: &Rc<PeLocal>, env: Envelope) {
     if env.counts_for_qd() {
         pe.qd.processed();
     }
-    pe.stats.received(0);
+    pe.stats.received();
     handle(pe, env);
 }
 
