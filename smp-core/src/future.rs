@@ -101,7 +101,7 @@ impl<T: Payload> Future<T> {
     pub(crate) fn complete(&self, value: Result<T>) {
         let id = self.id;
         with_pe(|pe| {
-            let value = value.map(|v| Box::new(v) as AnyBox);
+            let value = value.map(|v| -> AnyBox { smallbox::smallbox!(v) });
             if id.pe == pe.id {
                 pe.futures.set(id, value);
             } else {
@@ -138,7 +138,7 @@ impl<T: Payload> Future<T> {
             }
             pe.futures.poll(id, cx.waker()).map(|r| {
                 r.map(|b| match b.downcast::<T>() {
-                    Ok(v) => *v,
+                    Ok(v) => v.into_inner(),
                     Err(_) => fatal(&format!("future {id} received a value of another type")),
                 })
             })

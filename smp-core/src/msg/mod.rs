@@ -23,12 +23,13 @@ use crate::pe::PeId;
 pub trait Payload: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Payload for T {}
 
-/// A type-erased value, as it sits in a message.
-pub(crate) type AnyBox = Box<dyn Any + Send>;
+/// A type-erased value, as it sits in a message: up to 16 bytes inline, larger ones
+/// boxed.
+pub(crate) type AnyBox = smallbox::SmallBox<dyn Any + Send, smallbox::space::S2>;
 
 /// Owned arguments: up to 16 bytes (most argument tuples: a few numbers, a future, a
 /// proxy index) are stored inline and cost no allocation; larger ones are boxed.
-pub(crate) type ArgBox = smallbox::SmallBox<dyn Any + Send, smallbox::space::S2>;
+pub(crate) type ArgBox = AnyBox;
 
 /// Arguments of an entry-method call: owned by a point-to-point message, shared by the
 /// copies of a broadcast (each element gets its own clone on delivery).
