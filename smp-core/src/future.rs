@@ -1,10 +1,7 @@
 //! Futures: placeholders for values, created on one PE, sendable to any chare on any
 //! PE, set once, awaited by a task of the PE that created them.
 
-use std::cell::{Cell, RefCell};
-// Fx: the keys are the runtime's own ids, never attacker-controlled, and SipHash
-// would cost more than the rest of a local message dispatch.
-use rustc_hash::FxHashMap as HashMap;
+use std::cell::RefCell;
 use std::fmt;
 use std::future::{Future as StdFuture, IntoFuture};
 use std::marker::PhantomData;
@@ -29,7 +26,8 @@ pub(crate) struct FutureId {
 
 impl fmt::Display for FutureId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@PE{}", self.seq, self.pe)
+        let (idx, gen) = split(self.seq);
+        write!(f, "{idx}.{gen}@PE{}", self.pe)
     }
 }
 
@@ -232,100 +230,146 @@ impl<T: Payload> Iwait<T> {
 enum Slot {
     /// No value yet; the task awaiting it, if any.
     Waiting(Option<Waker>),
-    /// The value arrived and waits to be taken.
-    Ready(Result<AnyBox>),
+    /// The value arrived and waits to be taken (the error boxed: large and rare).
+    Ready(Result<AnyBox, Box<Error>>),
     /// Nobody will await: an error must end the job.
     Detached,
 }
 
-/// The futures owned by one PE.
+/// One place of the table: a generation, bumped at each reuse so that a stale id (of
+/// a future already consumed) never reaches the future that took its place.
+struct Entry {
+    gen: u32,
+    slot: Option<Slot>,
+}
+
+/// The futures owned by one PE: a generational slab (a future's `seq` is its
+/// generation in the high 32 bits and its place in the low 32).
 pub(crate) struct FutureTable {
-    slots: RefCell<HashMap<u64, Slot>>,
-    next: Cell<u64>,
+    entries: RefCell<Vec<Entry>>,
+    free: RefCell<Vec<u32>>,
+}
+
+/// Place and generation of a future id.
+#[inline]
+fn split(seq: u64) -> (usize, u32) {
+    ((seq & 0xffff_ffff) as usize, (seq >> 32) as u32)
 }
 
 impl FutureTable {
     /// Empty.
     pub(crate) fn new() -> FutureTable {
-        FutureTable { slots: RefCell::new(HashMap::default()), next: Cell::new(0) }
+        FutureTable { entries: RefCell::new(Vec::new()), free: RefCell::new(Vec::new()) }
     }
 
     /// A new future of PE `pe`.
     pub(crate) fn create(&self, pe: PeId) -> FutureId {
-        let seq = self.next.get();
-        self.next.set(seq + 1);
-        self.slots.borrow_mut().insert(seq, Slot::Waiting(None));
-        FutureId { pe, seq }
+        let mut entries = self.entries.borrow_mut();
+        let idx = match self.free.borrow_mut().pop() {
+            Some(i) => i as usize,
+            None => {
+                entries.push(Entry { gen: 0, slot: None });
+                entries.len() - 1
+            }
+        };
+        let e = &mut entries[idx];
+        e.gen = e.gen.wrapping_add(1);
+        e.slot = Some(Slot::Waiting(None));
+        FutureId { pe, seq: (e.gen as u64) << 32 | idx as u64 }
+    }
+
+    /// Runs `f` on the live slot of `seq` (`None` if consumed or unknown); `f` returns
+    /// whether to free the slot.
+    #[inline]
+    fn with_slot<R>(&self, seq: u64, f: impl FnOnce(&mut Option<Slot>) -> R) -> R {
+        let (idx, gen) = split(seq);
+        let mut entries = self.entries.borrow_mut();
+        let mut none = None;
+        let slot = match entries.get_mut(idx) {
+            Some(e) if e.gen == gen && e.slot.is_some() => &mut e.slot,
+            _ => &mut none,
+        };
+        let was_live = slot.is_some();
+        let r = f(slot);
+        if was_live && slot.is_none() {
+            drop(entries);
+            self.free.borrow_mut().push(idx as u32);
+        }
+        r
     }
 
     /// A value arrives.
     pub(crate) fn set(&self, id: FutureId, value: Result<AnyBox>) {
-        let mut slots = self.slots.borrow_mut();
-        match slots.get_mut(&id.seq) {
-            Some(slot @ Slot::Waiting(_)) => {
-                let Slot::Waiting(w) = std::mem::replace(slot, Slot::Ready(value)) else { unreachable!() };
-                drop(slots);
-                if let Some(w) = w {
-                    w.wake();
-                }
+        enum Then {
+            Wake(Option<Waker>),
+            Fatal(String),
+            Nothing,
+        }
+        let then = self.with_slot(id.seq, |slot| match slot.take() {
+            Some(Slot::Waiting(w)) => {
+                *slot = Some(Slot::Ready(value.map_err(Box::new)));
+                Then::Wake(w)
             }
-            Some(Slot::Detached) => {
-                slots.remove(&id.seq);
-                drop(slots);
-                if let Err(e) = value {
-                    fatal(&format!("unhandled {e}"));
-                }
+            Some(Slot::Detached) => match value {
+                Err(e) => Then::Fatal(format!("unhandled {e}")),
+                Ok(_) => Then::Nothing,
+            },
+            other => {
+                *slot = other;
+                Then::Fatal(format!("future {id} was sent a second value: a future takes one value"))
             }
-            Some(Slot::Ready(_)) | None => {
-                drop(slots);
-                fatal(&format!("future {id} was sent a second value: a future takes one value"));
-            }
+        });
+        match then {
+            Then::Wake(Some(w)) => w.wake(),
+            Then::Fatal(m) => fatal(&m),
+            Then::Wake(None) | Then::Nothing => {}
         }
     }
 
     /// Takes the value if it arrived, or registers the waker.
     pub(crate) fn poll(&self, id: FutureId, waker: &Waker) -> Poll<Result<AnyBox>> {
-        let mut slots = self.slots.borrow_mut();
-        match slots.get_mut(&id.seq) {
-            Some(Slot::Ready(_)) => match slots.remove(&id.seq) {
-                Some(Slot::Ready(v)) => Poll::Ready(v),
-                _ => unreachable!(),
+        self.with_slot(id.seq, |slot| match slot {
+            Some(Slot::Ready(_)) => match slot.take() {
+                Some(Slot::Ready(v)) => Poll::Ready(v.map_err(|e| *e)),
+                _ => unreachable!("matched Ready"),
             },
             Some(Slot::Waiting(w)) => {
-                *w = Some(waker.clone());
+                if !w.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    *w = Some(waker.clone());
+                }
                 Poll::Pending
             }
             Some(Slot::Detached) | None => Poll::Ready(Err(Error::Consumed(id.to_string()))),
-        }
+        })
     }
 
     /// Whether the value arrived.
     pub(crate) fn is_ready(&self, id: FutureId) -> bool {
-        matches!(self.slots.borrow().get(&id.seq), Some(Slot::Ready(_)))
+        self.with_slot(id.seq, |slot| matches!(slot, Some(Slot::Ready(_))))
     }
 
     /// Nobody will await this future.
     pub(crate) fn detach(&self, id: FutureId) {
-        let mut slots = self.slots.borrow_mut();
-        match slots.remove(&id.seq) {
-            Some(Slot::Ready(Err(e))) => {
-                drop(slots);
-                fatal(&format!("unhandled {e}"));
-            }
+        let err = self.with_slot(id.seq, |slot| match slot.take() {
+            Some(Slot::Ready(Err(e))) => Some(format!("unhandled {e}")),
             Some(Slot::Waiting(_)) => {
-                slots.insert(id.seq, Slot::Detached);
+                *slot = Some(Slot::Detached);
+                None
             }
-            _ => {}
+            _ => None,
+        });
+        if let Some(m) = err {
+            fatal(&m);
         }
     }
 
     /// Errors that arrived and were never awaited (reported at exit).
     pub(crate) fn unobserved_errors(&self) -> Vec<String> {
-        self.slots
+        self.entries
             .borrow()
-            .values()
-            .filter_map(|s| match s {
-                Slot::Ready(Err(e)) => Some(e.to_string()),
+            .iter()
+            .filter_map(|e| match &e.slot {
+                Some(Slot::Ready(Err(e))) => Some(e.to_string()),
                 _ => None,
             })
             .collect()
