@@ -375,3 +375,37 @@ impl FutureTable {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(v: u64) -> AnyBox {
+        smallbox::smallbox!(v)
+    }
+
+    #[test]
+    fn slots_are_reused_with_a_new_generation() {
+        let t = FutureTable::new();
+        let w = Waker::noop();
+        let a = t.create(PeId(0));
+        assert!(t.poll(a, w).is_pending());
+        t.set(a, Ok(value(7)));
+        assert!(t.is_ready(a));
+        let Poll::Ready(Ok(v)) = t.poll(a, w) else { panic!("value expected") };
+        assert_eq!(v.downcast::<u64>().ok().map(|b| b.into_inner()), Some(7));
+        let b = t.create(PeId(0));
+        assert_eq!(split(a.seq).0, split(b.seq).0, "the place is reused");
+        assert_ne!(a.seq, b.seq, "with a new generation");
+        assert!(matches!(t.poll(a, w), Poll::Ready(Err(Error::Consumed(_)))), "stale id");
+        assert!(t.poll(b, w).is_pending(), "the new future is untouched");
+    }
+
+    #[test]
+    fn errors_nobody_awaited_are_listed() {
+        let t = FutureTable::new();
+        let a = t.create(PeId(1));
+        t.set(a, Err(Error::Usage("boom".into())));
+        assert_eq!(t.unobserved_errors(), vec!["boom".to_string()]);
+    }
+}
