@@ -36,6 +36,31 @@ impl fmt::Display for FutureId {
 /// it on the PE that created it. Calls with [`crate::Call::ret`] and reductions return
 /// them too. Awaiting gives `Err` when the value is an error, such as a panic in the
 /// remote method that should have produced it.
+///
+/// ```
+/// use charmrs::prelude::*;
+///
+/// pub struct Squarer;
+///
+/// #[chare]
+/// impl Squarer {
+///     fn new() -> Self { Squarer }
+///     /// Sends `x * x` to a future owned by someone else.
+///     fn square(&self, x: u64, reply: Future<u64>) { reply.send(x * x) }
+/// }
+///
+/// fn main() {
+///     charmrs::start(|_| async {
+///         let g = Group::<Squarer>::new(()).await.unwrap();
+///         let futs: Vec<Future<u64>> = (1..=3).map(|_| Future::new()).collect();
+///         for (x, f) in futs.iter().enumerate() {
+///             g.elem(0).square(x as u64 + 1, f.clone());
+///         }
+///         assert_eq!(charmrs::wait_all(futs).await.unwrap(), vec![1, 4, 9]);
+///         charmrs::exit(0);
+///     })
+/// }
+/// ```
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Future<T> {

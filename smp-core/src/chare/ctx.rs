@@ -176,6 +176,40 @@ pub(crate) struct Slot<C> {
 /// borrows the chare briefly ([`Handle::with`]), never across an `.await`, so that other
 /// methods of the same chare run while it is suspended (Charm4py semantics).
 /// It also dereferences to the element's [`Ctx`].
+///
+/// ```
+/// use charmrs::prelude::*;
+///
+/// pub struct Stage { step: u32, log: Vec<u32> }
+///
+/// #[chare]
+/// impl Stage {
+///     fn new() -> Self { Stage { step: 0, log: Vec::new() } }
+///
+///     /// Runs only when the chare has reached `step` (messages may arrive early).
+///     #[when(self.step == *step)]
+///     fn advance(&mut self, step: u32) {
+///         self.log.push(step);
+///         self.step += 1;
+///     }
+///
+///     /// Suspends until three steps happened; other methods run meanwhile.
+///     async fn done(this: Handle<Self>) -> Vec<u32> {
+///         this.wait(|s| s.step == 3).await;
+///         this.with(|s| s.log.clone())
+///     }
+/// }
+///
+/// fn main() {
+///     charmrs::start(|_| async {
+///         let s = Single::<Stage>::on_pe(PeId(0), ()).await.unwrap();
+///         let log = s.done().ret();
+///         for step in [2, 0, 1] { s.advance(step); } // out of order on purpose
+///         assert_eq!(log.await.unwrap(), vec![0, 1, 2]);
+///         charmrs::exit(0);
+///     })
+/// }
+/// ```
 pub struct Handle<C: Chare>(pub(crate) Rc<Slot<C>>);
 
 impl<C: Chare> Clone for Handle<C> {

@@ -245,6 +245,33 @@ impl<C: Chare> Group<C> {
 }
 
 /// A dense N-d array (1-d to 6-d) of chares of type `C`.
+///
+/// ```
+/// use charmrs::prelude::*;
+///
+/// pub struct Cell { v: i64 }
+///
+/// #[chare]
+/// impl Cell {
+///     fn new(ctx: &Ctx<Self>, scale: i64) -> Self {
+///         let i = ctx.this_index();
+///         Cell { v: scale * (i[0] as i64 * 10 + i[1] as i64) }
+///     }
+///     fn total(&self, ctx: &Ctx<Self>, done: Future<i64>) {
+///         ctx.contribute(self.v, Reducer::sum(), done);
+///     }
+/// }
+///
+/// fn main() {
+///     charmrs::start(|_| async {
+///         let grid = Array::<Cell>::new([2, 3], (1,)).await.unwrap();
+///         let done = Future::new();
+///         grid.total(done.clone()); // broadcast: every element contributes
+///         assert_eq!(done.await.unwrap(), 0 + 1 + 2 + 10 + 11 + 12);
+///         charmrs::exit(0);
+///     })
+/// }
+/// ```
 pub struct Array<C>(PhantomData<C>);
 
 impl<C: Chare> Array<C> {
