@@ -1,8 +1,9 @@
 //! The scheduler loop of a PE and the handling of each kind of message.
 //!
-//! One turn of the loop: take everything in the inbox, run the messages this PE sent to
-//! itself, poll ready tasks, fire due timers; with nothing done, idle (spin, then park:
-//! see `sched/README.md`).
+//! One turn of the loop: take everything in the inbox (if a plain load says there is
+//! something), run up to `LOCAL_BUDGET` of the messages this PE sent to itself, poll
+//! ready tasks, fire due timers; with nothing done, idle (spin, then park: see
+//! `sched/README.md`).
 
 use std::rc::Rc;
 
@@ -15,6 +16,9 @@ use crate::queue::inbox::Inbox;
 use crate::sched::idle::WorkCheck;
 use crate::{qd, reduction};
 
+/// How many of its own messages a PE runs before it looks at its inbox again.
+const LOCAL_BUDGET: u32 = 64;
+
 /// Runs PE `pe` until the job exits.
 pub(crate) fn run(pe: &Rc<PeLocal>) {
     let shared = Rc::clone(pe).shared.clone();
@@ -26,12 +30,17 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
             break;
         }
         let mut worked = false;
-        for env in me.inbox.take_all() {
-            worked = true;
-            dispatch(pe, env);
+        // A plain load first: the swap is a read-modify-write, not worth paying on every
+        // turn of a PE busy with its own messages.
+        if me.inbox.looks_nonempty() {
+            for env in me.inbox.take_all() {
+                worked = true;
+                dispatch(pe, env);
+            }
         }
-        let n = pe.local.borrow().len();
-        for _ in 0..n {
+        // Messages to itself, including those sent meanwhile, up to a budget: the inbox
+        // (other PEs) waits at most LOCAL_BUDGET messages.
+        for _ in 0..LOCAL_BUDGET {
             let env = pe.local.borrow_mut().pop_front();
             let Some(env) = env else { break };
             worked = true;
