@@ -168,3 +168,78 @@ fn run_after_the_job_ended_fails_instead_of_hanging() {
     assert!(late.is_err(), "run on an ended job must panic");
     assert_eq!(job.shutdown(), 0);
 }
+
+/// Records the order of the calls it gets.
+pub struct Recorder {
+    seen: Vec<u64>,
+}
+
+#[chare]
+impl Recorder {
+    fn new() -> Self {
+        Recorder { seen: Vec::new() }
+    }
+
+    /// Records `k`.
+    fn note(&mut self, k: u64) {
+        self.seen.push(k);
+    }
+
+    /// What was recorded, in order.
+    fn seen(&self) -> Vec<u64> {
+        self.seen.clone()
+    }
+
+    /// Forwards `n` numbered calls to every element of `to`, right after creating it
+    /// (so they race the creation on every PE).
+    fn spray(&self, to: RecorderProxy, n: u64) {
+        for k in 0..n {
+            to.note(k); // broadcast
+            to.elem(0).note(1000 + k);
+        }
+    }
+}
+
+#[test]
+fn calls_made_before_creation_completes_are_held_in_order() {
+    for pes in [1, 2, 4] {
+        let job = Job::launch(config(pes)).expect("launched");
+        let seen = job.run(|| async {
+            // Calls right after creation, before any PE has run the creation message:
+            // the sender keeps element calls until it knows the map, receivers keep
+            // whatever arrives before the creation.
+            let arr = Array::<Recorder>::new(6, ()).proxy();
+            for k in 0..50 {
+                arr.elem((k % 6) as i32).note(k);
+            }
+            // A broadcast after them: with at most 4 PEs and the default tree arity (4),
+            // every PE is a direct child of the root, so it arrives after the calls
+            // (broadcasts and element calls are not ordered in general; see `Call`).
+            arr.note(99);
+            // Another PE creates a second array and calls it at once.
+            let other = Group::<Recorder>::new(()).proxy();
+            let second = Array::<Recorder>::new(3, ()).proxy();
+            other.elem(charmrs::num_pes() as i32 - 1).spray(second, 20);
+            charmrs::wait_qd().await.expect("quiescence");
+            let first = arr.seen().ret_all().await.expect("first");
+            let second = second.seen().ret_all().await.expect("second");
+            (first, second)
+        });
+        let (first, second) = seen;
+        for (i, got) in first.iter().enumerate() {
+            let mut want: Vec<u64> = (0..50).filter(|k| k % 6 == i as u64).collect();
+            want.push(99);
+            assert_eq!(got, &want, "element {i} at +p{pes}");
+        }
+        let bcast: Vec<u64> = (0..20).collect();
+        for (i, got) in second.iter().enumerate() {
+            let from_bcast: Vec<u64> = got.iter().copied().filter(|&k| k < 1000).collect();
+            assert_eq!(from_bcast, bcast, "broadcasts to element {i} at +p{pes}");
+            if i == 0 {
+                let direct: Vec<u64> = got.iter().copied().filter(|&k| k >= 1000).collect();
+                assert_eq!(direct, (1000..1020).collect::<Vec<_>>());
+            }
+        }
+        assert_eq!(job.shutdown(), 0);
+    }
+}

@@ -58,6 +58,12 @@ pub trait Proxy: Payload + std::fmt::Debug {
 /// A call of an entry method through a proxy. Dropped as it is, it is sent fire and
 /// forget; [`Call::awaitable`], [`Call::ret`] and [`Call::ret_all`] send it with a
 /// future for its completion or result.
+///
+/// Order: calls from one PE to one element run in the order they were made, also
+/// when they were made before the collection's creation reached either PE; broadcasts
+/// from one PE reach each element in the order they were made. A broadcast and an
+/// element call are not ordered with respect to each other (the broadcast travels a
+/// tree, the call goes straight), as in Charm++.
 pub struct Call<R> {
     pending: Option<Pending>,
     _ret: PhantomData<fn() -> R>,
@@ -172,7 +178,13 @@ fn send(p: Pending, reply: Reply) {
         }
         (None, Args::Shared(args)) => {
             let env = Envelope::Bcast { coll: p.raw.coll, ep, root: pe.id, fwd: true, reply, args };
-            pe.send(pe.id, env, p.bytes);
+            let held = p.raw.home == Home::Array && pe.coll(p.raw.coll).is_none();
+            if held {
+                // Behind the element calls already held for this array: in order.
+                pe.pending_out.borrow_mut().entry(p.raw.coll).or_default().push(env);
+            } else {
+                pe.send(pe.id, env, p.bytes);
+            }
         }
         (None, Args::Owned(_)) => unreachable!("broadcast arguments are always shared"),
     });

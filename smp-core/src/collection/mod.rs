@@ -154,8 +154,15 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
     }
     let out = pe.pending_out.borrow_mut().remove(&coll).unwrap_or_default();
     for env in out {
-        let Envelope::Call { index, .. } = &env else { continue };
-        match info.pe_of(index, n) {
+        let index = match &env {
+            Envelope::Call { index, .. } => *index,
+            // A broadcast held behind element calls: from this PE, as it was sent.
+            _ => {
+                pe.send(pe.id, env, 0);
+                continue;
+            }
+        };
+        match info.pe_of(&index, n) {
             Some(dest) => pe.send(dest, env, 0),
             None => fatal(&format!(
                 "a call to element {index} of a {} array, outside its shape",
