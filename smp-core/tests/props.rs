@@ -120,3 +120,43 @@ proptest! {
         prop_assert_eq!(job.shutdown(), 0);
     }
 }
+
+/// Creates an array from its own PE and reduces over it at once.
+pub struct Maker;
+
+#[chare]
+impl Maker {
+    fn new() -> Self {
+        Maker
+    }
+
+    /// Creates an array of `n` elements here, and has every element contribute its
+    /// index right away (the creation and the reduction race through the trees).
+    async fn make_and_sum(_this: Handle<Self>, n: i32) -> i64 {
+        let arr = Array::<Holder>::new(n, (vec![(0..n as i64).collect()], 1)).proxy();
+        let sums = vec![Future::<i64>::new()];
+        let maxes = vec![Future::<i64>::new()];
+        arr.reduce_all(sums.clone(), maxes.clone());
+        let s = sums[0].get().await.expect("sum");
+        let _ = maxes[0].get().await.expect("max");
+        s
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn creation_and_reduction_race_through_deep_trees(pes in 2u32..8, arity in 2u32..4, creator in 0u32..8, n in 1i32..30) {
+        let args = ["props".to_string(), format!("+p{pes}"), "+nopin".into(), "+idle".into(), "park".into(),
+            "+tree-arity".into(), arity.to_string()];
+        let job = Job::launch(Config::parse(args, |_| None).expect("config")).expect("job");
+        let creator = (creator % pes) as i32;
+        let got = job.run(move || async move {
+            let makers = Group::<Maker>::new(()).await.expect("makers");
+            makers.elem(creator).make_and_sum(n).ret().await.expect("sum")
+        });
+        prop_assert_eq!(got, (0..n as i64).sum::<i64>());
+        prop_assert_eq!(job.shutdown(), 0);
+    }
+}
