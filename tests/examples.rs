@@ -273,3 +273,19 @@ fn calls_outside_an_array_or_maps_to_missing_pes_are_clear_errors() {
         .stderr_has("the ArrayMap of a")
         .stderr_has("on PE 7, but there are 2 PEs");
 }
+
+#[test]
+fn a_process_of_a_multi_process_job_refuses_to_run_alone() {
+    // What `charmrs-run +p4 ++ppn 2 ./hello` sets: this build cannot join the processes
+    // into one job, and running each alone would print a wrong world.
+    let out = Command::new(example("hello"))
+        .args(["+p2"])
+        .env("CHARMRS_NUM_PROCESSES", "2")
+        .env("CHARMRS_RANK", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("started as one of 2 processes"), "{err}");
+}

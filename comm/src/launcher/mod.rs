@@ -1,5 +1,7 @@
 //! The launcher's library (`charmrs-run` and `python -m charmrs.run` share it). So far:
-//! its command line ([`options`]) and Charm++ nodelist files ([`nodelist`]).
+//! its command line ([`options`]), Charm++ nodelist files ([`nodelist`]) and running a
+//! job's processes on this host ([`local`]).
 
+pub mod local;
 pub mod nodelist;
 pub mod options;
