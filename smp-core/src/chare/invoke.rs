@@ -218,9 +218,8 @@ pub fn invoke_ctor<C: Chare>(inv: Invoke<'_>, f: fn(&Ctx<C>, C::Args) -> C) {
     inv.pe.stats.end_ep(inv.desc.id(), t0);
     match r {
         Ok(state) => {
-            let key = ctx.meta.key;
             let slot: Rc<dyn AnyElem> = Rc::new(Slot { ctx, state: RefCell::new(state) });
-            inv.pe.elems.borrow_mut().insert(key, Rc::clone(&slot));
+            inv.pe.elems.borrow_mut().insert(crate::collection::ElemEntry(Rc::clone(&slot)));
             complete(slot.meta(), inv.desc, inv.reply, Ok(()));
         }
         Err(p) => complete::<()>(&ctx.meta, inv.desc, inv.reply, Err(panic_message(p))),

@@ -43,6 +43,32 @@ pub(crate) trait AnyElem {
     fn into_any_rc(self: Rc<Self>) -> Rc<dyn Any>;
 }
 
+/// An entry of a PE's element table: the element itself, hashed and compared by its
+/// key, which it already holds (so the table does not store the 36-byte key twice).
+pub(crate) struct ElemEntry(pub(crate) Rc<dyn AnyElem>);
+
+impl std::hash::Hash for ElemEntry {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.meta().key.hash(h)
+    }
+}
+
+impl PartialEq for ElemEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.meta().key == other.0.meta().key
+    }
+}
+
+impl Eq for ElemEntry {}
+
+impl std::borrow::Borrow<ElemKey> for ElemEntry {
+    #[inline]
+    fn borrow(&self) -> &ElemKey {
+        &self.0.meta().key
+    }
+}
+
 impl<C: Chare> AnyElem for Slot<C> {
     fn meta(&self) -> &ElemMeta {
         &self.ctx.meta

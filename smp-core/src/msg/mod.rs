@@ -137,10 +137,10 @@ pub struct Sizes {
 /// The sizes on this build.
 pub fn sizes() -> Sizes {
     use crate::chare::ElemMeta;
-    use crate::collection::{AnyElem, ElemKey};
+
     let envelope = std::mem::size_of::<Envelope>();
     let rc_header = 2 * std::mem::size_of::<usize>();
-    let table_entry = std::mem::size_of::<(ElemKey, std::rc::Rc<dyn AnyElem>)>() + 1; // +1 control byte
+    let table_entry = std::mem::size_of::<crate::collection::ElemEntry>() + 1; // +1 control byte
     Sizes {
         envelope,
         inbox_node: envelope + std::mem::size_of::<usize>(),

@@ -7,13 +7,13 @@ use std::collections::VecDeque;
 
 // Fx: the keys are the runtime's own ids, never attacker-controlled, and SipHash
 // would cost more than the rest of a local message dispatch.
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::collection::{AnyElem, CollId, CollInfo, ElemKey};
+use crate::collection::{AnyElem, CollId, CollInfo, ElemEntry, ElemKey};
 use crate::future::FutureTable;
 use crate::msg::Envelope;
 use crate::pe::executor::Executor;
@@ -60,7 +60,7 @@ pub(crate) struct PeLocal {
     /// Messages this PE sent to itself.
     pub(crate) local: RefCell<VecDeque<Envelope>>,
     /// Chare elements living here.
-    pub(crate) elems: RefCell<HashMap<ElemKey, Rc<dyn AnyElem>>>,
+    pub(crate) elems: RefCell<HashSet<ElemEntry>>,
     /// Collections whose creation reached this PE.
     pub(crate) colls: RefCell<HashMap<CollId, Rc<CollInfo>>>,
     /// Messages that arrived for a collection before its creation did.
@@ -92,7 +92,7 @@ impl PeLocal {
             stats: Stats::new(shared.config.stats),
             shared,
             local: RefCell::new(VecDeque::new()),
-            elems: RefCell::new(HashMap::default()),
+            elems: RefCell::new(HashSet::default()),
             colls: RefCell::new(HashMap::default()),
             pending_in: RefCell::new(HashMap::default()),
             pending_out: RefCell::new(HashMap::default()),
@@ -141,7 +141,7 @@ impl PeLocal {
     /// The element, if it lives here.
     #[inline]
     pub(crate) fn elem(&self, key: &ElemKey) -> Option<Rc<dyn AnyElem>> {
-        self.elems.borrow().get(key).cloned()
+        self.elems.borrow().get(key).map(|e| Rc::clone(&e.0))
     }
 
     /// Spawns a task on this PE.
