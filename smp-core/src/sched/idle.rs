@@ -34,6 +34,18 @@ impl<F: Fn() -> bool> WorkCheck for F {
     }
 }
 
+/// `SPIN_BATCH` polls of `looks_busy` with spin hints between them: whether work came.
+#[inline]
+fn spin_batch(has_work: &impl WorkCheck) -> bool {
+    for _ in 0..SPIN_BATCH {
+        if has_work.looks_busy() {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    false
+}
+
 /// How an idle PE waits. Parsed by the config module from `+idle spin|park|adaptive`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdlePolicy {
@@ -205,11 +217,8 @@ impl Sleeper {
         if !oversubscribed && policy != IdlePolicy::Park && !cfg!(loom) {
             // A first batch with no clock read: a message that arrives within it, as in
             // a ping-pong, costs neither the window's deadline nor the idle-time clock.
-            for _ in 0..SPIN_BATCH {
-                if has_work.looks_busy() {
-                    return IdleOutcome::NOT_PARKED;
-                }
-                core::hint::spin_loop();
+            if spin_batch(&has_work) {
+                return IdleOutcome::NOT_PARKED;
             }
         }
         let t0 = if cfg!(loom) { None } else { Some(Instant::now()) };
@@ -296,11 +305,8 @@ impl Sleeper {
             (None, d) => d,
         };
         loop {
-            for _ in 0..SPIN_BATCH {
-                if has_work.looks_busy() {
-                    return true;
-                }
-                core::hint::spin_loop();
+            if spin_batch(has_work) {
+                return true;
             }
             if end.is_some_and(|end| Instant::now() >= end) {
                 return false;
