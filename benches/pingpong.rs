@@ -59,7 +59,9 @@ impl Player {
 }
 
 /// Element 0 on PE 0, element 1 on the last PE (PE 0 too at `+p1`).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Ends;
+charmrs::register_map!(Ends);
 
 impl ArrayMap for Ends {
     fn pe_of(&self, index: &Index, _shape: &Index, num_pes: u32) -> PeId {

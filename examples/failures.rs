@@ -76,7 +76,9 @@ impl Fragile {
 }
 
 /// A map that puts elements on a PE that does not exist.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct NoSuchPe;
+charmrs::register_map!(NoSuchPe);
 
 impl ArrayMap for NoSuchPe {
     fn pe_of(&self, _index: &Index, _shape: &Index, num_pes: u32) -> PeId {

@@ -46,7 +46,9 @@ impl Player {
 }
 
 /// Puts element 0 on PE 0 and element 1 on the last PE.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Ends;
+charmrs::register_map!(Ends);
 
 impl ArrayMap for Ends {
     fn pe_of(&self, index: &Index, _shape: &Index, num_pes: u32) -> PeId {

@@ -2,104 +2,12 @@
 //! this machine has cores), and the failure cases: every run has a timeout, and each
 //! test checks the exit status and the output.
 
-use std::io::Read;
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// What a finished run left.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn assert_ok(&self) -> &Self {
-        assert_eq!(self.code, Some(0), "exit status\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        self
-    }
-    fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, Some(code), "exit status\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        self
-    }
-    fn stdout_has(&self, s: &str) -> &Self {
-        assert!(
-            self.stdout.contains(s),
-            "stdout lacks {s:?}\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-    fn stderr_has(&self, s: &str) -> &Self {
-        assert!(
-            self.stderr.contains(s),
-            "stderr lacks {s:?}\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-}
-
-/// The examples cargo built next to this test binary (target/<profile>/examples).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir").join("examples");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo test -p charmrs-examples` without --test (cargo then builds the examples)",
-        path.display()
-    );
-    path
-}
-
-/// Runs an example with a timeout; a run that does not end in time is killed and fails
-/// the test.
-fn run(name: &str, args: &[&str], timeout: Duration) -> Run {
-    let mut child = Command::new(example(name))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("example starts");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if t0.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{name} {args:?} did not finish within {timeout:?} (hang)\nstdout:\n{}\nstderr:\n{}",
-                t_out.join().unwrap_or_default(),
-                t_err.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        code: status.code(),
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
-    }
-}
+use common::{example, run};
 
 const T: Duration = Duration::from_secs(60);
 const PES: [u32; 4] = [1, 2, 4, 7];
@@ -275,9 +183,8 @@ fn calls_outside_an_array_or_maps_to_missing_pes_are_clear_errors() {
 }
 
 #[test]
-fn a_process_of_a_multi_process_job_refuses_to_run_alone() {
-    // What `charmrs-run +p4 ++ppn 2 ./hello` sets: this build cannot join the processes
-    // into one job, and running each alone would print a wrong world.
+fn a_process_with_a_broken_job_environment_says_what_is_wrong() {
+    // Part of what `charmrs-run ++ppn` sets: the process cannot join a job.
     let out = Command::new(example("hello"))
         .args(["+p2"])
         .env("CHARMRS_NUM_PROCESSES", "2")
@@ -287,5 +194,5 @@ fn a_process_of_a_multi_process_job_refuses_to_run_alone() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("started as one of 2 processes"), "{err}");
+    assert!(err.contains("bad job environment: CHARMRS_FIRST_PE is not set"), "{err}");
 }

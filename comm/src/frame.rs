@@ -125,6 +125,35 @@ pub fn encode(
     Ok(())
 }
 
+/// A buffer for one frame whose payload is written after it: [`HEADER_LEN`] bytes of
+/// room for the header, which [`seal`] fills in once the payload is complete (so a large
+/// payload is serialized straight into the frame, never copied behind a header).
+pub fn open_frame() -> Vec<u8> {
+    let mut v = Vec::with_capacity(256);
+    v.resize(HEADER_LEN, 0);
+    v
+}
+
+/// Writes the header of a frame made by [`open_frame`]: its payload is the rest of `buf`.
+///
+/// # Errors
+/// [`FrameError::TooLarge`] if the payload does not fit the 32-bit length field.
+///
+/// # Panics
+/// If `buf` is shorter than a header (it was not made by [`open_frame`]).
+pub fn seal(buf: &mut [u8], kind: FrameKind, flags: u8, src: u32) -> Result<(), FrameError> {
+    let payload = buf.len() - HEADER_LEN;
+    let len =
+        u32::try_from(payload).map_err(|_| FrameError::TooLarge { len: payload as u64, max: u32::MAX })?;
+    buf[0..4].copy_from_slice(&MAGIC);
+    buf[4..6].copy_from_slice(&WIRE_VERSION.to_le_bytes());
+    buf[6] = kind.0;
+    buf[7] = flags;
+    buf[8..12].copy_from_slice(&src.to_le_bytes());
+    buf[12..16].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
 /// Parses and checks a header.
 ///
 /// # Errors
@@ -251,6 +280,16 @@ impl Decoder {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_sealed_frame_is_the_encoded_frame() {
+        let mut buf = open_frame();
+        buf.extend_from_slice(b"payload");
+        seal(&mut buf, FrameKind::MESSAGE, 3, 7).expect("fits");
+        let mut want = Vec::new();
+        encode(FrameKind::MESSAGE, 3, 7, b"payload", &mut want).expect("fits");
+        assert_eq!(buf, want);
+    }
 
     fn frame(kind: u8, src: u32, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

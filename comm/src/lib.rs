@@ -1,14 +1,18 @@
 //! # charmrs-comm: moving bytes between the processes of a job
 //!
 //! This crate knows nothing of chares, envelopes or Python: it moves byte frames
-//! between processes. So far it holds the wire format every byte-stream transport
-//! shares ([`frame`]) the authenticated connection handshake ([`handshake`]) and the launcher's
-//! command line and nodelist files ([`launcher`]); the shared-memory and TCP transports, the bootstrap and the
-//! launcher build on it.
+//! between processes. It holds the wire format every byte-stream transport shares
+//! ([`frame`]), the authenticated connection handshake ([`handshake`]), the bootstrap
+//! that joins a job's processes ([`bootstrap`]), the transport interface
+//! ([`transport`]) with its TCP implementation ([`tcp`]), and the launcher
+//! ([`launcher`]). The shared-memory transport comes next.
 #![deny(unsafe_code)]
 
+pub mod bootstrap;
 pub mod frame;
 pub mod handshake;
 pub mod launcher;
+pub mod tcp;
+pub mod transport;
 
 pub use frame::{Decoder, Frame, FrameError, FrameHeader, FrameKind, HEADER_LEN, MAGIC, WIRE_VERSION};

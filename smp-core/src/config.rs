@@ -37,7 +37,9 @@
 //! | `+setcpuaffinity` | — | — | Accepted and ignored, for Charm++ compatibility (charmrs pins by default). |
 //! | `--` | — | — | End of runtime options; the rest goes to the program. |
 //! | — | `CHARMRS_WARN=a,b` | all on | Comma-separated warnings to silence: `oversubscribed` (more PEs than usable CPUs), `pinning` (a PE could not be pinned, or CPUs unknown), `hwloc` (hwloc topology unavailable, placement falls back to the affinity-mask order), or `all` ([`WarningKind`]). |
-//! | — | `CHARMRS_RANK`, `CHARMRS_NUM_PROCESSES`, `CHARMRS_FIRST_PE`, `CHARMRS_TOTAL_PES`, `CHARMRS_JOB`, `CHARMRS_SECRET` | set by `charmrs-run` | A process's place in a job started by the launcher (with `CHARMRS_PES` for its PE count). A job of more than one process is refused with a clear error until the runtime joins processes into one job. |
+//! | — | `CHARMRS_RANK`, `CHARMRS_NUM_PROCESSES`, `CHARMRS_FIRST_PE`, `CHARMRS_TOTAL_PES`, `CHARMRS_JOB`, `CHARMRS_SECRET` | set by `charmrs-run` | A process's place in a job started by the launcher (with `CHARMRS_PES` for its PE count): see `charmrs_comm::bootstrap`. |
+//! | — | `CHARMRS_RENDEZVOUS`, `CHARMRS_HOST` | set by `charmrs-run` | Where the launcher waits for the processes of a job of several, and which host a process is on (default: the host name). |
+//! | — | `CHARMRS_CONNECT_TIMEOUT=S` | `30` | Seconds a process of a job of several waits for the launcher and its peers before it fails. |
 //! | — | `CHARMRS_LOG` | `warn` | A `tracing` filter directive (e.g. `charmrs=debug`), read by the runtime when it installs its log subscriber; not parsed here. |
 //!
 //! Launcher-only options (need `charmrs-run`): `++ppn`, `++nodelist` and any
@@ -186,13 +188,6 @@ pub enum ConfigError {
     LauncherOption {
         /// The argument as given.
         option: String,
-    },
-    /// Started by `charmrs-run` as one of several processes: this runtime does not join
-    /// them into one job yet, and running each alone would give wrong results.
-    #[error("started as one of {processes} processes of a job (charmrs-run ++ppn), but this build runs a job in one process only: use +pN without ++ppn")]
-    MultiProcess {
-        /// `CHARMRS_NUM_PROCESSES`.
-        processes: u32,
     },
     /// A `CHARMRS_*` environment variable with a value that does not parse.
     #[error("invalid value '{value}' in environment variable {var}: expected {expected}")]
@@ -436,10 +431,8 @@ impl Config {
         };
 
         if let Some(n) = var("CHARMRS_NUM_PROCESSES") {
-            match n.parse::<u32>() {
-                Ok(0 | 1) => {}
-                Ok(n) => return Err(ConfigError::MultiProcess { processes: n }),
-                Err(_) => return Err(bad_env("CHARMRS_NUM_PROCESSES", n, "a whole number >= 1")),
+            if !matches!(n.parse::<u32>(), Ok(1..)) {
+                return Err(bad_env("CHARMRS_NUM_PROCESSES", n, "a whole number >= 1"));
             }
         }
 

@@ -4,7 +4,7 @@ use crate::pe::PeId;
 
 /// Errors that reach user code: a remote panic delivered to an awaiting future, misuse
 /// of a future, a bad configuration.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Error {
     /// An entry method or constructor panicked; the panic was caught on its PE and

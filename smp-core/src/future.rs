@@ -124,6 +124,23 @@ impl<T: Payload> Future<T> {
     pub(crate) fn complete(&self, value: Result<T>) {
         let id = self.id;
         with_pe(|pe| {
+            if !pe.shared.is_local(id.pe) {
+                // Another process: serialized here, where the type is known; the owner
+                // decodes it when the future is awaited.
+                let value = match value {
+                    Ok(v) => {
+                        let mut bytes = Vec::new();
+                        if let Err(e) = crate::msg::wire::encode(&v, &mut bytes) {
+                            fatal(&format!("the value for future {id} does not serialize: {e}"));
+                        }
+                        let b: AnyBox = smallbox::smallbox!(crate::msg::wire::Encoded(bytes.into()));
+                        Ok(b)
+                    }
+                    Err(e) => Err(Box::new(e)),
+                };
+                pe.send(id.pe, Envelope::SetFuture { fut: id, value }, shallow_size::<T>());
+                return;
+            }
             let value = value.map(|v| -> AnyBox { smallbox::smallbox!(v) });
             if id.pe == pe.id {
                 pe.futures.set(id, value);
@@ -160,9 +177,18 @@ impl<T: Payload> Future<T> {
                 return Poll::Ready(Err(Error::NotOwner { owner: id.pe, pe: pe.id }));
             }
             pe.futures.poll(id, cx.waker()).map(|r| {
-                r.map(|b| match b.downcast::<T>() {
-                    Ok(v) => v.into_inner(),
-                    Err(_) => fatal(&format!("future {id} received a value of another type")),
+                r.and_then(|b| match b.downcast::<T>() {
+                    Ok(v) => Ok(v.into_inner()),
+                    Err(b) => match b.downcast::<crate::msg::wire::Encoded>() {
+                        // From another process: decoded now that the type is known.
+                        Ok(enc) => enc.decode::<T>().map_err(|e| {
+                            Error::Usage(format!(
+                                "the value of future {id} from another process is not a {}: {e}",
+                                std::any::type_name::<T>()
+                            ))
+                        }),
+                        Err(_) => fatal(&format!("future {id} received a value of another type")),
+                    },
                 })
             })
         })

@@ -75,8 +75,8 @@ pub use error::{Error, Result};
 pub use future::{iwait, wait_all, wait_any, Future, Iwait};
 pub use msg::Payload;
 pub use pe::{
-    abort, exit, get_host_pes, my_host, my_pe, num_hosts, num_pes, spawn, start, start_with, Job, MainCtx,
-    PeId,
+    abort, exit, get_host_first_pe, get_host_pes, get_node_first_pe, get_pe_host, my_host, my_node, my_pe,
+    num_hosts, num_nodes, num_pes, spawn, start, start_with, Job, MainCtx, PeId,
 };
 pub use qd::{start_qd, wait_qd};
 pub use reduction::{Bitwise, Logical, Numeric, RedTarget, Reducer};
@@ -102,6 +102,8 @@ pub mod __private {
     pub use crate::chare::invoke::{invoke_async, invoke_ctor, invoke_mut, invoke_ref, when_check, Invoke};
     pub use crate::chare::proxy::{call, RawProxy};
     pub use crate::chare::registry::{EntryDesc, WhenFn, ENTRIES};
+    pub use crate::collection::{MapDesc, MAPS};
+    pub use crate::msg::wire::ArgCodec;
     pub use crate::msg::{sizes, Sizes};
     pub use linkme;
     pub use serde;

@@ -23,9 +23,21 @@ use crate::reduction::RedTarget;
 const WAVE_PAUSE: Duration = Duration::from_micros(200);
 
 /// A QD message.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) enum QdMsg {
-    /// To the root: call `fut` at quiescence.
-    Start(RedTarget<()>),
+    /// To the root: tell PE `origin` (with `token`) at quiescence. The target itself
+    /// stays on its PE: it may be a closure, which cannot travel.
+    Start {
+        /// The PE that keeps the target.
+        origin: PeId,
+        /// Which of its targets.
+        token: u64,
+    },
+    /// Root to the origin of a `Start`: the job is quiescent.
+    Done {
+        /// The target to call.
+        token: u64,
+    },
     /// Root to all: report your counters for wave `wave`.
     Wave(u64),
     /// Child to parent: the counters of a subtree.
@@ -45,8 +57,12 @@ pub(crate) struct QdState {
     processed: Cell<u64>,
     /// Per wave in progress: totals so far and children heard from.
     gather: RefCell<HashMap<u64, (u64, u64, u32)>>,
-    /// Root only: futures to complete at quiescence.
-    waiting: RefCell<Vec<RedTarget<()>>>,
+    /// Root only: the requests to answer at quiescence (origin PE, token).
+    waiting: RefCell<Vec<(PeId, u64)>>,
+    /// Targets of the requests this PE made, by token.
+    targets: RefCell<HashMap<u64, RedTarget<()>>>,
+    /// Next token.
+    next_token: Cell<u64>,
     /// Root only: a wave is under way.
     active: Cell<bool>,
     /// Root only: the last wave's totals, when they were balanced.
@@ -62,6 +78,8 @@ impl QdState {
             processed: Cell::new(0),
             gather: RefCell::new(HashMap::default()),
             waiting: RefCell::new(Vec::new()),
+            targets: RefCell::new(HashMap::default()),
+            next_token: Cell::new(0),
             active: Cell::new(false),
             last: Cell::new(None),
             wave: Cell::new(0),
@@ -86,7 +104,12 @@ impl QdState {
 /// [`RedTarget::call`].
 pub fn start_qd(target: impl Into<RedTarget<()>>) {
     let target = target.into();
-    with_pe(|pe| pe.send(PeId(0), Envelope::Sys(SysMsg::Qd(QdMsg::Start(target))), 0));
+    with_pe(|pe| {
+        let token = pe.qd.next_token.get();
+        pe.qd.next_token.set(token + 1);
+        pe.qd.targets.borrow_mut().insert(token, target);
+        pe.send(PeId(0), Envelope::Sys(SysMsg::Qd(QdMsg::Start { origin: pe.id, token })), 0)
+    });
 }
 
 /// Waits until the job is quiescent (Charm4py's `charm.waitQD()`).
@@ -99,8 +122,14 @@ pub async fn wait_qd() -> crate::Result<()> {
 /// Handles a QD message.
 pub(crate) fn handle(pe: &Rc<PeLocal>, msg: QdMsg) {
     match msg {
-        QdMsg::Start(fut) => {
-            pe.qd.waiting.borrow_mut().push(fut);
+        QdMsg::Done { token } => match pe.qd.targets.borrow_mut().remove(&token) {
+            Some(t) => t.deliver(Ok(())),
+            None => {
+                crate::chare::invoke::fatal(&format!("quiescence reported for an unknown request {token}"))
+            }
+        },
+        QdMsg::Start { origin, token } => {
+            pe.qd.waiting.borrow_mut().push((origin, token));
             if !pe.qd.active.replace(true) {
                 pe.qd.last.set(None);
                 start_wave(pe);
@@ -158,8 +187,8 @@ fn at_root(pe: &Rc<PeLocal>, sent: u64, processed: u64) {
         pe.qd.active.set(false);
         pe.qd.last.set(None);
         let waiting = std::mem::take(&mut *pe.qd.waiting.borrow_mut());
-        for t in waiting {
-            t.deliver(Ok(()));
+        for (origin, token) in waiting {
+            pe.send(origin, Envelope::Sys(SysMsg::Qd(QdMsg::Done { token })), 0);
         }
         return;
     }

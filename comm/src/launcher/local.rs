@@ -17,13 +17,14 @@ use crate::handshake::Secret;
 use crate::launcher::options::LaunchOptions;
 
 /// The variables a process of a job gets (besides `CHARMRS_PES`, its PE count).
-pub const JOB_ENV: [&str; 6] = [
+pub const JOB_ENV: [&str; 7] = [
     "CHARMRS_RANK",
     "CHARMRS_NUM_PROCESSES",
     "CHARMRS_FIRST_PE",
     "CHARMRS_TOTAL_PES",
     "CHARMRS_JOB",
     "CHARMRS_SECRET",
+    "CHARMRS_RENDEZVOUS",
 ];
 
 /// How long processes get to end after SIGTERM before SIGKILL.
@@ -85,6 +86,19 @@ fn describe_status(st: ExitStatus) -> String {
     match st.code() {
         Some(c) => format!("exited with status {c}"),
         None => "ended".to_string(),
+    }
+}
+
+fn killed_by_signal(st: ExitStatus) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        st.signal().is_some()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = st;
+        false
     }
 }
 
@@ -163,6 +177,28 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
         let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop));
         let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term));
     }
+    // The rendezvous: processes of a job of several register there and learn each
+    // other's addresses (bootstrap.rs). Loopback only: every process is on this host.
+    let mut boot_rx = None;
+    let mut rendezvous = String::new();
+    if slots.len() > 1 {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .map_err(|e| format!("cannot listen for the job's processes: {e}"))?;
+        rendezvous = listener.local_addr().map_err(|e| e.to_string())?.to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (secret, n) = (secret.clone(), slots.len() as u32);
+        let deadline = Instant::now() + crate::bootstrap::connect_timeout() + Duration::from_secs(5);
+        thread::Builder::new()
+            .name("rendezvous".into())
+            .spawn(move || {
+                let r = crate::bootstrap::rendezvous(&listener, &secret, job, n, deadline);
+                let _ = tx.send(r.map(|(conns, _)| conns));
+            })
+            .map_err(|e| e.to_string())?;
+        boot_rx = Some(rx);
+    }
+    // Held while the job runs: a process whose connection to us breaks ends itself.
+    let mut _control = Vec::new();
     let mut children: Vec<(Slot, Child)> = Vec::new();
     let mut pumps = Vec::new();
     for s in &slots {
@@ -175,6 +211,7 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
             .env("CHARMRS_TOTAL_PES", opts.pes.to_string())
             .env("CHARMRS_JOB", format!("{job:016x}"))
             .env("CHARMRS_SECRET", secret.to_hex())
+            .env("CHARMRS_RENDEZVOUS", &rendezvous)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -198,6 +235,12 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
     }
     let t0 = Instant::now();
     let mut running: Vec<bool> = vec![true; children.len()];
+    // Exit codes processes announced before ending (the job called `exit(code)`), and the
+    // code of such an exit once one happened.
+    // Per process: `None` while its connection is open, then what it announced.
+    let announced: Arc<std::sync::Mutex<Vec<Option<Option<i32>>>>> =
+        Arc::new(std::sync::Mutex::new(vec![None; slots.len()]));
+    let mut chosen = 0;
     let outcome = loop {
         if stop.load(Ordering::Relaxed) || term.load(Ordering::Relaxed) {
             let (code, sig) = if term.load(Ordering::Relaxed) { (143, "SIGTERM") } else { (130, "SIGINT") };
@@ -213,6 +256,30 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
                 };
             }
         }
+        if let Some(rx) = &boot_rx {
+            match rx.try_recv() {
+                Ok(Ok(conns)) => {
+                    for (rank, c) in conns.iter().enumerate() {
+                        let (mut c, announced) =
+                            (c.try_clone().map_err(|e| e.to_string())?, Arc::clone(&announced));
+                        thread::spawn(move || {
+                            let code = crate::bootstrap::read_announcement(&mut c);
+                            announced.lock().unwrap_or_else(|e| e.into_inner())[rank] = Some(code);
+                        });
+                    }
+                    _control = conns;
+                    boot_rx = None;
+                }
+                Ok(Err(e)) => {
+                    end_all(&mut children);
+                    break Outcome {
+                        code: 1,
+                        reason: Some(format!("the job's processes did not start: {e}")),
+                    };
+                }
+                Err(_) => {}
+            }
+        }
         let mut failed = None;
         for (i, (slot, c)) in children.iter_mut().enumerate() {
             if !running[i] {
@@ -220,13 +287,49 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
             }
             if let Ok(Some(st)) = c.try_wait() {
                 running[i] = false;
+                // Its connection closes as it exits: give the reader a moment to see the
+                // end of it (only for a job of several, where there is a connection).
+                let t = Instant::now();
+                let mut wanted = None;
+                while !st.success() && st.code().is_some() && _control.len() == slots.len() {
+                    if let Some(a) = announced.lock().unwrap_or_else(|e| e.into_inner())[i] {
+                        wanted = a;
+                        break;
+                    }
+                    if t.elapsed() > Duration::from_millis(500) {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(2));
+                }
+                if st.code().is_some() && st.code() == wanted {
+                    // The job chose this code: not a failure.
+                    chosen = st.code().unwrap_or(0);
+                    continue;
+                }
                 if !st.success() {
                     failed = Some((*slot, st));
                     break;
                 }
             }
         }
-        if let Some((slot, st)) = failed {
+        if let Some((mut slot, mut st)) = failed {
+            // When one process dies, the others notice and end with an error of their
+            // own: the first exit seen may be such a consequence. A process killed by a
+            // signal in the same moment is the likelier cause: name it.
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(300) && !killed_by_signal(st) {
+                for (i, (s, c)) in children.iter_mut().enumerate() {
+                    if running[i] {
+                        if let Ok(Some(other)) = c.try_wait() {
+                            running[i] = false;
+                            if killed_by_signal(other) {
+                                (slot, st) = (*s, other);
+                            }
+                        }
+                    }
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
             end_all(&mut children);
             let reason = format!(
                 "process {} ({} on host localhost) {}",
@@ -237,7 +340,7 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
             break Outcome { code: st.code().filter(|&c| c != 0).unwrap_or(1), reason: Some(reason) };
         }
         if running.iter().all(|r| !r) {
-            break Outcome { code: 0, reason: None };
+            break Outcome { code: chosen, reason: None };
         }
         thread::sleep(Duration::from_millis(5));
     };

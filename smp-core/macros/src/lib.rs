@@ -238,6 +238,7 @@ fn expand(mut item: ItemImpl, vis: syn::Visibility) -> syn::Result<TokenStream2>
                     __invoke
                 },
                 #when,
+                #p::ArgCodec::of::<#args_ty>(),
             );
         });
         if !matches!(m.kind, Kind::Ctor { .. }) {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use crate::chare::invoke::Invoke;
+use crate::msg::wire::ArgCodec;
 
 /// The id of an entry method: its position in the sorted table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,6 +29,7 @@ pub struct EntryDesc {
     method: &'static str,
     invoke: fn(Invoke<'_>),
     when: Option<WhenFn>,
+    codec: ArgCodec,
     id: AtomicU32,
 }
 
@@ -39,8 +41,9 @@ impl EntryDesc {
         method: &'static str,
         invoke: fn(Invoke<'_>),
         when: Option<WhenFn>,
+        codec: ArgCodec,
     ) -> EntryDesc {
-        EntryDesc { name, chare, method, invoke, when, id: AtomicU32::new(UNREGISTERED) }
+        EntryDesc { name, chare, method, invoke, when, codec, id: AtomicU32::new(UNREGISTERED) }
     }
 
     /// Full stable name, `module::Type::method`.
@@ -72,6 +75,12 @@ impl EntryDesc {
     #[inline]
     pub(crate) fn invoke(&self, inv: Invoke<'_>) {
         (self.invoke)(inv)
+    }
+
+    /// How the arguments cross processes.
+    #[inline]
+    pub(crate) fn codec(&self) -> &ArgCodec {
+        &self.codec
     }
 
     /// The `when` condition, if the method has one.

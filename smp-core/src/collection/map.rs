@@ -1,18 +1,28 @@
 //! Placement of array elements on PEs: the default block map and user-defined maps.
 
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
 use crate::collection::Index;
+use crate::msg::Payload;
 use crate::pe::PeId;
 
 /// Decides on which PE each element of an array is created (Charm4py's `ArrayMap` with
 /// its `procNum`). Elements may move later (migration); the map only sets the start.
 ///
 /// A map must be a pure function of its arguments: every PE evaluates it and must get
-/// the same answer.
+/// the same answer. Every process of the job gets a copy of the map: it is a
+/// serializable value (`Clone + Serialize + Deserialize`), and its type is registered
+/// once with [`register_map!`](crate::register_map) so that other processes can rebuild
+/// it (an array with an unregistered map can only be made in a one-process job).
 ///
 /// ```
 /// use charmrs::{ArrayMap, Index, PeId};
 /// /// Every element on the last PE.
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
 /// struct LastPe;
+/// charmrs::register_map!(LastPe);
 /// impl ArrayMap for LastPe {
 ///     fn pe_of(&self, _index: &Index, _shape: &Index, num_pes: u32) -> PeId {
 ///         PeId(num_pes - 1)
@@ -28,7 +38,7 @@ pub trait ArrayMap: Send + Sync + 'static {
 
 /// The default map: the elements, in row-major order, are cut into `num_pes` contiguous
 /// blocks whose sizes differ by at most one (earlier PEs never get fewer).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct BlockMap;
 
 /// Where [`BlockMap`] puts one element: its PE and its rank among that PE's elements.
@@ -67,6 +77,101 @@ impl ArrayMap for BlockMap {
         let lin = index.linearize(shape).unwrap_or(0);
         BlockMap::locate(lin, shape.volume(), num_pes).pe
     }
+}
+
+/// How an array's map travels to other processes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum MapWire {
+    /// [`BlockMap`].
+    Block,
+    /// A registered user map: its type name and its serialized value.
+    User {
+        /// `std::any::type_name` of the map type.
+        name: String,
+        /// The map, serialized.
+        bytes: Vec<u8>,
+    },
+    /// A map type that was not registered: it cannot be rebuilt elsewhere.
+    Unregistered(String),
+}
+
+impl MapWire {
+    /// The wire form of `map`.
+    pub(crate) fn of<M: ArrayMap + Payload>(map: &M) -> MapWire {
+        if std::any::TypeId::of::<M>() == std::any::TypeId::of::<BlockMap>() {
+            return MapWire::Block;
+        }
+        let name = std::any::type_name::<M>();
+        if !MAPS.iter().any(|d| (d.name)() == name) {
+            return MapWire::Unregistered(name.to_string());
+        }
+        let mut bytes = Vec::new();
+        match crate::msg::wire::encode(map, &mut bytes) {
+            Ok(()) => MapWire::User { name: name.to_string(), bytes },
+            Err(_) => MapWire::Unregistered(name.to_string()),
+        }
+    }
+
+    /// Whether another process can rebuild the map; if not, why.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match self {
+            MapWire::Unregistered(name) => Err(format!(
+                "the ArrayMap type {name} is not registered: add `charmrs::register_map!({});` next to it \
+                 to use it in a job of several processes",
+                name.rsplit("::").next().unwrap_or(name)
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Rebuilds the map in this process.
+    pub(crate) fn decode(&self) -> Result<Arc<dyn ArrayMap>, String> {
+        match self {
+            MapWire::Block => Ok(Arc::new(BlockMap)),
+            MapWire::User { name, bytes } => match MAPS.iter().find(|d| (d.name)() == name) {
+                Some(d) => (d.decode)(bytes),
+                None => Err(format!("the ArrayMap type {name} is not registered in this process")),
+            },
+            MapWire::Unregistered(_) => Err(self.check().expect_err("unregistered")),
+        }
+    }
+}
+
+/// A registered map type (made by [`register_map!`](crate::register_map)).
+pub struct MapDesc {
+    name: fn() -> &'static str,
+    decode: DecodeMap,
+}
+
+/// Rebuilds a map from its bytes.
+type DecodeMap = fn(&[u8]) -> Result<Arc<dyn ArrayMap>, String>;
+
+impl MapDesc {
+    /// The descriptor of map type `M`.
+    pub const fn of<M: ArrayMap + Payload>() -> MapDesc {
+        MapDesc { name: std::any::type_name::<M>, decode: decode_map::<M> }
+    }
+}
+
+fn decode_map<M: ArrayMap + Payload>(bytes: &[u8]) -> Result<Arc<dyn ArrayMap>, String> {
+    Ok(Arc::new(crate::msg::wire::decode::<M>(bytes)?))
+}
+
+/// Every registered map type.
+#[linkme::distributed_slice]
+pub static MAPS: [MapDesc];
+
+/// Registers an [`ArrayMap`] type so that arrays placed by it can be created in jobs of
+/// several processes: `charmrs::register_map!(MyMap);` at module level.
+#[macro_export]
+macro_rules! register_map {
+    ($t:ty) => {
+        const _: () = {
+            #[$crate::__private::linkme::distributed_slice($crate::__private::MAPS)]
+            #[linkme(crate = $crate::__private::linkme)]
+            static __CHARMRS_MAP: $crate::__private::MapDesc = $crate::__private::MapDesc::of::<$t>();
+        };
+    };
 }
 
 #[cfg(test)]

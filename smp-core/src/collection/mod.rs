@@ -6,7 +6,8 @@ mod map;
 
 pub(crate) use index::CollId;
 pub use index::{Index, MAX_DIMS};
-pub use map::{ArrayMap, BlockMap, BlockSlot};
+pub(crate) use map::MapWire;
+pub use map::{ArrayMap, BlockMap, BlockSlot, MapDesc, MAPS};
 
 use std::any::Any;
 use std::future::{Future as StdFuture, IntoFuture};
@@ -92,6 +93,8 @@ pub(crate) enum Kind {
         shape: Index,
         /// Initial placement.
         map: Arc<dyn ArrayMap>,
+        /// The same, for other processes.
+        wire: MapWire,
     },
     /// One chare on one PE.
     Single(PeId),
@@ -125,7 +128,7 @@ impl CollInfo {
                 (index.dims() == 1 && index[0] >= 0 && (index[0] as u32) < n).then(|| PeId(index[0] as u32))
             }
             Kind::Single(pe) => (*index == Index::from(0)).then_some(*pe),
-            Kind::Array { shape, map } => {
+            Kind::Array { shape, map, .. } => {
                 index.linearize(shape)?;
                 Some(map.pe_of(index, shape, n))
             }
@@ -144,7 +147,7 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
     let (members, local): (Vec<PeId>, Vec<Index>) = match &spec.kind {
         Kind::Group => ((0..n).map(PeId).collect(), vec![Index::of_pe(pe.id)]),
         Kind::Single(p) => (vec![*p], if *p == pe.id { vec![Index::from(0)] } else { vec![] }),
-        Kind::Array { shape, map } => {
+        Kind::Array { shape, map, .. } => {
             let mut has = vec![false; n as usize];
             let mut local = Vec::new();
             for lin in 0..shape.volume() {
@@ -316,11 +319,25 @@ impl<C: Chare> Array<C> {
     }
 
     /// Creates an array placed by `map`.
-    pub fn with_map(shape: impl Into<Index>, map: impl ArrayMap, args: C::Args) -> Creation<C::Proxy> {
+    ///
+    /// # Panics
+    /// In a job of several processes, if the map's type was not registered with
+    /// [`register_map!`](crate::register_map).
+    pub fn with_map<M: ArrayMap + crate::Payload>(
+        shape: impl Into<Index>,
+        map: M,
+        args: C::Args,
+    ) -> Creation<C::Proxy> {
         let shape = shape.into();
         assert!(shape.as_slice().iter().all(|&d| d >= 0), "array shape {shape} has a negative extent");
+        let wire = MapWire::of(&map);
+        if with_pe(|pe| pe.shared.num_processes() > 1) {
+            if let Err(e) = wire.check() {
+                panic!("{e}");
+            }
+        }
         create::<C>(
-            Kind::Array { shape, map: Arc::new(map) },
+            Kind::Array { shape, map: Arc::new(map), wire },
             |coll| RawProxy { coll, home: Home::Array, elem: None },
             args,
         )

@@ -6,10 +6,12 @@
 //! never serialized or copied. The `Payload` bound already asks for serde so that the
 //! same programs work unchanged once messages cross processes (the `comm` layer).
 
+pub(crate) mod wire;
+
 use std::any::Any;
 use std::sync::Arc;
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::chare::registry::EpId;
 use crate::collection::{CollId, Index};
@@ -41,7 +43,7 @@ pub(crate) enum Args {
 }
 
 /// Where the completion of an entry-method call goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Reply {
     /// Fire and forget.
     None,

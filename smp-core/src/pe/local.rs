@@ -114,8 +114,10 @@ impl PeLocal {
         self.stats.sent(bytes);
         if to == self.id {
             self.local.borrow_mut().push_back(env);
-        } else {
+        } else if self.shared.is_local(to) {
             self.shared.push(to, env);
+        } else {
+            self.shared.send_remote(to, env);
         }
     }
 

@@ -4,7 +4,9 @@ use std::future::Future;
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use charmrs_comm::bootstrap::{self, JobEnv};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +14,7 @@ use crate::chare::registry;
 use crate::config::{Config, WarningKind};
 use crate::msg::Envelope;
 use crate::pe::local::{self, PeLocal};
+use crate::pe::net::{start_tcp, Layout, Net};
 use crate::pe::stats::{self, PeStats};
 use crate::pe::{worker, SysMsg};
 use crate::queue::inbox::Inbox;
@@ -54,19 +57,51 @@ pub(crate) struct Shared {
     exit_code: AtomicI32,
     /// Each PE leaves its counters here when its loop ends.
     pub(crate) stats: Mutex<Vec<Option<PeStats>>>,
+    /// Where the job's PEs live.
+    pub(crate) layout: Layout,
+    /// The other processes (none in a job of one process).
+    pub(crate) net: OnceLock<Net>,
 }
 
 impl Shared {
-    /// Number of PEs.
+    /// Number of PEs of the job.
     #[inline]
     pub(crate) fn num_pes(&self) -> u32 {
-        self.pes.len() as u32
+        self.layout.total()
     }
 
-    /// Pushes a message into another PE's inbox and wakes it if it sleeps.
+    /// Number of processes of the job.
+    #[inline]
+    pub(crate) fn num_processes(&self) -> u32 {
+        self.layout.num_procs()
+    }
+
+    /// Whether PE `pe` runs in this process.
+    #[inline]
+    pub(crate) fn is_local(&self, pe: PeId) -> bool {
+        pe.0.wrapping_sub(self.layout.first_pe()) < self.pes.len() as u32
+    }
+
+    /// The shared state of PE `pe` of this process.
+    #[inline]
+    pub(crate) fn pe(&self, pe: PeId) -> &PeShared {
+        &self.pes[(pe.0 - self.layout.first_pe()) as usize]
+    }
+
+    /// Sends a message to a PE of another process.
+    pub(crate) fn send_remote(&self, pe: PeId, env: Envelope) {
+        match self.net.get() {
+            Some(net) => net.send(self, pe, env),
+            None => crate::chare::invoke::fatal(&format!(
+                "PE {pe} is not in this process and there are no others"
+            )),
+        }
+    }
+
+    /// Pushes a message into the inbox of a PE of this process and wakes it if it sleeps.
     #[inline]
     pub(crate) fn push(&self, pe: PeId, env: Envelope) {
-        let target = &self.pes[pe.0 as usize];
+        let target = self.pe(pe);
         // A push onto a non-empty inbox needs no notify: the push that made it
         // non-empty notifies after it (queue/README.md, "Empty to non-empty").
         if target.inbox.push(env) {
@@ -82,15 +117,26 @@ impl Shared {
         self.exiting.load(Ordering::Relaxed)
     }
 
-    /// Ends the job with `code` (the first code wins).
+    /// Ends the job with `code` (the first code wins): this process and the others.
     pub(crate) fn request_exit(&self, code: i32) {
+        if self.exit_local(code) {
+            if let Some(net) = self.net.get() {
+                net.send_exit(&self.layout, code);
+            }
+        }
+    }
+
+    /// Ends this process's part of the job with `code`; false if it was ending already.
+    pub(crate) fn exit_local(&self, code: i32) -> bool {
         if self.exiting.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
         self.exit_code.store(code, Ordering::Release);
-        for pe in 0..self.num_pes() {
+        let first = self.layout.first_pe();
+        for pe in first..first + self.pes.len() as u32 {
             self.push(PeId(pe), Envelope::Sys(SysMsg::Exit));
         }
+        true
     }
 }
 
@@ -148,8 +194,14 @@ where
         let fut = main(MainCtx { args });
         pe.spawn_task(Box::pin(crate::chare::invoke::guard_main(fut)), None);
     });
-    run_pe(PeId(0), Arc::clone(&shared), Some(main_task));
+    // `main` runs on PE 0, in the process that holds it.
+    let first = PeId(shared.layout.first_pe());
+    run_pe(first, Arc::clone(&shared), (first.0 == 0).then_some(main_task));
     let code = finish(&shared, handles);
+    if let Some(net) = shared.net.get() {
+        net.announce_exit(code);
+        net.goodbye();
+    }
     std::process::exit(code)
 }
 
@@ -172,7 +224,17 @@ pub struct Job {
 
 impl Job {
     /// Starts `config.num_pes` PE threads and returns at once.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] for a bad configuration, or when the environment says
+    /// this process is one of several of a job (`charmrs-run ++ppn`): an embedded job
+    /// runs in one process.
     pub fn launch(config: Config) -> crate::Result<Job> {
+        if std::env::var("CHARMRS_NUM_PROCESSES").is_ok_and(|n| n.trim() != "1") {
+            return Err(crate::Error::Config(
+                "charmrs::Job runs a job in one process; this process was started as one of several".into(),
+            ));
+        }
         let booted = boot(config)?;
         let handles = booted.spawn_pes(0);
         Ok(Job { shared: booted.shared, handles })
@@ -236,7 +298,35 @@ struct Booted {
 fn boot(config: Config) -> crate::Result<Booted> {
     registry::init().map_err(|e| crate::Error::Config(e.to_string()))?;
     crate::chare::invoke::install_panic_hook();
-    let placement = topo::plan(config.num_pes, config.pin);
+    // A process of a job of several joins the others first: the layout decides PE
+    // numbers and placement.
+    let job = JobEnv::from_vars(config.num_pes, |k| std::env::var(k).ok())
+        .map_err(|e| crate::Error::Config(e.to_string()))?;
+    let (layout, mesh) = match &job {
+        None => (Layout::single(config.num_pes), None),
+        Some(env) => {
+            let mesh = match bootstrap::join(env) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("charmrs: process {}: {e}", env.rank);
+                    std::process::exit(1)
+                }
+            };
+            let layout = Layout::from_procs(env.rank, &mesh.procs).map_err(crate::Error::Config)?;
+            if layout.local_pes() != config.num_pes {
+                return Err(crate::Error::Config(format!(
+                    "the job's table gives this process {} PEs, it was started with {}",
+                    layout.local_pes(),
+                    config.num_pes
+                )));
+            }
+            (layout, Some(mesh))
+        }
+    };
+    // Processes sharing a host take consecutive slices of its cores.
+    let (offset, host_pes) = layout.host_offset();
+    let mut placement = topo::plan(host_pes, config.pin);
+    placement.cpus = placement.cpus.into_iter().skip(offset as usize).take(config.num_pes as usize).collect();
     // Warnings go to stderr as plain lines (not through the tracing subscriber, whose
     // default level a user may have turned off): they are for the person at the terminal.
     for w in placement.warnings.iter().filter(|w| config.warning_enabled(w.kind)) {
@@ -246,13 +336,19 @@ fn boot(config: Config) -> crate::Result<Booted> {
     let n = config.num_pes;
     let shared = Arc::new(Shared {
         pes: (0..n).map(|_| PeShared { inbox: Inbox::new(), sleeper: Sleeper::new() }).collect(),
-        tree: Tree::new(n, config.tree_arity),
         oversubscribed: placement.oversubscribed,
         exiting: AtomicBool::new(false),
         exit_code: AtomicI32::new(0),
         stats: Mutex::new((0..n).map(|_| None).collect()),
+        tree: Tree::new(layout.total(), config.tree_arity),
+        layout,
+        net: OnceLock::new(),
         config,
     });
+    if let Some(mesh) = mesh {
+        let net = start_tcp(&shared, mesh).map_err(crate::Error::Config)?;
+        let _ = shared.net.set(net);
+    }
     Ok(Booted { shared, cpus: placement.cpus, pin_warned: Arc::new(AtomicBool::new(false)) })
 }
 
@@ -262,12 +358,14 @@ impl Booted {
         pin_for(&self.shared, self.cpus.get(pe as usize).copied().flatten(), &self.pin_warned);
     }
 
-    /// Starts the threads of PEs `first..n`.
-    fn spawn_pes(&self, first: u32) -> Vec<std::thread::JoinHandle<()>> {
-        (first..self.shared.num_pes())
-            .map(|p| {
+    /// Starts the threads of this process's PEs from the `skip`-th on.
+    fn spawn_pes(&self, skip: u32) -> Vec<std::thread::JoinHandle<()>> {
+        let base = self.shared.layout.first_pe();
+        (skip..self.shared.pes.len() as u32)
+            .map(|i| {
+                let p = base + i;
                 let shared = Arc::clone(&self.shared);
-                let cpu = self.cpus.get(p as usize).copied().flatten();
+                let cpu = self.cpus.get(i as usize).copied().flatten();
                 let warned = Arc::clone(&self.pin_warned);
                 std::thread::Builder::new()
                     .name(format!("pe-{p}"))
@@ -340,8 +438,9 @@ fn run_pe(id: PeId, shared: Arc<Shared>, main_task: Option<MainTask>) {
     }
     tracing::debug!("PE loop ends");
     let mut stats = pe.take_stats();
-    stats.wakes = shared.pes[id.0 as usize].sleeper.stats().wakes;
-    shared.stats.lock().unwrap_or_else(|e| e.into_inner())[id.0 as usize] = Some(stats);
+    stats.wakes = shared.pe(id).sleeper.stats().wakes;
+    let i = (id.0 - shared.layout.first_pe()) as usize;
+    shared.stats.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(stats);
     local::set_current(None);
 }
 
@@ -385,23 +484,54 @@ pub fn num_pes() -> u32 {
     local::with_pe(|pe| pe.shared.num_pes())
 }
 
-/// The host this code runs on (one process, one host, in this version).
+/// The host this code runs on (hosts are numbered from 0 in the order of their first
+/// PE).
 pub fn my_host() -> u32 {
-    0
+    local::with_pe(|pe| pe.shared.layout.my_host())
 }
 
 /// Number of hosts of the job.
 pub fn num_hosts() -> u32 {
-    1
+    local::with_pe(|pe| pe.shared.layout.num_hosts())
 }
 
-/// The PEs of host `host`, in order.
+/// The PEs of host `host`, in order (empty for a host that does not exist).
 pub fn get_host_pes(host: u32) -> Vec<PeId> {
-    if host == 0 {
-        (0..num_pes()).map(PeId).collect()
-    } else {
-        Vec::new()
-    }
+    local::with_pe(|pe| pe.shared.layout.host_pes(host))
+}
+
+/// The host PE `pe` is on.
+pub fn get_pe_host(pe: PeId) -> u32 {
+    local::with_pe(|p| p.shared.layout.host_of(pe))
+}
+
+/// The first PE of host `host`.
+///
+/// # Panics
+/// If the host does not exist.
+pub fn get_host_first_pe(host: u32) -> PeId {
+    *get_host_pes(host).first().unwrap_or_else(|| panic!("host {host} does not exist"))
+}
+
+/// The process (node) this code runs in; processes are numbered from 0 in PE order.
+pub fn my_node() -> u32 {
+    local::with_pe(|pe| pe.shared.layout.rank)
+}
+
+/// Number of processes (nodes) of the job.
+pub fn num_nodes() -> u32 {
+    local::with_pe(|pe| pe.shared.layout.num_procs())
+}
+
+/// The first PE of process `node`.
+///
+/// # Panics
+/// If the process does not exist.
+pub fn get_node_first_pe(node: u32) -> PeId {
+    local::with_pe(|pe| {
+        assert!(node < pe.shared.layout.num_procs(), "process {node} does not exist");
+        PeId(pe.shared.layout.first_pe_of(node))
+    })
 }
 
 /// Runs `fut` on the current PE, interleaved with its messages (a coroutine that belongs

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::collection::{CollId, CreateSpec};
 use crate::pe::{PeId, TaskId};
 use crate::qd::QdMsg;
-use crate::reduction::{RedKey, RedResult, RedUp};
+use crate::reduction::{PartialMsg, RedKey, RedResult};
 
 /// A message of the runtime itself, carried by [`crate::msg::Envelope::Sys`].
 pub(crate) enum SysMsg {
@@ -23,7 +23,7 @@ pub(crate) enum SysMsg {
         /// Which reduction.
         key: RedKey,
         /// The child's combined contributions.
-        partial: RedUp,
+        partial: PartialMsg,
     },
     /// The result of an allreduce, broadcast down the tree of the collection.
     AllReduce {

@@ -22,7 +22,7 @@ const LOCAL_BUDGET: u32 = 64;
 /// Runs PE `pe` until the job exits.
 pub(crate) fn run(pe: &Rc<PeLocal>) {
     let shared = Rc::clone(pe).shared.clone();
-    let me = &shared.pes[pe.id.0 as usize];
+    let me = shared.pe(pe.id);
     me.sleeper.register_current_thread();
     let mut ran_for: Vec<ElemKey> = Vec::new();
     loop {

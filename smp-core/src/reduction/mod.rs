@@ -23,6 +23,10 @@ use std::sync::Arc;
 
 use reducer::Acc;
 
+use std::any::type_name;
+
+use crate::msg::wire::Encoded;
+
 use crate::chare::invoke::fatal;
 use crate::chare::{Call, ElemMeta, Proxy};
 use crate::collection::{CollId, CollInfo};
@@ -32,7 +36,7 @@ use crate::msg::{Envelope, Payload};
 use crate::pe::{with_pe, PeId, PeLocal, SysMsg};
 
 /// Which reduction of a collection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Stream {
     /// The n-th reduction the elements started (`contribute`, `allreduce`).
     User(u32),
@@ -42,7 +46,7 @@ pub(crate) enum Stream {
 }
 
 /// Identifies a reduction in the job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RedKey {
     /// Collection.
     pub(crate) coll: CollId,
@@ -122,10 +126,36 @@ pub(crate) type RedUp = Box<dyn Partial>;
 /// An allreduce result on its way down (type-erased `Result<R, Error>`).
 pub(crate) type RedResult = Arc<dyn Any + Send + Sync>;
 
+/// A partial result in a message: typed when it comes from this process, bytes when it
+/// comes from another (decoded by the typed partial it is merged into).
+pub(crate) enum PartialMsg {
+    /// From a PE of this process.
+    Typed(RedUp),
+    /// From another process: the serialized accumulator.
+    Encoded(Box<[u8]>),
+}
+
+impl PartialMsg {
+    /// Serializes the partial for a parent in another process.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        match self {
+            PartialMsg::Typed(p) => p.encode(out),
+            PartialMsg::Encoded(b) => {
+                out.extend_from_slice(b);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Operations on a type-erased partial result.
 pub(crate) trait Partial: Send {
     /// Folds another partial of the same reduction into this one.
     fn merge(&mut self, other: RedUp);
+    /// Folds a partial that came from another process (its serialized accumulator).
+    fn merge_encoded(&mut self, bytes: &[u8]) -> Result<(), String>;
+    /// Serializes the accumulator for a parent in another process.
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String>;
     /// Computes the result at the root and delivers it.
     fn finish(self: Box<Self>, pe: &Rc<PeLocal>, key: RedKey);
     /// For downcasting.
@@ -153,6 +183,26 @@ impl<T: Payload, R: Payload> Partial for Typed<T, R> {
         };
     }
 
+    fn merge_encoded(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let acc: Result<Acc<T>, Error> = crate::msg::wire::decode(bytes).map_err(|e| {
+            format!(
+                "a partial {} reduction from another process is not made of {}: {e}",
+                self.reducer.name,
+                std::any::type_name::<T>()
+            )
+        })?;
+        let mine = std::mem::replace(&mut self.acc, Ok(Acc::Nothing));
+        self.acc = match (mine, acc) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(a), Ok(b)) => self.reducer.merge(a, b).map_err(Error::Reduction),
+        };
+        Ok(())
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        crate::msg::wire::encode(&self.acc, out)
+    }
+
     fn finish(self: Box<Self>, pe: &Rc<PeLocal>, key: RedKey) {
         let result = self.acc.and_then(|a| (self.reducer.finish)(a).map_err(Error::Reduction));
         match self.target {
@@ -177,7 +227,13 @@ impl<T: Payload, R: Payload> Partial for Typed<T, R> {
 fn on_allreduce<R: Payload>(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result: RedResult) {
     let Some(info) = pe.coll(key.coll) else { fatal("allreduce result for an unknown collection") };
     pe.reds.all_handlers.borrow_mut().remove(&key);
-    send_down(pe, &info, key, root, &result);
+    let result: RedResult = match result.downcast_ref::<Encoded>() {
+        Some(enc) => Arc::new(enc.decode::<Result<R, Error>>().unwrap_or_else(|e| {
+            fatal(&format!("an allreduce result from another process is not a {}: {e}", type_name::<R>()))
+        })),
+        None => result,
+    };
+    send_down::<R>(pe, &info, key, root, &result);
     let waiters = pe.reds.waiters.borrow_mut().remove(&key).unwrap_or_default();
     let r = result.downcast_ref::<Result<R, Error>>().expect("allreduce result type");
     for w in waiters {
@@ -185,12 +241,27 @@ fn on_allreduce<R: Payload>(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result: R
     }
 }
 
-fn send_down(pe: &Rc<PeLocal>, info: &CollInfo, key: RedKey, root: PeId, result: &RedResult) {
+fn send_down<R: Payload>(pe: &Rc<PeLocal>, info: &CollInfo, key: RedKey, root: PeId, result: &RedResult) {
     let Some(rank) = info.my_rank else { return };
     let tree = Tree::new(info.members.len() as u32, pe.shared.tree.arity());
+    // Serialized once, for the children in other processes only.
+    let mut wire: Option<RedResult> = None;
     for c in tree.child_ranks(rank) {
-        let env = Envelope::Sys(SysMsg::AllReduce { key, root, result: Arc::clone(result) });
-        pe.send(info.members[c as usize], env, 0);
+        let to = info.members[c as usize];
+        let result = if pe.shared.is_local(to) {
+            Arc::clone(result)
+        } else {
+            let w = wire.get_or_insert_with(|| {
+                let r = result.downcast_ref::<Result<R, Error>>().expect("allreduce result type");
+                let mut bytes = Vec::new();
+                if let Err(e) = crate::msg::wire::encode(r, &mut bytes) {
+                    fatal(&format!("an allreduce result does not serialize: {e}"));
+                }
+                Arc::new(Encoded(bytes.into()))
+            });
+            Arc::clone(w)
+        };
+        pe.send(to, Envelope::Sys(SysMsg::AllReduce { key, root, result }), 0);
     }
 }
 
@@ -222,6 +293,8 @@ pub(crate) struct ReductionTable {
 
 struct State {
     acc: Option<RedUp>,
+    /// Partials from other processes not decoded yet.
+    raw: Vec<Box<[u8]>>,
     local: u32,
     children: u32,
 }
@@ -257,16 +330,16 @@ pub(crate) fn contribute<T: Payload, R: Payload>(
         }
         let acc = value.map(|v| reducer.lift(meta.key.index, v));
         let partial: RedUp = Box::new(Typed { acc, reducer, target: target.kind });
-        add(pe, key, partial, false);
+        add(pe, key, PartialMsg::Typed(partial), false);
     })
 }
 
 /// A partial from a child PE arrives (the collection is known here).
-pub(crate) fn on_child(pe: &Rc<PeLocal>, key: RedKey, partial: RedUp) {
+pub(crate) fn on_child(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg) {
     add(pe, key, partial, true);
 }
 
-fn add(pe: &Rc<PeLocal>, key: RedKey, partial: RedUp, from_child: bool) {
+fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
     let Some(info) = pe.coll(key.coll) else { fatal("contribution to a collection unknown on this PE") };
     let Some(rank) = info.my_rank else {
         fatal("contribution on a PE that holds no element of the collection")
@@ -274,10 +347,20 @@ fn add(pe: &Rc<PeLocal>, key: RedKey, partial: RedUp, from_child: bool) {
     let tree = Tree::new(info.members.len() as u32, pe.shared.tree.arity());
     let done = {
         let mut states = pe.reds.states.borrow_mut();
-        let st = states.entry(key).or_insert(State { acc: None, local: 0, children: 0 });
-        match &mut st.acc {
-            Some(acc) => acc.merge(partial),
-            None => st.acc = Some(partial),
+        let st = states.entry(key).or_insert(State { acc: None, raw: Vec::new(), local: 0, children: 0 });
+        match (&mut st.acc, partial) {
+            (Some(acc), PartialMsg::Typed(p)) => acc.merge(p),
+            (None, PartialMsg::Typed(p)) => st.acc = Some(p),
+            // Bytes from another process wait for a typed partial to decode them (one
+            // comes: every member PE holds elements, and each contributes).
+            (_, PartialMsg::Encoded(b)) => st.raw.push(b),
+        }
+        if let Some(acc) = &mut st.acc {
+            for b in st.raw.drain(..) {
+                if let Err(e) = acc.merge_encoded(&b) {
+                    fatal(&e);
+                }
+            }
         }
         if from_child {
             st.children += 1;
@@ -294,7 +377,11 @@ fn add(pe: &Rc<PeLocal>, key: RedKey, partial: RedUp, from_child: bool) {
     };
     let Some(acc) = done else { return };
     match tree.parent_rank(rank) {
-        Some(p) => pe.send(info.members[p as usize], Envelope::Sys(SysMsg::Reduce { key, partial: acc }), 0),
+        Some(p) => pe.send(
+            info.members[p as usize],
+            Envelope::Sys(SysMsg::Reduce { key, partial: PartialMsg::Typed(acc) }),
+            0,
+        ),
         None => at_root(pe, key, acc),
     }
 }

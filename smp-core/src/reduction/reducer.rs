@@ -7,6 +7,8 @@ use crate::msg::Payload;
 use crate::Index;
 
 /// Contributions combined so far.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(bound(serialize = "T: serde::Serialize", deserialize = "T: serde::de::DeserializeOwned"))]
 pub(crate) enum Acc<T> {
     /// Folded into one value.
     One(T),

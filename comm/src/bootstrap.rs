@@ -1,0 +1,519 @@
+//! Bootstrap: how the processes of a job find each other and connect.
+//!
+//! ```text
+//! launcher (rendezvous)                      process r
+//!   listens on one address, one port
+//!                            <-- connect, handshake (secret) as rank r
+//!                            <-- REGISTER { r, first PE, PEs, host key, listen address }
+//!   (all n registered)
+//!   TABLE { per rank: first PE, PEs, host, address } -->
+//!                                            connects to every rank < r (handshake),
+//!                                            accepts every rank > r (handshake), then
+//!                                            closes its listener
+//! ```
+//!
+//! The launcher hands each process its place through the environment ([`JobEnv`]):
+//! rank, PE counts, the job id and secret, and the rendezvous address. Each process
+//! listens on the address it reached the rendezvous from (the interface that faces the
+//! job), on a port of the kernel's choice, only until its peers are connected: nothing
+//! stays listening once the job runs. Every connection starts with the handshake of
+//! [`crate::handshake`]; a connection that fails it (a rogue client, garbage, another
+//! job) is logged and dropped, and the bootstrap goes on. A process that cannot finish
+//! within the connect timeout fails with a message that says what it waited for.
+//!
+//! Hosts: each process reports a host key (`CHARMRS_HOST` if the launcher set it,
+//! otherwise the host name); processes with the same key are on one host. Hosts are
+//! numbered in the order of their first process.
+//!
+//! The connection to the launcher stays open while the job runs: if it breaks, the
+//! launcher is gone and the process ends (see [`Mesh::watch_launcher`]).
+//!
+//! Connections are opened eagerly at start-up (n(n-1)/2 of them): start-up costs one
+//! round of connects, and no message ever waits for a connection to open.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::frame::{encode, parse_header, FrameKind, HEADER_LEN};
+use crate::handshake::{self, Secret};
+
+/// `flags` of the control frames of the bootstrap.
+const REGISTER: u8 = 10;
+/// See [`REGISTER`].
+const TABLE: u8 = 11;
+/// See [`REGISTER`]: a process tells the launcher the exit code the job chose.
+const EXIT: u8 = 12;
+/// Largest bootstrap frame (a table of thousands of processes fits).
+const MAX_CONTROL: u32 = 64 << 20;
+/// Default time a process waits for the rendezvous and its peers.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the bootstrap failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootError {
+    /// A job variable is missing or malformed.
+    #[error("bad job environment: {0}")]
+    Env(String),
+    /// The rendezvous could not be reached or did not answer.
+    #[error("cannot join the job through the launcher at {addr}: {why}")]
+    Rendezvous {
+        /// The rendezvous address.
+        addr: String,
+        /// What failed.
+        why: String,
+    },
+    /// Peers did not connect in time, or a connection to one failed.
+    #[error("cannot connect to the other processes of the job: {0}")]
+    Peers(String),
+}
+
+/// A process's place in a job, from the environment the launcher set.
+#[derive(Clone, Debug)]
+pub struct JobEnv {
+    /// This process's rank.
+    pub rank: u32,
+    /// Number of processes.
+    pub size: u32,
+    /// PEs of this process.
+    pub pes: u32,
+    /// First PE of this process.
+    pub first_pe: u32,
+    /// PEs of the whole job.
+    pub total_pes: u32,
+    /// The job id.
+    pub job: u64,
+    /// The job's secret.
+    pub secret: Secret,
+    /// The launcher's rendezvous address (`host:port`).
+    pub rendezvous: String,
+    /// Which host this process is on (processes with one key share a host).
+    pub host_key: String,
+    /// How long to wait for the rendezvous and the peers.
+    pub timeout: Duration,
+}
+
+impl JobEnv {
+    /// Reads the job variables through `var` (`std::env::var` in a process), for a
+    /// process of `pes` PEs (the runtime's `+p`, or `CHARMRS_PES` the launcher set).
+    /// `Ok(None)` when this process is not one of several (no `CHARMRS_NUM_PROCESSES`,
+    /// or 1).
+    ///
+    /// # Errors
+    /// A variable that is missing or does not parse, named in the message.
+    pub fn from_vars(pes: u32, var: impl Fn(&str) -> Option<String>) -> Result<Option<JobEnv>, BootError> {
+        let num = |name: &str| -> Result<u32, BootError> {
+            let v = var(name).ok_or_else(|| BootError::Env(format!("{name} is not set")))?;
+            v.trim().parse().map_err(|_| BootError::Env(format!("{name}={v:?} is not a whole number")))
+        };
+        let size = match var("CHARMRS_NUM_PROCESSES") {
+            None => return Ok(None),
+            Some(_) => num("CHARMRS_NUM_PROCESSES")?,
+        };
+        if size <= 1 {
+            return Ok(None);
+        }
+        let rank = num("CHARMRS_RANK")?;
+        let first_pe = num("CHARMRS_FIRST_PE")?;
+        let total_pes = num("CHARMRS_TOTAL_PES")?;
+        if rank >= size || pes == 0 || first_pe.checked_add(pes).is_none_or(|end| end > total_pes) {
+            return Err(BootError::Env(format!(
+                "rank {rank} of {size} with PEs {first_pe}..{} of {total_pes} is not a place in a job",
+                first_pe as u64 + pes as u64
+            )));
+        }
+        let job_s = var("CHARMRS_JOB").ok_or_else(|| BootError::Env("CHARMRS_JOB is not set".into()))?;
+        let job = u64::from_str_radix(job_s.trim(), 16)
+            .map_err(|_| BootError::Env(format!("CHARMRS_JOB={job_s:?} is not a hex job id")))?;
+        let secret = var("CHARMRS_SECRET")
+            .ok_or_else(|| BootError::Env("CHARMRS_SECRET is not set".into()))
+            .and_then(|s| {
+                Secret::from_hex(s.trim()).map_err(|e| BootError::Env(format!("CHARMRS_SECRET: {e}")))
+            })?;
+        let rendezvous = var("CHARMRS_RENDEZVOUS")
+            .ok_or_else(|| BootError::Env("CHARMRS_RENDEZVOUS is not set".into()))?;
+        let host_key = var("CHARMRS_HOST").filter(|h| !h.is_empty()).unwrap_or_else(host_name);
+        let timeout = match var("CHARMRS_CONNECT_TIMEOUT") {
+            None => DEFAULT_CONNECT_TIMEOUT,
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| *s > 0.0 && s.is_finite())
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    BootError::Env(format!(
+                        "CHARMRS_CONNECT_TIMEOUT={v:?} is not a positive number of seconds"
+                    ))
+                })?,
+        };
+        Ok(Some(JobEnv { rank, size, pes, first_pe, total_pes, job, secret, rendezvous, host_key, timeout }))
+    }
+}
+
+/// The connect timeout from `CHARMRS_CONNECT_TIMEOUT` (seconds), or the default.
+pub fn connect_timeout() -> Duration {
+    std::env::var("CHARMRS_CONNECT_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0 && s.is_finite())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+}
+
+/// This machine's host name (`localhost` if it cannot be read).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// One process of the job, as the table describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcInfo {
+    /// First PE.
+    pub first_pe: u32,
+    /// Number of PEs.
+    pub pes: u32,
+    /// Host number (0-based, in the order hosts first appear by rank).
+    pub host: u32,
+    /// Where it listened during the bootstrap.
+    pub addr: SocketAddr,
+}
+
+/// A process joined to its job: the table of all processes and one authenticated
+/// connection to every other process.
+#[derive(Debug)]
+pub struct Mesh {
+    /// This process's rank.
+    pub rank: u32,
+    /// Every process, by rank.
+    pub procs: Vec<ProcInfo>,
+    /// `(peer rank, stream)` for every other process.
+    pub streams: Vec<(u32, TcpStream)>,
+    /// The connection to the launcher.
+    pub control: TcpStream,
+}
+
+impl Mesh {
+    /// Number of hosts.
+    pub fn num_hosts(&self) -> u32 {
+        self.procs.iter().map(|p| p.host + 1).max().unwrap_or(1)
+    }
+
+    /// Calls `gone` (on a thread of its own) if the connection to the launcher breaks:
+    /// the launcher died, and this process should end.
+    ///
+    /// # Errors
+    /// The socket cannot be cloned.
+    pub fn watch_launcher(&self, gone: impl FnOnce(String) + Send + 'static) -> std::io::Result<()> {
+        let mut s = self.control.try_clone()?;
+        thread::Builder::new().name("launcher-watch".into()).spawn(move || {
+            let mut buf = [0u8; 64];
+            let why = loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break "the launcher closed its connection".to_string(),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break format!("the connection to the launcher failed: {e}"),
+                }
+            };
+            gone(why)
+        })?;
+        Ok(())
+    }
+}
+
+/// Tells the launcher, over the connection to it, that this process ends because the
+/// job called `exit(code)`: an exit status of `code` is then the job's choice, not a
+/// failure.
+///
+/// # Errors
+/// The connection failed (the launcher is gone).
+pub fn announce_exit(control: &mut TcpStream, rank: u32, code: i32) -> Result<(), String> {
+    write_control(control, EXIT, rank, &code.to_le_bytes())
+}
+
+/// The launcher's side of [`announce_exit`]: reads the connection of one process until it
+/// ends, and returns the exit code it announced, if any.
+pub fn read_announcement(control: &mut TcpStream) -> Option<i32> {
+    let mut code = None;
+    loop {
+        let mut head = [0u8; HEADER_LEN];
+        if control.read_exact(&mut head).is_err() {
+            return code;
+        }
+        let h = parse_header(&head, 64).ok()?;
+        let mut payload = vec![0u8; h.len as usize];
+        control.read_exact(&mut payload).ok()?;
+        if h.kind == FrameKind::CONTROL && h.flags == EXIT && payload.len() == 4 {
+            code = Some(i32::from_le_bytes(payload[..4].try_into().expect("4 bytes")));
+        }
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Reads little-endian fields from a control payload.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn u32(&mut self) -> Result<u32, String> {
+        let (a, b) = self.0.split_first_chunk::<4>().ok_or("truncated control message")?;
+        self.0 = b;
+        Ok(u32::from_le_bytes(*a))
+    }
+    fn string(&mut self) -> Result<String, String> {
+        let n = self.u32()? as usize;
+        if n > self.0.len() {
+            return Err("truncated control message".into());
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        String::from_utf8(a.to_vec()).map_err(|_| "control message with a string that is not UTF-8".into())
+    }
+}
+
+/// Reads one control frame with flags `flags` before `deadline`.
+fn read_control(s: &mut TcpStream, flags: u8, deadline: Instant) -> Result<(u32, Vec<u8>), String> {
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    s.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+    let mut head = [0u8; HEADER_LEN];
+    s.read_exact(&mut head).map_err(|e| io_why(&e))?;
+    let h = parse_header(&head, MAX_CONTROL).map_err(|e| e.to_string())?;
+    if h.kind != FrameKind::CONTROL || h.flags != flags {
+        return Err(format!("unexpected frame of kind {} step {}", h.kind.0, h.flags));
+    }
+    let mut payload = vec![0u8; h.len as usize];
+    s.read_exact(&mut payload).map_err(|e| io_why(&e))?;
+    s.set_read_timeout(None).map_err(|e| e.to_string())?;
+    Ok((h.src, payload))
+}
+
+fn io_why(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "no answer in time".into(),
+        std::io::ErrorKind::UnexpectedEof => "the connection closed in the middle of a message".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn write_control(s: &mut TcpStream, flags: u8, src: u32, payload: &[u8]) -> Result<(), String> {
+    let mut out = Vec::new();
+    encode(FrameKind::CONTROL, flags, src, payload, &mut out).map_err(|e| e.to_string())?;
+    s.write_all(&out).map_err(|e| e.to_string())
+}
+
+/// Connects to `addr` until `deadline`, retrying while nobody listens yet.
+fn connect_until(addr: &str, deadline: Instant) -> Result<TcpStream, String> {
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|e| format!("bad address: {e}"))?.collect();
+    let mut last = String::from("no address");
+    loop {
+        for a in &addrs {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no connection within the timeout ({last})"));
+            }
+            match TcpStream::connect_timeout(a, left.min(Duration::from_secs(5))) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no connection within the timeout ({last})"));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Joins the job described by `env`: registers with the launcher, receives the table,
+/// connects to every other process.
+///
+/// # Errors
+/// See [`BootError`]; the message says what the process waited for.
+pub fn join(env: &JobEnv) -> Result<Mesh, BootError> {
+    let deadline = Instant::now() + env.timeout;
+    let rv = |why: String| BootError::Rendezvous { addr: env.rendezvous.clone(), why };
+    let mut control = connect_until(&env.rendezvous, deadline).map_err(rv)?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    handshake::connect(&mut control, &env.secret, env.job, env.rank, left).map_err(|e| rv(e.to_string()))?;
+    // Listen where this process reached the launcher: the interface facing the job.
+    let ip: IpAddr = control.local_addr().map_err(|e| rv(e.to_string()))?.ip();
+    let listener =
+        TcpListener::bind((ip, 0)).map_err(|e| BootError::Peers(format!("cannot listen on {ip}: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| BootError::Peers(e.to_string()))?;
+    let mut reg = Vec::new();
+    reg.extend_from_slice(&env.rank.to_le_bytes());
+    reg.extend_from_slice(&env.first_pe.to_le_bytes());
+    reg.extend_from_slice(&env.pes.to_le_bytes());
+    put_str(&mut reg, &env.host_key);
+    put_str(&mut reg, &addr.to_string());
+    write_control(&mut control, REGISTER, env.rank, &reg).map_err(rv)?;
+    let (_, table) = read_control(&mut control, TABLE, deadline)
+        .map_err(|e| rv(format!("no table of the job's processes: {e}")))?;
+    let procs = parse_table(&table, env.size).map_err(rv)?;
+    let mut streams = Vec::with_capacity(env.size as usize - 1);
+    for (j, p) in procs.iter().enumerate().take(env.rank as usize) {
+        let mut s = connect_until(&p.addr.to_string(), deadline)
+            .map_err(|e| BootError::Peers(format!("process {j} at {}: {e}", p.addr)))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        handshake::connect(&mut s, &env.secret, env.job, env.rank, left)
+            .map_err(|e| BootError::Peers(format!("process {j} at {}: {e}", p.addr)))?;
+        streams.push((j as u32, s));
+    }
+    let expect = env.size - env.rank - 1;
+    let mut got = vec![false; env.size as usize];
+    let mut accepted = 0;
+    listener.set_nonblocking(true).map_err(|e| BootError::Peers(e.to_string()))?;
+    while accepted < expect {
+        if Instant::now() >= deadline {
+            let missing: Vec<String> =
+                (env.rank + 1..env.size).filter(|r| !got[*r as usize]).map(|r| r.to_string()).collect();
+            return Err(BootError::Peers(format!(
+                "processes {} did not connect within {:?}",
+                missing.join(", "),
+                env.timeout
+            )));
+        }
+        let (mut s, from) = match listener.accept() {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            Err(e) => return Err(BootError::Peers(format!("accept failed: {e}"))),
+        };
+        let _ = s.set_nonblocking(false);
+        let left = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(5));
+        match handshake::accept(&mut s, &env.secret, env.job, left) {
+            Ok(peer) if peer.rank > env.rank && peer.rank < env.size && !got[peer.rank as usize] => {
+                got[peer.rank as usize] = true;
+                accepted += 1;
+                streams.push((peer.rank, s));
+            }
+            Ok(peer) => eprintln!(
+                "charmrs: process {}: refused a connection from {from}: it claims rank {}, which is not expected",
+                env.rank, peer.rank
+            ),
+            Err(e) => eprintln!("charmrs: process {}: refused a connection from {from}: {e}", env.rank),
+        }
+    }
+    drop(listener);
+    Ok(Mesh { rank: env.rank, procs, streams, control })
+}
+
+fn parse_table(bytes: &[u8], size: u32) -> Result<Vec<ProcInfo>, String> {
+    let mut f = Fields(bytes);
+    let n = f.u32()?;
+    if n != size {
+        return Err(format!("the launcher's table has {n} processes, this job has {size}"));
+    }
+    (0..n)
+        .map(|_| {
+            let first_pe = f.u32()?;
+            let pes = f.u32()?;
+            let host = f.u32()?;
+            let addr =
+                f.string()?.parse::<SocketAddr>().map_err(|e| format!("bad address in the table: {e}"))?;
+            Ok(ProcInfo { first_pe, pes, host, addr })
+        })
+        .collect()
+}
+
+/// The launcher's side: accepts the `size` processes of job `job` on `listener`, until
+/// `deadline`, and sends each the table. Returns the connections (keep them open while
+/// the job runs: a process whose connection breaks ends) and the table.
+///
+/// Connections that fail the handshake or register nonsense are logged and dropped.
+///
+/// # Errors
+/// Not every process registered in time (the message lists the missing ranks).
+pub fn rendezvous(
+    listener: &TcpListener,
+    secret: &Secret,
+    job: u64,
+    size: u32,
+    deadline: Instant,
+) -> Result<(Vec<TcpStream>, Vec<ProcInfo>), String> {
+    /// A registered process: its connection, first PE, PEs, host key, address.
+    type Registered = (TcpStream, u32, u32, String, SocketAddr);
+    let mut slots: Vec<Option<Registered>> = (0..size).map(|_| None).collect();
+    let mut got = 0;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    while got < size {
+        if Instant::now() >= deadline {
+            let missing: Vec<String> =
+                (0..size).filter(|r| slots[*r as usize].is_none()).map(|r| r.to_string()).collect();
+            return Err(format!("processes {} did not join the job in time", missing.join(", ")));
+        }
+        let (mut s, from) = match listener.accept() {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            Err(e) => return Err(format!("accept failed: {e}")),
+        };
+        let _ = s.set_nonblocking(false);
+        let left = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(5));
+        let peer = match handshake::accept(&mut s, secret, job, left) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("charmrs-run: refused a connection from {from}: {e}");
+                continue;
+            }
+        };
+        let reg = read_control(&mut s, REGISTER, Instant::now() + left).and_then(|(_, p)| {
+            let mut f = Fields(&p);
+            let rank = f.u32()?;
+            let first = f.u32()?;
+            let pes = f.u32()?;
+            let host = f.string()?;
+            let addr = f.string()?.parse::<SocketAddr>().map_err(|e| format!("bad address: {e}"))?;
+            Ok((rank, first, pes, host, addr))
+        });
+        match reg {
+            Ok((rank, first, pes, host, addr))
+                if rank == peer.rank && rank < size && slots[rank as usize].is_none() =>
+            {
+                slots[rank as usize] = Some((s, first, pes, host, addr));
+                got += 1;
+            }
+            Ok((rank, ..)) => eprintln!("charmrs-run: refused a registration of rank {rank} from {from}"),
+            Err(e) => eprintln!("charmrs-run: refused a registration from {from}: {e}"),
+        }
+    }
+    let mut hosts: Vec<String> = Vec::new();
+    let mut table = Vec::new();
+    let mut infos = Vec::new();
+    table.extend_from_slice(&size.to_le_bytes());
+    for (_, first, pes, host, addr) in slots.iter().flatten() {
+        let h = match hosts.iter().position(|k| k == host) {
+            Some(i) => i,
+            None => {
+                hosts.push(host.clone());
+                hosts.len() - 1
+            }
+        } as u32;
+        table.extend_from_slice(&first.to_le_bytes());
+        table.extend_from_slice(&pes.to_le_bytes());
+        table.extend_from_slice(&h.to_le_bytes());
+        put_str(&mut table, &addr.to_string());
+        infos.push(ProcInfo { first_pe: *first, pes: *pes, host: h, addr: *addr });
+    }
+    let mut conns = Vec::new();
+    for (s, ..) in slots.into_iter().flatten() {
+        let mut s = s;
+        write_control(&mut s, TABLE, u32::MAX, &table)?;
+        conns.push(s);
+    }
+    Ok((conns, infos))
+}

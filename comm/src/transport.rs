@@ -1,0 +1,61 @@
+//! The interface every transport offers the runtime, split by capability: sending a
+//! message to a process ([`Transport`]) and receiving ([`Receiver`], called by the
+//! transport). The runtime builds one message per destination process into a buffer
+//! made by [`crate::frame::open_frame`] and hands it over; which transport carries it
+//! (TCP today; shared memory, libfabric and UCX to come) it does not know.
+
+/// Where a transport delivers what arrives. Called on the transport's own threads.
+pub trait Receiver: Send + Sync + 'static {
+    /// A message from process `from` (the frame's payload).
+    fn deliver(&self, from: u32, msg: Vec<u8>);
+    /// The connection to process `from` ended: in order (it said goodbye first) or not.
+    fn closed(&self, from: u32, how: Closed);
+}
+
+/// How a connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// The peer said goodbye: it is ending with the job.
+    Goodbye,
+    /// The peer vanished (it died, or the link broke), or sent bytes that are not frames.
+    Lost(String),
+}
+
+/// Why a message could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No such process, or this process itself.
+    #[error("no connection to process {0}")]
+    NoPeer(u32),
+    /// The message does not fit a frame.
+    #[error(transparent)]
+    Frame(#[from] crate::frame::FrameError),
+    /// The connection failed.
+    #[error("sending to process {to} failed: {err}")]
+    Io {
+        /// The destination.
+        to: u32,
+        /// What failed.
+        err: std::io::Error,
+    },
+}
+
+/// Sends messages to the other processes of the job.
+pub trait Transport: Send + Sync {
+    /// The transport's name, for logs (`tcp`, `shm`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Sends one message to process `to`. `msg` was made by
+    /// [`crate::frame::open_frame`] and holds the payload after the header room. Messages
+    /// from one thread to one process arrive in the order they were sent. Blocks while the
+    /// connection cannot take more (back-pressure), never buffers without bound.
+    ///
+    /// # Errors
+    /// See [`SendError`].
+    fn send(&self, to: u32, msg: Vec<u8>) -> Result<(), SendError>;
+
+    /// Ends every connection in order: the peers learn that this process is ending with
+    /// the job, not dying. Later sends fail.
+    fn goodbye(&self);
+}

@@ -1,0 +1,324 @@
+//! Messages between processes: how an [`Envelope`] becomes bytes when its destination
+//! PE lives in another process, and back.
+//!
+//! Serialization is lazy: it happens here, in [`to_wire`], only once a message turns
+//! out to leave the process; messages inside the process are moved and never come here.
+//!
+//! A wire message is a small header ([`WireHead`], bincode with fixed-width integers)
+//! followed by the payload's own bytes (the arguments, a future's value, a partial
+//! reduction), which run to the end of the frame. Keeping the payload out of the header
+//! means a 64 MiB argument is serialized once, straight into the frame buffer.
+//!
+//! Where the payload's type is known from the message itself (entry-method arguments:
+//! the registration table gives each entry method's argument codec) it is decoded when
+//! the message arrives, before any PE sees it. Where only the consumer knows the type
+//! (a future's value, a partial reduction, an allreduce result), the payload travels
+//! as [`Encoded`] bytes and is decoded by the typed code that takes it.
+//!
+//! Codec: bincode 2 through serde (the `Payload` bound is serde's). DEPS.md measured
+//! faster non-serde codecs (wincode, rkyv); they would need their own derive on every
+//! user type, which the Charm4py-like API does not ask users for.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::chare::registry::{self, EpId};
+use crate::collection::{CollId, CreateSpec, Index, Kind, MapWire};
+use crate::error::Error;
+use crate::future::FutureId;
+use crate::msg::{Args, Envelope, Reply};
+use crate::pe::{PeId, SysMsg};
+use crate::qd::QdMsg;
+use crate::reduction::{PartialMsg, RedKey, RedResult};
+
+/// The codec's configuration: little-endian, fixed-width integers (cheaper to encode
+/// and decode than varints; the bytes saved would not pay on the links we target).
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_little_endian().with_fixed_int_encoding()
+}
+
+/// Appends the serialization of `v` to `out`.
+pub(crate) fn encode<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    bincode::serde::encode_into_std_write(v, out, config()).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Decodes a `T` that must span all of `bytes`.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (v, used) = decode_prefix::<T>(bytes)?;
+    if used != bytes.len() {
+        return Err(format!("{} bytes left over after the value", bytes.len() - used));
+    }
+    Ok(v)
+}
+
+/// Decodes a `T` from the start of `bytes`; returns it and the bytes it used.
+fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
+    bincode::serde::decode_from_slice::<T, _>(bytes, config()).map_err(|e| e.to_string())
+}
+
+/// A payload that crossed processes and is still bytes: decoded by the code that knows
+/// its type (see the module doc).
+pub(crate) struct Encoded(pub(crate) Box<[u8]>);
+
+impl Encoded {
+    /// Decodes the payload as a `T`, or says why it cannot be one.
+    pub(crate) fn decode<T: DeserializeOwned>(&self) -> Result<T, String> {
+        decode(&self.0)
+    }
+}
+
+/// The argument codec of one entry method, made by `#[chare]` for its argument tuple.
+pub struct ArgCodec {
+    encode: fn(&dyn Any, &mut Vec<u8>) -> Result<(), String>,
+    decode_owned: fn(&[u8]) -> Result<crate::msg::ArgBox, String>,
+    decode_shared: fn(&[u8]) -> Result<SharedArgs, String>,
+}
+
+/// Arguments shared by the copies of a broadcast.
+type SharedArgs = Arc<dyn Any + Send + Sync>;
+
+impl ArgCodec {
+    /// The codec of argument tuple `A`.
+    pub const fn of<A: crate::Payload>() -> ArgCodec {
+        ArgCodec {
+            encode: encode_any::<A>,
+            decode_owned: decode_owned::<A>,
+            decode_shared: decode_shared::<A>,
+        }
+    }
+
+    /// Serializes arguments held as `&dyn Any`.
+    pub(crate) fn encode(&self, args: &dyn Any, out: &mut Vec<u8>) -> Result<(), String> {
+        (self.encode)(args, out)
+    }
+}
+
+fn encode_any<A: crate::Payload>(args: &dyn Any, out: &mut Vec<u8>) -> Result<(), String> {
+    match args.downcast_ref::<A>() {
+        Some(a) => encode(a, out),
+        None => Err(format!("arguments are not a {}", std::any::type_name::<A>())),
+    }
+}
+
+fn decode_owned<A: crate::Payload>(bytes: &[u8]) -> Result<crate::msg::ArgBox, String> {
+    let a: A = decode(bytes)?;
+    Ok(smallbox::smallbox!(a))
+}
+
+fn decode_shared<A: crate::Payload>(bytes: &[u8]) -> Result<SharedArgs, String> {
+    Ok(Arc::new(decode::<A>(bytes)?))
+}
+
+/// The header of a message between processes; the payload follows it.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum WireHead {
+    /// [`Envelope::Call`]; payload: the arguments.
+    Call { coll: CollId, index: Index, ep: u32, reply: Reply },
+    /// [`Envelope::Bcast`]; payload: the arguments.
+    Bcast { coll: CollId, ep: u32, root: PeId, fwd: bool, reply: Reply },
+    /// [`Envelope::SetFuture`] with a value; payload: the value.
+    SetFuture { fut: FutureId },
+    /// [`Envelope::SetFuture`] with an error; no payload.
+    FailFuture { fut: FutureId, error: Error },
+    /// [`SysMsg::Create`]; payload: the constructor's arguments.
+    Create {
+        coll: CollId,
+        root: PeId,
+        kind: WireKind,
+        home: crate::chare::proxy::Home,
+        ctor: u32,
+        done: FutureId,
+    },
+    /// [`SysMsg::Reduce`]; payload: the partial result.
+    Reduce { key: RedKey },
+    /// [`SysMsg::AllReduce`]; payload: the result.
+    AllReduce { key: RedKey, root: PeId },
+    /// [`SysMsg::Qd`].
+    Qd(QdMsg),
+    /// [`SysMsg::Exit`] with the job's exit code: the process ends.
+    Exit(i32),
+}
+
+/// The shape of a collection on the wire.
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) enum WireKind {
+    Group,
+    Array { shape: Index, map: MapWire },
+    Single(PeId),
+}
+
+/// A wire message: the destination PE and the envelope.
+#[derive(Serialize, Deserialize, Debug)]
+struct Routed {
+    to: PeId,
+    head: WireHead,
+}
+
+/// Why a message cannot go to another process (a bug or a payload serde refuses).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot send {what} to PE {to} in another process: {why}")]
+pub(crate) struct EncodeError {
+    what: String,
+    to: PeId,
+    why: String,
+}
+
+/// Why bytes from another process are not a message.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed message: {0}")]
+pub(crate) struct DecodeError(pub(crate) String);
+
+fn desc_of(ep: EpId) -> Result<&'static crate::chare::registry::EntryDesc, String> {
+    registry::entry(ep).ok_or_else(|| format!("unknown entry method id {}", ep.0))
+}
+
+/// Serializes `env` for PE `to` into `out` (after whatever `out` already holds: the
+/// transport's frame header).
+pub(crate) fn to_wire(to: PeId, env: Envelope, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let fail = |what: &str, why: String| EncodeError { what: what.to_string(), to, why };
+    let head = |out: &mut Vec<u8>, head: WireHead| {
+        encode(&Routed { to, head }, out).map_err(|e| fail("a message header", e))
+    };
+    match env {
+        Envelope::Call { coll, index, ep, reply, args } => {
+            let desc = desc_of(ep).map_err(|e| fail("a call", e))?;
+            head(out, WireHead::Call { coll, index, ep: ep.0, reply })?;
+            let a: &dyn Any = match &args {
+                Args::Owned(b) => &**b,
+                Args::Shared(a) => &**a,
+            };
+            encode_args(desc, a, out).map_err(|e| fail(&format!("a call of {}", desc.name()), e))
+        }
+        Envelope::Bcast { coll, ep, root, fwd, reply, args } => {
+            let desc = desc_of(ep).map_err(|e| fail("a broadcast", e))?;
+            head(out, WireHead::Bcast { coll, ep: ep.0, root, fwd, reply })?;
+            encode_args(desc, &*args, out).map_err(|e| fail(&format!("a broadcast of {}", desc.name()), e))
+        }
+        Envelope::SetFuture { fut, value } => match value {
+            Ok(v) => {
+                let Some(enc) = v.downcast_ref::<Encoded>() else {
+                    return Err(fail("a future's value", "it was not serialized by its sender".into()));
+                };
+                head(out, WireHead::SetFuture { fut })?;
+                out.extend_from_slice(&enc.0);
+                Ok(())
+            }
+            Err(e) => head(out, WireHead::FailFuture { fut, error: *e }),
+        },
+        Envelope::Sys(m) => match m {
+            SysMsg::Create { coll, root, spec } => {
+                let kind = match &spec.kind {
+                    Kind::Group => WireKind::Group,
+                    Kind::Single(p) => WireKind::Single(*p),
+                    Kind::Array { shape, wire, .. } => WireKind::Array { shape: *shape, map: wire.clone() },
+                };
+                let ctor = spec.ctor.id().0;
+                head(out, WireHead::Create { coll, root, kind, home: spec.home, ctor, done: spec.done })?;
+                encode_args(spec.ctor, &*spec.args, out)
+                    .map_err(|e| fail(&format!("the constructor arguments of {}", spec.ctor.chare()), e))
+            }
+            SysMsg::Reduce { key, partial } => {
+                head(out, WireHead::Reduce { key })?;
+                partial.encode(out).map_err(|e| fail("a partial reduction", e))
+            }
+            SysMsg::AllReduce { key, root, result } => {
+                let Some(enc) = result.downcast_ref::<Encoded>() else {
+                    return Err(fail("an allreduce result", "it was not serialized by its sender".into()));
+                };
+                head(out, WireHead::AllReduce { key, root })?;
+                out.extend_from_slice(&enc.0);
+                Ok(())
+            }
+            SysMsg::Qd(q) => head(out, WireHead::Qd(q)),
+            SysMsg::Exit => head(out, WireHead::Exit(0)),
+            SysMsg::Wake(_) | SysMsg::Run(_) => {
+                Err(fail("a message", "wake-ups and closures never leave their process".into()))
+            }
+        },
+    }
+}
+
+/// The exit message for another process, carrying the job's exit code.
+pub(crate) fn exit_to_wire(to: PeId, code: i32, out: &mut Vec<u8>) {
+    encode(&Routed { to, head: WireHead::Exit(code) }, out).expect("an exit message always encodes");
+}
+
+fn encode_args(
+    desc: &crate::chare::registry::EntryDesc,
+    a: &dyn Any,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    match a.downcast_ref::<Encoded>() {
+        // Forwarded as it came (a broadcast or creation passing through this process).
+        Some(enc) => {
+            out.extend_from_slice(&enc.0);
+            Ok(())
+        }
+        None => desc.codec().encode(a, out),
+    }
+}
+
+/// What a wire message turns into on arrival.
+pub(crate) enum Arrived {
+    /// An envelope for PE `to` of this process.
+    Msg(PeId, Envelope),
+    /// The job ends with this code.
+    Exit(i32),
+}
+
+/// Decodes a message from another process. Argument payloads are decoded here with the
+/// entry method's codec; other payloads stay [`Encoded`] for their typed consumer.
+pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
+    let (routed, used) = decode_prefix::<Routed>(bytes).map_err(|e| DecodeError(format!("header: {e}")))?;
+    let payload = &bytes[used..];
+    let to = routed.to;
+    let args_of = |ep: u32, what: &str| -> Result<&'static crate::chare::registry::EntryDesc, DecodeError> {
+        desc_of(EpId(ep)).map_err(|e| DecodeError(format!("{what}: {e}")))
+    };
+    let bad_args = |desc: &crate::chare::registry::EntryDesc, e: String| {
+        DecodeError(format!("arguments of {} do not decode: {e}", desc.name()))
+    };
+    let env = match routed.head {
+        WireHead::Call { coll, index, ep, reply } => {
+            let desc = args_of(ep, "call")?;
+            let args = (desc.codec().decode_owned)(payload).map_err(|e| bad_args(desc, e))?;
+            Envelope::Call { coll, index, ep: EpId(ep), reply, args: Args::Owned(args) }
+        }
+        WireHead::Bcast { coll, ep, root, fwd, reply } => {
+            let desc = args_of(ep, "broadcast")?;
+            let args = (desc.codec().decode_shared)(payload).map_err(|e| bad_args(desc, e))?;
+            Envelope::Bcast { coll, ep: EpId(ep), root, fwd, reply, args }
+        }
+        WireHead::SetFuture { fut } => {
+            let v: crate::msg::AnyBox = smallbox::smallbox!(Encoded(payload.into()));
+            Envelope::SetFuture { fut, value: Ok(v) }
+        }
+        WireHead::FailFuture { fut, error } => Envelope::SetFuture { fut, value: Err(Box::new(error)) },
+        WireHead::Create { coll, root, kind, home, ctor, done } => {
+            let desc = args_of(ctor, "creation")?;
+            let args = (desc.codec().decode_shared)(payload).map_err(|e| bad_args(desc, e))?;
+            let kind = match kind {
+                WireKind::Group => Kind::Group,
+                WireKind::Single(p) => Kind::Single(p),
+                WireKind::Array { shape, map } => {
+                    let m = map.decode().map_err(|e| DecodeError(format!("array map: {e}")))?;
+                    Kind::Array { shape, map: m, wire: map }
+                }
+            };
+            let spec = Arc::new(CreateSpec { kind, home, ctor: desc, args, done });
+            Envelope::Sys(SysMsg::Create { coll, root, spec })
+        }
+        WireHead::Reduce { key } => {
+            Envelope::Sys(SysMsg::Reduce { key, partial: PartialMsg::Encoded(payload.into()) })
+        }
+        WireHead::AllReduce { key, root } => {
+            let result: RedResult = Arc::new(Encoded(payload.into()));
+            Envelope::Sys(SysMsg::AllReduce { key, root, result })
+        }
+        WireHead::Qd(q) => Envelope::Sys(SysMsg::Qd(q)),
+        WireHead::Exit(code) => return Ok(Arrived::Exit(code)),
+    };
+    Ok(Arrived::Msg(to, env))
+}

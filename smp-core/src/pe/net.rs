@@ -1,0 +1,288 @@
+//! The job across processes: which PEs live in which process and on which host
+//! ([`Layout`]), and the runtime's end of the transport ([`Net`] to send, [`Inbound`]
+//! to receive).
+//!
+//! A message to a PE of this process never comes here. A message to a PE of another
+//! process is serialized by [`crate::msg::wire::to_wire`] into one frame for the
+//! destination process, which decodes it on its transport thread and pushes it into the
+//! destination PE's inbox, waking the PE if it sleeps: from there on it is an ordinary
+//! message.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use charmrs_comm::bootstrap::{Mesh, ProcInfo};
+use charmrs_comm::transport::{Closed, Receiver, Transport};
+
+use crate::msg::wire::{self, Arrived};
+use crate::msg::Envelope;
+use crate::pe::{PeId, Shared};
+
+/// Where every PE of the job lives.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    /// This process's rank.
+    pub(crate) rank: u32,
+    /// First PE of each process, and the number of PEs of the job at the end.
+    starts: Vec<u32>,
+    /// Host of each process.
+    hosts: Vec<u32>,
+    /// Number of hosts.
+    num_hosts: u32,
+}
+
+impl Layout {
+    /// A job of one process of `n` PEs on one host.
+    pub(crate) fn single(n: u32) -> Layout {
+        Layout { rank: 0, starts: vec![0, n], hosts: vec![0], num_hosts: 1 }
+    }
+
+    /// The layout a bootstrap agreed on.
+    pub(crate) fn from_procs(rank: u32, procs: &[ProcInfo]) -> Result<Layout, String> {
+        let mut starts = Vec::with_capacity(procs.len() + 1);
+        let mut next = 0;
+        for (r, p) in procs.iter().enumerate() {
+            if p.first_pe != next || p.pes == 0 {
+                return Err(format!(
+                    "process {r} has PEs {}..{}, expected to start at {next}",
+                    p.first_pe,
+                    p.first_pe + p.pes
+                ));
+            }
+            starts.push(p.first_pe);
+            next = p.first_pe + p.pes;
+        }
+        starts.push(next);
+        let hosts: Vec<u32> = procs.iter().map(|p| p.host).collect();
+        let num_hosts = hosts.iter().map(|h| h + 1).max().unwrap_or(1);
+        Ok(Layout { rank, starts, hosts, num_hosts })
+    }
+
+    /// Number of processes.
+    pub(crate) fn num_procs(&self) -> u32 {
+        self.hosts.len() as u32
+    }
+
+    /// PEs of the job.
+    #[inline]
+    pub(crate) fn total(&self) -> u32 {
+        *self.starts.last().expect("at least one process")
+    }
+
+    /// First PE of process `r`.
+    #[inline]
+    pub(crate) fn first_pe_of(&self, r: u32) -> u32 {
+        self.starts[r as usize]
+    }
+
+    /// First PE of this process.
+    #[inline]
+    pub(crate) fn first_pe(&self) -> u32 {
+        self.starts[self.rank as usize]
+    }
+
+    /// PEs of this process.
+    #[inline]
+    pub(crate) fn local_pes(&self) -> u32 {
+        self.starts[self.rank as usize + 1] - self.first_pe()
+    }
+
+    /// The process PE `pe` lives in.
+    #[inline]
+    pub(crate) fn proc_of(&self, pe: PeId) -> u32 {
+        (self.starts.partition_point(|&s| s <= pe.0) - 1) as u32
+    }
+
+    /// The host PE `pe` is on.
+    pub(crate) fn host_of(&self, pe: PeId) -> u32 {
+        self.hosts[self.proc_of(pe) as usize]
+    }
+
+    /// This process's host.
+    pub(crate) fn my_host(&self) -> u32 {
+        self.hosts[self.rank as usize]
+    }
+
+    /// Number of hosts.
+    pub(crate) fn num_hosts(&self) -> u32 {
+        self.num_hosts
+    }
+
+    /// The PEs of host `h`, in order.
+    pub(crate) fn host_pes(&self, h: u32) -> Vec<PeId> {
+        (0..self.num_procs())
+            .filter(|&r| self.hosts[r as usize] == h)
+            .flat_map(|r| (self.starts[r as usize]..self.starts[r as usize + 1]).map(PeId))
+            .collect()
+    }
+
+    /// PEs of this host in processes before this one (where this process's PEs start
+    /// among the host's cores), and PEs of the whole host.
+    pub(crate) fn host_offset(&self) -> (u32, u32) {
+        let me = self.my_host();
+        let mut before = 0;
+        let mut all = 0;
+        for r in 0..self.num_procs() {
+            if self.hosts[r as usize] == me {
+                let n = self.starts[r as usize + 1] - self.starts[r as usize];
+                if r < self.rank {
+                    before += n;
+                }
+                all += n;
+            }
+        }
+        (before, all)
+    }
+
+    /// `process r (PEs a-b on host h)`, for messages.
+    pub(crate) fn describe(&self, r: u32) -> String {
+        let (a, b) = (self.starts[r as usize], self.starts[r as usize + 1] - 1);
+        let pes = if a == b { format!("PE {a}") } else { format!("PEs {a}-{b}") };
+        format!("process {r} ({pes} on host {})", self.hosts[r as usize])
+    }
+}
+
+/// The runtime's sending end of the transport.
+pub(crate) struct Net {
+    transport: Box<dyn Transport>,
+    /// The connection to the launcher.
+    control: std::sync::Mutex<std::net::TcpStream>,
+    rank: u32,
+}
+
+impl Net {
+    /// Tells the launcher the job ends with `code` by its own choice (`exit(code)`).
+    pub(crate) fn announce_exit(&self, code: i32) {
+        let mut c = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = charmrs_comm::bootstrap::announce_exit(&mut c, self.rank, code);
+    }
+
+    /// Sends `env` to PE `to` of another process.
+    pub(crate) fn send(&self, shared: &Shared, to: PeId, env: Envelope) {
+        let mut buf = charmrs_comm::frame::open_frame();
+        if let Err(e) = wire::to_wire(to, env, &mut buf) {
+            crate::chare::invoke::fatal(&e.to_string());
+        }
+        let proc = shared.layout.proc_of(to);
+        if let Err(e) = self.transport.send(proc, buf) {
+            // A peer that is gone is reported by its connection's reader; while the job
+            // ends, peers leave first and that is no error.
+            if !shared.exiting() {
+                process_fatal(&shared.layout, &format!("cannot reach {}: {e}", shared.layout.describe(proc)));
+            }
+        }
+    }
+
+    /// Tells every other process that the job ends with `code`.
+    pub(crate) fn send_exit(&self, layout: &Layout, code: i32) {
+        for r in (0..layout.num_procs()).filter(|&r| r != layout.rank) {
+            let mut buf = charmrs_comm::frame::open_frame();
+            wire::exit_to_wire(PeId(layout.first_pe_of(r)), code, &mut buf);
+            let _ = self.transport.send(r, buf);
+        }
+    }
+
+    /// Ends the connections in order (the peers see a goodbye, not a death).
+    pub(crate) fn goodbye(&self) {
+        self.transport.goodbye();
+    }
+}
+
+/// Ends this process for a fault of the job (not of one PE): exit status 1.
+pub(crate) fn process_fatal(layout: &Layout, msg: &str) -> ! {
+    eprintln!("charmrs: process {}: {msg}", layout.rank);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(1)
+}
+
+/// The runtime's receiving end: decodes and routes what the transport delivers.
+pub(crate) struct Inbound(pub(crate) Arc<Shared>);
+
+impl Receiver for Inbound {
+    fn deliver(&self, from: u32, msg: Vec<u8>) {
+        let shared = &self.0;
+        match wire::from_wire(&msg) {
+            Ok(Arrived::Msg(to, env)) if shared.is_local(to) => shared.push(to, env),
+            Ok(Arrived::Msg(to, _)) => process_fatal(
+                &shared.layout,
+                &format!(
+                    "{} sent a message for PE {to}, which is not in this process",
+                    shared.layout.describe(from)
+                ),
+            ),
+            Ok(Arrived::Exit(code)) => {
+                shared.exit_local(code);
+            }
+            Err(e) => process_fatal(&shared.layout, &format!("{} sent a {e}", shared.layout.describe(from))),
+        }
+    }
+
+    fn closed(&self, from: u32, how: Closed) {
+        let shared = &self.0;
+        match how {
+            Closed::Goodbye => {}
+            Closed::Lost(_) if shared.exiting() => {}
+            Closed::Lost(why) => process_fatal(
+                &shared.layout,
+                &format!("{} is gone ({why}); ending the job", shared.layout.describe(from)),
+            ),
+        }
+    }
+}
+
+/// Starts the TCP transport over the mesh's connections and watches the launcher.
+pub(crate) fn start_tcp(shared: &Arc<Shared>, mesh: Mesh) -> Result<Net, String> {
+    let size = mesh.procs.len() as u32;
+    let recv: Arc<dyn Receiver> = Arc::new(Inbound(Arc::clone(shared)));
+    let watch = Arc::clone(shared);
+    mesh.watch_launcher(move |why| {
+        if !watch.exiting() {
+            process_fatal(&watch.layout, &format!("{why}: the launcher is gone; ending"));
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    // The watcher holds its own handle on the launcher's connection: it stays open for
+    // the life of the process.
+    let tcp =
+        charmrs_comm::tcp::Tcp::start(mesh.rank, size, mesh.streams, recv).map_err(|e| e.to_string())?;
+    Ok(Net { transport: Box::new(tcp), control: std::sync::Mutex::new(mesh.control), rank: mesh.rank })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn procs(spec: &[(u32, u32)]) -> Vec<ProcInfo> {
+        let mut first = 0;
+        spec.iter()
+            .map(|&(pes, host)| {
+                let p = ProcInfo { first_pe: first, pes, host, addr: "127.0.0.1:1".parse().expect("addr") };
+                first += pes;
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn layout_maps_pes_to_processes_and_hosts() {
+        let l = Layout::from_procs(2, &procs(&[(2, 0), (2, 0), (3, 1), (1, 1)])).expect("layout");
+        assert_eq!(l.total(), 8);
+        assert_eq!(l.first_pe(), 4);
+        assert_eq!(l.local_pes(), 3);
+        let owners: Vec<u32> = (0..8).map(|p| l.proc_of(PeId(p))).collect();
+        assert_eq!(owners, [0, 0, 1, 1, 2, 2, 2, 3]);
+        assert_eq!(l.num_hosts(), 2);
+        assert_eq!(l.host_pes(1), (4..8).map(PeId).collect::<Vec<_>>());
+        assert_eq!(l.host_of(PeId(3)), 0);
+        assert_eq!(l.host_offset(), (0, 4));
+        assert_eq!(l.describe(2), "process 2 (PEs 4-6 on host 1)");
+    }
+
+    #[test]
+    fn a_table_with_a_gap_is_refused() {
+        let mut p = procs(&[(2, 0), (2, 0)]);
+        p[1].first_pe = 3;
+        assert!(Layout::from_procs(0, &p).is_err());
+    }
+}

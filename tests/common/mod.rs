@@ -1,0 +1,141 @@
+//! What the integration tests share: running the examples (directly, or through the
+//! launcher as several processes) with a timeout, and checking how they ended.
+#![allow(dead_code)] // each test file uses part of it
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// What a finished run left.
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Run {
+    pub(crate) fn assert_ok(&self) -> &Self {
+        assert_eq!(self.code, Some(0), "exit status\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    pub(crate) fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "exit status\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    pub(crate) fn stdout_has(&self, s: &str) -> &Self {
+        assert!(
+            self.stdout.contains(s),
+            "stdout lacks {s:?}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+    pub(crate) fn stderr_has(&self, s: &str) -> &Self {
+        assert!(
+            self.stderr.contains(s),
+            "stderr lacks {s:?}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// The examples cargo built next to this test binary (target/<profile>/examples).
+pub(crate) fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir").join("examples");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo test -p charmrs-examples` without --test (cargo then builds the examples)",
+        path.display()
+    );
+    path
+}
+
+/// Runs an example with a timeout; a run that does not end in time is killed and fails
+/// the test.
+pub(crate) fn run(name: &str, args: &[&str], timeout: Duration) -> Run {
+    let mut cmd = Command::new(example(name));
+    cmd.args(args);
+    run_cmd(cmd, &format!("{name} {args:?}"), timeout)
+}
+
+/// Runs `charmrs-run <launch...> <example> <args...>` with a timeout.
+pub(crate) fn launch(launch: &[&str], name: &str, args: &[&str], timeout: Duration) -> Run {
+    let mut cmd = Command::new(launcher());
+    cmd.args(launch).arg(example(name)).args(args).env("CHARMRS_WARN", "oversubscribed");
+    run_cmd(cmd, &format!("charmrs-run {launch:?} {name} {args:?}"), timeout)
+}
+
+/// Runs `cmd` with a timeout; a run that does not end in time is killed and fails the
+/// test.
+pub(crate) fn run_cmd(mut cmd: Command, what: &str, timeout: Duration) -> Run {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("example starts");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if t0.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not finish within {timeout:?} (hang)\nstdout:\n{}\nstderr:\n{}",
+                t_out.join().unwrap_or_default(),
+                t_err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        code: status.code(),
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+}
+
+/// The launcher binary of this build (target/<profile>/charmrs-run), built on first use
+/// if `cargo test` did not build it (it belongs to another package).
+pub(crate) fn launcher() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
+            let path = dir.join("charmrs-run");
+            if !path.exists() {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let mut cmd = Command::new(cargo);
+                cmd.args(["build", "-p", "charmrs-comm", "--bin", "charmrs-run"]);
+                if dir.ends_with("release") {
+                    cmd.arg("--release");
+                }
+                let st = cmd.status().expect("cargo runs");
+                assert!(st.success() && path.exists(), "could not build charmrs-run at {}", path.display());
+            }
+            path
+        })
+        .clone()
+}

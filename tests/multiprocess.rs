@@ -1,0 +1,196 @@
+//! The examples as jobs of several processes, started by the real launcher
+//! (`charmrs-run +pN ++ppn K`): the same programs, unchanged, with the same results as
+//! in one process; and the faults of a job of several processes (a process killed, a
+//! launcher that cannot be reached). Every run has a timeout.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{example, launch, launcher, run};
+
+const T: Duration = Duration::from_secs(90);
+
+/// `+p4 ++ppn 1` (4 processes of 1 PE) and `+p4 ++ppn 2` (2 of 2).
+const SHAPES: [[&str; 3]; 2] = [["+p4", "++ppn", "1"], ["+p4", "++ppn", "2"]];
+
+#[test]
+fn hello_reaches_every_pe_of_every_process() {
+    for shape in SHAPES {
+        let r = launch(&shape, "hello", &[], T);
+        r.assert_ok().stdout_has("4 PEs answered");
+        for pe in 0..4 {
+            r.stdout_has(&format!("Hello from PE {pe} of 4 (asked by PE 0)"));
+        }
+    }
+}
+
+#[test]
+fn pingpong_crosses_processes() {
+    for shape in SHAPES {
+        launch(&shape, "pingpong", &["2000"], T)
+            .assert_ok()
+            .stdout_has("2000 round trips between PE 0 and PE 3");
+    }
+}
+
+#[test]
+fn fib_is_right_across_processes() {
+    for shape in SHAPES {
+        launch(&shape, "fib", &["16"], T).assert_ok().stdout_has("fib(16) = 987");
+    }
+}
+
+#[test]
+fn every_reducer_gives_the_sequential_result_across_processes() {
+    for shape in SHAPES {
+        launch(&shape, "reductions", &[], T).assert_ok().stdout_has("0 mismatches");
+    }
+    launch(&["+p6", "++ppn", "2"], "reductions", &[], T).assert_ok().stdout_has("0 mismatches");
+}
+
+#[test]
+fn jacobi2d_gives_the_one_process_result() {
+    let key = |out: &str| {
+        let line = out.lines().find(|l| l.starts_with("jacobi2d")).expect("result line").to_string();
+        line.split(" PEs: ").nth(1).expect("result").split(',').take(2).collect::<Vec<_>>().join(",")
+    };
+    let one = run("jacobi2d", &["+p4", "3", "8"], T);
+    one.assert_ok();
+    for shape in SHAPES {
+        let r = launch(&shape, "jacobi2d", &["3", "8"], T);
+        r.assert_ok();
+        assert_eq!(key(&r.stdout), key(&one.stdout), "one process vs {shape:?}");
+    }
+}
+
+#[test]
+fn failures_are_reported_the_same_across_processes() {
+    let shape = ["+p4", "++ppn", "2"];
+    launch(&shape, "failures", &["method-panic-awaited"], T)
+        .assert_ok()
+        .stdout_has("caught: panic on PE 3 in Fragile::poke (element 3): poke failed on element 3");
+    let r = launch(&shape, "failures", &["ctor-panic-awaited"], T);
+    r.assert_code(3).stdout_has("creation failed: panic on PE 3 in Fragile::new (element 3)");
+    assert!(!r.stderr.contains("charmrs-run"), "the job's own exit code is not a failure: {}", r.stderr);
+    launch(&shape, "failures", &["foreign-await"], T)
+        .assert_ok()
+        .stdout_has("refused: future created on PE 2 awaited on PE 0");
+    launch(&shape, "failures", &["double-send"], T).assert_code(1).stderr_has("was sent a second value");
+    launch(&shape, "failures", &["exit-code"], T).assert_code(7);
+    launch(&shape, "failures", &["timers"], T).assert_ok().stdout_has("timer fired at");
+    launch(&shape, "failures", &["bad-map"], T).assert_code(1).stderr_has("on PE 9, but there are 4 PEs");
+}
+
+#[test]
+fn quiescence_detection_spans_processes() {
+    for shape in SHAPES {
+        launch(&shape, "failures", &["qd"], T)
+            .assert_ok()
+            .stdout_has("entry-method QD callback called: true")
+            .stdout_has("quiescence after chains");
+    }
+}
+
+/// The children of process `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|x| x.1) else { continue };
+        if rest.split_whitespace().nth(1).and_then(|s| s.parse::<u32>().ok()) == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn env_of(pid: u32, var: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0).find_map(|kv| {
+        let kv = String::from_utf8_lossy(kv);
+        kv.strip_prefix(&format!("{var}=")).map(str::to_string)
+    })
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has exited: it only waits for its parent to reap it.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .and_then(|x| x.1.split_whitespace().next().map(|st| st != "Z"))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn killing_one_process_ends_the_job_with_the_reason() {
+    let mut child = Command::new(launcher())
+        .args(["+p4", "++ppn", "2"])
+        .arg(example("pingpong"))
+        .arg("100000000")
+        .env("CHARMRS_WARN", "oversubscribed")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("launcher starts");
+    // Wait until both processes run and are past the bootstrap.
+    let t0 = Instant::now();
+    let procs = loop {
+        let kids = children_of(child.id());
+        if kids.len() == 2 && t0.elapsed() > Duration::from_secs(1) {
+            break kids;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the job's processes did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let victim = *procs.iter().find(|&&p| env_of(p, "CHARMRS_RANK").as_deref() == Some("1")).expect("rank 1");
+    let killed_at = Instant::now();
+    Command::new("kill").args(["-9", &victim.to_string()]).status().expect("kill runs");
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if killed_at.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the job did not end after one of its processes was killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = killed_at.elapsed();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    assert!(!status.success());
+    assert!(took < Duration::from_secs(5), "the job took {took:?} to end");
+    assert!(err.contains("process 1 (PEs 2-3 on host localhost) killed by signal 9"), "{err}");
+    for p in procs {
+        assert!(!alive(p), "process {p} was left running");
+    }
+}
+
+#[test]
+fn a_process_that_cannot_reach_the_launcher_fails_in_bounded_time() {
+    let t0 = Instant::now();
+    let out = Command::new(example("hello"))
+        .args(["+p1"])
+        .env("CHARMRS_NUM_PROCESSES", "2")
+        .env("CHARMRS_RANK", "1")
+        .env("CHARMRS_FIRST_PE", "1")
+        .env("CHARMRS_TOTAL_PES", "2")
+        .env("CHARMRS_JOB", "1234")
+        .env("CHARMRS_SECRET", "00".repeat(32))
+        .env("CHARMRS_RENDEZVOUS", "127.0.0.1:1")
+        .env("CHARMRS_CONNECT_TIMEOUT", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("process 1: cannot join the job through the launcher at 127.0.0.1:1"), "{err}");
+}
