@@ -98,7 +98,10 @@ fn tcp(n: u32) -> Vec<Node> {
 }
 
 /// Every compiled-in transport.
-const MAKERS: [(&str, fn(u32) -> Vec<Node>); 1] = [("tcp", tcp)];
+const MAKERS: [(&str, Maker); 1] = [("tcp", tcp)];
+
+/// Makes the transports of a job of `n` processes.
+type Maker = fn(u32) -> Vec<Node>;
 
 fn msg(body: &[u8]) -> Vec<u8> {
     let mut m = open_frame();
