@@ -137,7 +137,7 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, msg: QdMsg) {
         }
         QdMsg::Wave(w) => {
             let root = PeId(0);
-            let children: Vec<PeId> = pe.shared.tree.children(root, pe.id).collect();
+            let children: Vec<PeId> = pe.shared.span.children(root, pe.id);
             for &c in &children {
                 pe.send(c, Envelope::Sys(SysMsg::Qd(QdMsg::Wave(w))), 0);
             }
@@ -150,7 +150,7 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, msg: QdMsg) {
                 g.1 += processed;
                 g.2 += 1;
             }
-            let n = pe.shared.tree.children(PeId(0), pe.id).count() as u32;
+            let n = pe.shared.span.num_children(PeId(0), pe.id) as u32;
             maybe_reply(pe, wave, n);
         }
     }
@@ -171,12 +171,8 @@ fn maybe_reply(pe: &Rc<PeLocal>, wave: u64, children: u32) {
         return;
     }
     let Some((sent, processed, _)) = pe.qd.gather.borrow_mut().remove(&wave) else { return };
-    let n = pe.num_pes();
-    let rank = pe.id.0; // the QD tree is rooted at PE 0: ranks are PE numbers
-    match crate::reduction::Tree::new(n, pe.shared.tree.arity()).parent_rank(rank) {
-        Some(parent) => {
-            pe.send(PeId(parent), Envelope::Sys(SysMsg::Qd(QdMsg::Reply { wave, sent, processed })), 0)
-        }
+    match pe.shared.span.parent(PeId(0), pe.id) {
+        Some(parent) => pe.send(parent, Envelope::Sys(SysMsg::Qd(QdMsg::Reply { wave, sent, processed })), 0),
         None => at_root(pe, sent, processed),
     }
 }

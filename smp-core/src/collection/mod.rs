@@ -24,6 +24,7 @@ use crate::error::Result;
 use crate::future::{Future, FutureId};
 use crate::msg::{Args, Envelope, Reply};
 use crate::pe::{with_pe, PeId, PeLocal, SysMsg};
+use crate::reduction::Span;
 
 /// An element's identity: collection and index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,10 +115,18 @@ pub(crate) struct CollInfo {
     pub(crate) kind: Kind,
     /// Indexes of the elements created on this PE, in order.
     pub(crate) local: Vec<Index>,
-    /// The PEs that hold at least one element, in order: the reduction tree's members.
-    pub(crate) members: Arc<[PeId]>,
-    /// Position of this PE in `members`, if it is one.
-    pub(crate) my_rank: Option<u32>,
+    /// This PE's place in the reduction tree over the PEs that hold elements, if it
+    /// holds any.
+    pub(crate) red: Option<RedPlace>,
+}
+
+/// A PE's place in the reduction tree of a collection (a [`Span`] over the PEs that
+/// hold elements, rooted at the first of them).
+pub(crate) struct RedPlace {
+    /// Where this PE's partial goes (none at the root).
+    pub(crate) parent: Option<PeId>,
+    /// Whose partials this PE waits for (and to whom an allreduce result goes down).
+    pub(crate) children: Vec<PeId>,
 }
 
 impl CollInfo {
@@ -139,7 +148,7 @@ impl CollInfo {
 /// Handles the creation message of a collection on this PE: forward it down the tree,
 /// construct the local elements, then release what waited for the collection.
 pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<CreateSpec>) {
-    for child in pe.shared.tree.children(root, pe.id) {
+    for child in pe.shared.span.children(root, pe.id) {
         let env = Envelope::Sys(SysMsg::Create { coll, root, spec: Arc::clone(&spec) });
         pe.send(child, env, 0);
     }
@@ -167,9 +176,24 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
             ((0..n).filter(|&p| has[p as usize]).map(PeId).collect(), local)
         }
     };
-    let my_rank = members.iter().position(|&p| p == pe.id).map(|r| r as u32);
+    let red = (!local.is_empty()).then(|| {
+        let root = members[0];
+        let place =
+            |span: &Span| RedPlace { parent: span.parent(root, pe.id), children: span.children(root, pe.id) };
+        if members.len() == n as usize {
+            place(&pe.shared.span)
+        } else {
+            let l = &pe.shared.layout;
+            place(&Span::new(
+                members.iter().copied(),
+                |p| l.host_of(p),
+                |p| l.proc_of(p),
+                pe.shared.config.tree_arity,
+            ))
+        }
+    });
     tracing::debug!(coll = %coll, chare = spec.ctor.chare(), local = local.len(), "creating elements");
-    let info = Rc::new(CollInfo { kind: spec.kind.clone(), local, members: members.into(), my_rank });
+    let info = Rc::new(CollInfo { kind: spec.kind.clone(), local, red });
     pe.colls.borrow_mut().insert(coll, Rc::clone(&info));
     for &index in &info.local {
         let meta = ElemMeta::new(ElemKey { coll, index }, spec.home);

@@ -18,7 +18,7 @@ use crate::pe::net::{start_tcp, Layout, Net};
 use crate::pe::stats::{self, PeStats};
 use crate::pe::{worker, SysMsg};
 use crate::queue::inbox::Inbox;
-use crate::reduction::Tree;
+use crate::reduction::Span;
 use crate::sched::idle::Sleeper;
 use crate::topo;
 
@@ -49,8 +49,9 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// One entry per PE.
     pub(crate) pes: Box<[PeShared]>,
-    /// The spanning tree over PEs used by broadcasts, creation and QD.
-    pub(crate) tree: Tree,
+    /// The spanning tree over all PEs (host, process, PE levels) that broadcasts,
+    /// creation and QD travel.
+    pub(crate) span: Span,
     /// More PEs than usable cores: idle PEs must not spin.
     pub(crate) oversubscribed: bool,
     exiting: AtomicBool,
@@ -340,7 +341,12 @@ fn boot(config: Config) -> crate::Result<Booted> {
         exiting: AtomicBool::new(false),
         exit_code: AtomicI32::new(0),
         stats: Mutex::new((0..n).map(|_| None).collect()),
-        tree: Tree::new(layout.total(), config.tree_arity),
+        span: Span::new(
+            (0..layout.total()).map(PeId),
+            |p| layout.host_of(p),
+            |p| layout.proc_of(p),
+            config.tree_arity,
+        ),
         layout,
         net: OnceLock::new(),
         config,

@@ -104,7 +104,7 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
         }
         Envelope::Bcast { coll, ep, root, fwd, reply, args } => {
             if fwd {
-                for child in pe.shared.tree.children(root, pe.id) {
+                for child in pe.shared.span.children(root, pe.id) {
                     let copy = Envelope::Bcast { coll, ep, root, fwd: true, reply, args: args.clone() };
                     pe.send(child, copy, 0);
                 }

@@ -9,7 +9,7 @@ mod reducer;
 mod tree;
 
 pub use reducer::{Bitwise, Logical, Numeric, Reducer};
-pub(crate) use tree::Tree;
+pub(crate) use tree::Span;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -242,12 +242,10 @@ fn on_allreduce<R: Payload>(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result: R
 }
 
 fn send_down<R: Payload>(pe: &Rc<PeLocal>, info: &CollInfo, key: RedKey, root: PeId, result: &RedResult) {
-    let Some(rank) = info.my_rank else { return };
-    let tree = Tree::new(info.members.len() as u32, pe.shared.tree.arity());
+    let Some(place) = &info.red else { return };
     // Serialized once, for the children in other processes only.
     let mut wire: Option<RedResult> = None;
-    for c in tree.child_ranks(rank) {
-        let to = info.members[c as usize];
+    for &to in &place.children {
         let result = if pe.shared.is_local(to) {
             Arc::clone(result)
         } else {
@@ -341,10 +339,9 @@ pub(crate) fn on_child(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg) {
 
 fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
     let Some(info) = pe.coll(key.coll) else { fatal("contribution to a collection unknown on this PE") };
-    let Some(rank) = info.my_rank else {
+    let Some(place) = &info.red else {
         fatal("contribution on a PE that holds no element of the collection")
     };
-    let tree = Tree::new(info.members.len() as u32, pe.shared.tree.arity());
     let done = {
         let mut states = pe.reds.states.borrow_mut();
         let st = states.entry(key).or_insert(State { acc: None, raw: Vec::new(), local: 0, children: 0 });
@@ -367,8 +364,7 @@ fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
         } else {
             st.local += 1;
         }
-        let complete =
-            st.local as usize == info.local.len() && st.children as usize == tree.child_ranks(rank).count();
+        let complete = st.local as usize == info.local.len() && st.children as usize == place.children.len();
         if complete {
             states.remove(&key).and_then(|s| s.acc)
         } else {
@@ -376,12 +372,8 @@ fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
         }
     };
     let Some(acc) = done else { return };
-    match tree.parent_rank(rank) {
-        Some(p) => pe.send(
-            info.members[p as usize],
-            Envelope::Sys(SysMsg::Reduce { key, partial: PartialMsg::Typed(acc) }),
-            0,
-        ),
+    match place.parent {
+        Some(p) => pe.send(p, Envelope::Sys(SysMsg::Reduce { key, partial: PartialMsg::Typed(acc) }), 0),
         None => at_root(pe, key, acc),
     }
 }
