@@ -26,6 +26,13 @@ fn main() {
             println!("{a}");
         }
         println!("{} PEs answered", answers.len());
+        let hosts = charmrs::num_hosts();
+        let per_host: Vec<String> = (0..hosts).map(|h| charmrs::get_host_pes(h).len().to_string()).collect();
+        println!(
+            "{hosts} host(s), {} process(es); PEs per host: {}",
+            charmrs::num_nodes(),
+            per_host.join(" ")
+        );
         charmrs::exit(0);
     })
 }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! charmrs-run +p4 ++ppn 2 ./app args...
+//! charmrs-run +p8 ++ppn 2 ++nodelist nodes ++remote-shell ssh ./app args...
 //! ```
 //!
 //! Exit status: the job's (0 when every process ended with 0), the failing process's
@@ -17,12 +18,6 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if !opts.local {
-        eprintln!(
-            "charmrs-run: ++nodelist (other hosts) is not supported yet; run on this host with ++local"
-        );
-        std::process::exit(2);
-    }
     match local::run(&opts) {
         Ok(out) => {
             if let Some(r) = out.reason {

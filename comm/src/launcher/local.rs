@@ -1,10 +1,21 @@
-//! Running a job's processes on this host (`++local`): start them, forward their
-//! output, end the whole job when one fails, on a timeout or on Ctrl-C / SIGTERM, and
-//! say which process ended it and how.
+//! Running a job's processes, on this host (`++local`) or on the hosts of a nodelist
+//! (`++nodelist FILE`, through `++remote-shell CMD`, `ssh` by default): start them,
+//! forward their output, end the whole job when one fails, on a timeout or on Ctrl-C /
+//! SIGTERM, and say which process ended it and how.
 //!
 //! Each process gets its place in the job through the environment (its PE count, rank,
-//! first PE, the job's size, id and secret: see [`JOB_ENV`]). Each runs in its own
-//! process group, so that ending it also ends whatever it started.
+//! first PE, the job's size, id and secret, the rendezvous: see [`JOB_ENV`]). Each runs
+//! in its own process group, so that ending it also ends whatever it started.
+//!
+//! On other hosts, a process is started as `CMD HOST 'cd DIR && exec env VAR=... PROGRAM
+//! ARGS...'` (one shell-quoted command line, as `ssh` expects), in the launcher's working
+//! directory, with the launcher's `CHARMRS_*` variables and `CHARMRS_HOST` set to the
+//! host's position in the nodelist. Processes are dealt to the hosts round-robin (rank
+//! `r` on host `r mod hosts`). The rendezvous listens on the one local address that
+//! faces the job's hosts (loopback for `++local`); when the hosts are reached through
+//! several local addresses, it listens on all of them (0.0.0.0) for the bootstrap only.
+//! A remote process whose shell is killed still ends: its connection to the launcher
+//! breaks, and it leaves the job (see `bootstrap`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -14,6 +25,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::handshake::Secret;
+use crate::launcher::nodelist::{self, Host};
 use crate::launcher::options::LaunchOptions;
 
 /// The variables a process of a job gets (besides `CHARMRS_PES`, its PE count).
@@ -39,6 +51,8 @@ pub struct Slot {
     pub first_pe: u32,
     /// Its PE count.
     pub pes: u32,
+    /// Its host: position in the host list (0 for `++local`).
+    pub host: u32,
 }
 
 impl Slot {
@@ -52,10 +66,64 @@ impl Slot {
     }
 }
 
-/// The processes of a job on this host: `pes / ppn` of `ppn` PEs, or one of all.
-pub fn plan(opts: &LaunchOptions) -> Vec<Slot> {
-    let per = opts.ppn.unwrap_or(opts.pes);
-    (0..opts.pes / per).map(|r| Slot { rank: r, first_pe: r * per, pes: per }).collect()
+/// The processes of a job on `hosts` hosts: `pes / ppn` of `ppn` PEs, or one per host
+/// (at most one per PE) sharing the PEs as evenly as possible; dealt to the hosts
+/// round-robin.
+pub fn plan(opts: &LaunchOptions, hosts: u32) -> Vec<Slot> {
+    let hosts = hosts.max(1);
+    let n = opts.processes(hosts);
+    let mut first = 0;
+    (0..n)
+        .map(|r| {
+            let pes = match opts.ppn {
+                Some(k) => k,
+                None => opts.pes / n + u32::from(r < opts.pes % n),
+            };
+            let s = Slot { rank: r, first_pe: first, pes, host: r % hosts };
+            first += pes;
+            s
+        })
+        .collect()
+}
+
+/// Quotes `s` for a POSIX shell.
+fn sh_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:,+@".contains(&b)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The local address the kernel would use to reach `host` (loopback for this machine).
+fn local_ip_towards(host: &str) -> Result<std::net::IpAddr, String> {
+    use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs, UdpSocket};
+    let target = (host, 9)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host '{host}': {e}"))?
+        .find(|a| a.is_ipv4())
+        .ok_or_else(|| format!("host '{host}' has no IPv4 address"))?;
+    if target.ip().is_loopback() {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    // A UDP "connection" sends nothing: it only asks the kernel for the route.
+    let s = UdpSocket::bind(("0.0.0.0", 0)).map_err(|e| e.to_string())?;
+    s.connect(target).map_err(|e| format!("no route to host '{host}': {e}"))?;
+    Ok(s.local_addr().map_err(|e| e.to_string())?.ip())
+}
+
+/// Where the rendezvous listens: the one local address facing every host.
+fn rendezvous_ip(hosts: &[Host]) -> Result<std::net::IpAddr, String> {
+    let mut ips = Vec::new();
+    for h in hosts {
+        let ip = local_ip_towards(&h.name)?;
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    Ok(match ips.as_slice() {
+        [one] => *one,
+        _ => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    })
 }
 
 /// How a job ended.
@@ -163,7 +231,19 @@ fn forward(
 /// # Errors
 /// A process that cannot be started (the message names the program).
 pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
-    let slots = plan(opts);
+    let hosts: Vec<Host> = match &opts.nodelist {
+        Some(path) => nodelist::read(path, &opts.nodegroup).map_err(|e| e.to_string())?,
+        None => vec![Host { name: "localhost".into(), cpus: None, shell: None }],
+    };
+    let remote = opts.nodelist.is_some();
+    let slots = plan(opts, hosts.len() as u32);
+    let cwd = std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?;
+    // The program as the remote shell will find it: absolute if given with a path.
+    let program = if remote && opts.program.contains('/') && !opts.program.starts_with('/') {
+        cwd.join(&opts.program).display().to_string()
+    } else {
+        opts.program.clone()
+    };
     let secret = Secret::random().map_err(|e| e.to_string())?;
     let job = {
         let mut b = [0u8; 8];
@@ -182,9 +262,15 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
     let mut boot_rx = None;
     let mut rendezvous = String::new();
     if slots.len() > 1 {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-            .map_err(|e| format!("cannot listen for the job's processes: {e}"))?;
-        rendezvous = listener.local_addr().map_err(|e| e.to_string())?.to_string();
+        let ip = if remote { rendezvous_ip(&hosts)? } else { std::net::Ipv4Addr::LOCALHOST.into() };
+        let listener = std::net::TcpListener::bind((ip, 0))
+            .map_err(|e| format!("cannot listen for the job's processes on {ip}: {e}"))?;
+        let mut at = listener.local_addr().map_err(|e| e.to_string())?;
+        if at.ip().is_unspecified() {
+            // Listening on every address: processes dial the one facing the first host.
+            at.set_ip(local_ip_towards(&hosts[0].name)?);
+        }
+        rendezvous = at.to_string();
         let (tx, rx) = std::sync::mpsc::channel();
         let (secret, n) = (secret.clone(), slots.len() as u32);
         let deadline = Instant::now() + crate::bootstrap::connect_timeout() + Duration::from_secs(5);
@@ -202,26 +288,56 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
     let mut children: Vec<(Slot, Child)> = Vec::new();
     let mut pumps = Vec::new();
     for s in &slots {
-        let mut cmd = Command::new(&opts.program);
-        cmd.args(&opts.args)
-            .env("CHARMRS_PES", s.pes.to_string())
-            .env("CHARMRS_RANK", s.rank.to_string())
-            .env("CHARMRS_NUM_PROCESSES", slots.len().to_string())
-            .env("CHARMRS_FIRST_PE", s.first_pe.to_string())
-            .env("CHARMRS_TOTAL_PES", opts.pes.to_string())
-            .env("CHARMRS_JOB", format!("{job:016x}"))
-            .env("CHARMRS_SECRET", secret.to_hex())
-            .env("CHARMRS_RENDEZVOUS", &rendezvous)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let vars: Vec<(&str, String)> = vec![
+            ("CHARMRS_PES", s.pes.to_string()),
+            ("CHARMRS_RANK", s.rank.to_string()),
+            ("CHARMRS_NUM_PROCESSES", slots.len().to_string()),
+            ("CHARMRS_FIRST_PE", s.first_pe.to_string()),
+            ("CHARMRS_TOTAL_PES", opts.pes.to_string()),
+            ("CHARMRS_JOB", format!("{job:016x}")),
+            ("CHARMRS_SECRET", secret.to_hex()),
+            ("CHARMRS_RENDEZVOUS", rendezvous.clone()),
+            ("CHARMRS_HOST", s.host.to_string()),
+        ];
+        let mut cmd = if remote {
+            let host = &hosts[s.host as usize];
+            let shell = host.shell.as_deref().unwrap_or(&opts.remote_shell);
+            let mut words = shell.split_whitespace();
+            let mut cmd = Command::new(words.next().ok_or("++remote-shell is empty")?);
+            cmd.args(words).arg(&host.name);
+            // The launcher's own CHARMRS_* settings (log level, warnings, ...) go along.
+            let mut line = format!("cd {} && exec env", sh_quote(&cwd.display().to_string()));
+            let inherited: Vec<(String, String)> = std::env::vars()
+                .filter(|(k, _)| k.starts_with("CHARMRS_") && !vars.iter().any(|(v, _)| v == k))
+                .collect();
+            for (k, v) in inherited.iter().map(|(k, v)| (k.as_str(), v.clone())).chain(vars.iter().cloned()) {
+                line.push(' ');
+                line.push_str(&sh_quote(&format!("{k}={v}")));
+            }
+            for w in std::iter::once(&program).chain(&opts.args) {
+                line.push(' ');
+                line.push_str(&sh_quote(w));
+            }
+            cmd.arg(line);
+            cmd
+        } else {
+            let mut cmd = Command::new(&opts.program);
+            cmd.args(&opts.args).envs(vars.iter().map(|(k, v)| (k, v)));
+            cmd
+        };
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
                 end_all(&mut children);
-                return Err(format!("cannot start '{}': {e}", opts.program));
+                let what = if remote {
+                    format!("the remote shell for host {}", hosts[s.host as usize].name)
+                } else {
+                    format!("'{}'", opts.program)
+                };
+                return Err(format!("cannot start {what}: {e}"));
             }
         };
         let prefix = opts.prefix.then(|| format!("[{}] ", s.describe().to_lowercase()));
@@ -332,9 +448,10 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
             }
             end_all(&mut children);
             let reason = format!(
-                "process {} ({} on host localhost) {}",
+                "process {} ({} on host {}) {}",
                 slot.rank,
                 slot.describe(),
+                hosts[slot.host as usize].name,
                 describe_status(st)
             );
             break Outcome { code: st.code().filter(|&c| c != 0).unwrap_or(1), reason: Some(reason) };
@@ -348,4 +465,36 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
         let _ = p.join();
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &[&str]) -> LaunchOptions {
+        LaunchOptions::parse(args.iter().copied().chain(["prog"])).expect("valid")
+    }
+
+    #[test]
+    fn processes_are_dealt_round_robin_and_pes_shared_evenly() {
+        let p = plan(&opts(&["+p5", "++ppn", "1"]), 3);
+        let hosts: Vec<u32> = p.iter().map(|s| s.host).collect();
+        assert_eq!(hosts, [0, 1, 2, 0, 1]);
+        let p = plan(&opts(&["+p7"]), 3);
+        let pes: Vec<(u32, u32)> = p.iter().map(|s| (s.first_pe, s.pes)).collect();
+        assert_eq!(pes, [(0, 3), (3, 2), (5, 2)], "one process per host, PEs as even as possible");
+        let p = plan(&opts(&["+p2"]), 4);
+        assert_eq!(p.len(), 2, "never more processes than PEs");
+        let p = plan(&opts(&["+p4", "++ppn", "2"]), 1);
+        assert_eq!(p.iter().map(|s| (s.rank, s.first_pe, s.pes)).collect::<Vec<_>>(), [(0, 0, 2), (1, 2, 2)]);
+    }
+
+    #[test]
+    fn shell_quoting_survives_a_posix_shell() {
+        for s in ["plain", "with space", "it's", "$HOME `x` \"q\" \\ ;|&", ""] {
+            let out =
+                Command::new("sh").arg("-c").arg(format!("printf %s {}", sh_quote(s))).output().expect("sh");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s);
+        }
+    }
 }

@@ -1,0 +1,143 @@
+//! Jobs across several hosts: each "host" is a network namespace of this machine,
+//! joined to the others by veth pairs on a bridge, made and removed by the test itself
+//! (iproute2, needs root). The launcher starts the processes through
+//! `++nodelist FILE ++remote-shell CMD`, where CMD runs `ip netns exec` for the host:
+//! the processes talk over real TCP between namespaces. Skipped, with a message saying
+//! why, where namespaces cannot be made.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{example, launcher, run_cmd, Run};
+
+const T: Duration = Duration::from_secs(120);
+
+/// One network-namespace test at a time (they share the bridge naming scheme).
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// `n` hosts: namespaces with one veth each on a bridge; removed on drop.
+struct Hosts {
+    tag: String,
+    addrs: Vec<String>,
+    dir: std::path::PathBuf,
+}
+
+impl Hosts {
+    fn make(n: u32) -> Result<Hosts, String> {
+        let pid = std::process::id();
+        let tag = format!("c{}", pid % 100_000);
+        let net = format!("10.{}.{}", 200 + pid % 50, (pid / 50) % 250);
+        let dir = std::env::temp_dir().join(format!("charmrs-hosts-{pid}"));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut h = Hosts { tag: tag.clone(), addrs: Vec::new(), dir };
+        let br = format!("{tag}b");
+        ip(&["link", "add", &br, "type", "bridge"])?;
+        ip(&["addr", "add", &format!("{net}.1/24"), "dev", &br])?;
+        ip(&["link", "set", &br, "up"])?;
+        for i in 0..n {
+            let ns = format!("{tag}n{i}");
+            let (v, p) = (format!("{tag}v{i}"), format!("{tag}p{i}"));
+            let addr = format!("{net}.{}", 10 + i);
+            ip(&["netns", "add", &ns])?;
+            h.addrs.push(addr.clone());
+            ip(&["link", "add", &v, "type", "veth", "peer", "name", &p])?;
+            ip(&["link", "set", &p, "netns", &ns])?;
+            ip(&["link", "set", &v, "master", &br])?;
+            ip(&["link", "set", &v, "up"])?;
+            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", &p])?;
+            ip(&["-n", &ns, "link", "set", &p, "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        // The remote shell: `rsh HOST 'command line'` runs the line in HOST's namespace.
+        let mut script = String::from("#!/bin/sh\nhost=\"$1\"; shift\ncase \"$host\" in\n");
+        for (i, a) in h.addrs.iter().enumerate() {
+            script.push_str(&format!("  {a}) ns={tag}n{i} ;;\n"));
+        }
+        script.push_str("  *) echo \"rsh: unknown host $host\" >&2; exit 255 ;;\nesac\n");
+        script.push_str("exec ip netns exec \"$ns\" sh -c \"$1\"\n");
+        let rsh = h.dir.join("rsh");
+        std::fs::write(&rsh, script).map_err(|e| e.to_string())?;
+        Command::new("chmod").arg("+x").arg(&rsh).status().map_err(|e| e.to_string())?;
+        let list: String = h.addrs.iter().map(|a| format!("host {a}\n")).collect();
+        std::fs::write(h.dir.join("nodelist"), format!("group main\n{list}")).map_err(|e| e.to_string())?;
+        Ok(h)
+    }
+
+    /// `charmrs-run <shape> ++nodelist .. ++remote-shell .. <example> <args>`.
+    fn launch(&self, shape: &[&str], name: &str, args: &[&str]) -> Run {
+        let mut cmd = Command::new(launcher());
+        cmd.args(shape)
+            .arg("++nodelist")
+            .arg(self.dir.join("nodelist"))
+            .arg("++remote-shell")
+            .arg(self.dir.join("rsh"))
+            .arg(example(name))
+            .args(args)
+            .env("CHARMRS_WARN", "oversubscribed");
+        run_cmd(cmd, &format!("{shape:?} {name} {args:?} across namespace hosts"), T)
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for i in 0..self.addrs.len() {
+            let _ = ip(&["netns", "del", &format!("{}n{i}", self.tag)]);
+        }
+        let _ = ip(&["link", "del", &format!("{}b", self.tag)]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The hosts, or `None` (with the reason printed) where namespaces cannot be made.
+fn hosts(n: u32) -> Option<Hosts> {
+    match Hosts::make(n) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("SKIPPED: cannot make network-namespace hosts here: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn examples_run_unchanged_across_namespace_hosts() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts(3) else { return };
+    // 3 hosts, one process each (no ++ppn): 6 PEs as 2+2+2.
+    let r = h.launch(&["+p6"], "hello", &[]);
+    r.assert_ok().stdout_has("6 PEs answered").stdout_has("3 host(s), 3 process(es); PEs per host: 2 2 2");
+    for pe in 0..6 {
+        r.stdout_has(&format!("Hello from PE {pe} of 6 (asked by PE 0)"));
+    }
+    // Two processes per host for two of them: 5 processes dealt round-robin.
+    h.launch(&["+p5", "++ppn", "1"], "hello", &[])
+        .assert_ok()
+        .stdout_has("5 PEs answered")
+        .stdout_has("3 host(s), 5 process(es); PEs per host: 2 2 1");
+    h.launch(&["+p6", "++ppn", "2"], "reductions", &[]).assert_ok().stdout_has("0 mismatches");
+    h.launch(&["+p4", "++ppn", "1"], "pingpong", &["1000"]).assert_ok().stdout_has("1000 round trips");
+    h.launch(&["+p3"], "fib", &["14"]).assert_ok().stdout_has("fib(14) = 377");
+    h.launch(&["+p6", "++ppn", "2"], "failures", &["qd"]).assert_ok().stdout_has("quiescence after chains");
+}
+
+#[test]
+fn a_process_failing_on_another_host_ends_the_job_and_names_the_host() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts(2) else { return };
+    let r = h.launch(&["+p4", "++ppn", "2"], "failures", &["double-send"]);
+    r.assert_code(1).stderr_has("was sent a second value");
+    let host0 = &h.addrs[0];
+    r.stderr_has(&format!("on host {host0})"));
+}
