@@ -5,13 +5,16 @@
 //! ([`frame`]), the authenticated connection handshake ([`handshake`]), the bootstrap
 //! that joins a job's processes ([`bootstrap`]), the transport interface
 //! ([`transport`]) with its TCP implementation ([`tcp`]), and the launcher
-//! ([`launcher`]). The shared-memory transport comes next.
+//! ([`launcher`]). Processes of one host talk through shared memory (`shm`, Linux),
+//! with TCP to the others.
 #![deny(unsafe_code)]
 
 pub mod bootstrap;
 pub mod frame;
 pub mod handshake;
 pub mod launcher;
+#[cfg(target_os = "linux")]
+pub mod shm;
 pub mod tcp;
 pub mod transport;
 

@@ -102,7 +102,7 @@ fn read_loop(peer: u32, mut s: TcpStream, recv: &dyn Receiver) {
         }
         let mut payload = vec![0u8; h.len as usize];
         match read_full(&mut s, &mut payload) {
-            Ok(n) if n == payload.len() => recv.deliver(peer, payload),
+            Ok(n) if n == payload.len() => recv.deliver(peer, &payload),
             Ok(n) => {
                 break Closed::Lost(
                     FrameError::Truncated { have: HEADER_LEN + n, need: HEADER_LEN + h.len as usize }

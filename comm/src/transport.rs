@@ -6,8 +6,9 @@
 
 /// Where a transport delivers what arrives. Called on the transport's own threads.
 pub trait Receiver: Send + Sync + 'static {
-    /// A message from process `from` (the frame's payload).
-    fn deliver(&self, from: u32, msg: Vec<u8>);
+    /// A message from process `from` (the frame's payload; it may point into shared
+    /// memory, valid for the call only).
+    fn deliver(&self, from: u32, msg: &[u8]);
     /// The connection to process `from` ended: in order (it said goodbye first) or not.
     fn closed(&self, from: u32, how: Closed);
 }
@@ -58,4 +59,20 @@ pub trait Transport: Send + Sync {
     /// Ends every connection in order: the peers learn that this process is ending with
     /// the job, not dying. Later sends fail.
     fn goodbye(&self);
+
+    /// Receives on the calling thread what is waiting, if this transport can (shared
+    /// memory can; TCP receives on its own threads): delivers it to the receiver and
+    /// returns whether anything came. Idle PEs call it between looks at their inbox, so
+    /// that a message that arrives while they spin costs no thread hand-off. Never
+    /// blocks: a receive in progress on another thread makes it return `false`.
+    fn poll(&self) -> bool {
+        false
+    }
+
+    /// Hint: the PEs of this process are awake and poll (called while they spin).
+    fn pes_active(&self) {}
+
+    /// Hint: a PE of this process is about to sleep; the transport's own threads should
+    /// receive until the PEs poll again.
+    fn pes_sleeping(&self) {}
 }

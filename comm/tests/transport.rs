@@ -29,8 +29,8 @@ enum Event {
 struct ToChannel(Sender<Event>);
 
 impl Receiver for ToChannel {
-    fn deliver(&self, from: u32, msg: Vec<u8>) {
-        let _ = self.0.send(Event::Msg(from, msg));
+    fn deliver(&self, from: u32, msg: &[u8]) {
+        let _ = self.0.send(Event::Msg(from, msg.to_vec()));
     }
     fn closed(&self, from: u32, how: Closed) {
         let _ = self.0.send(Event::Closed(from, how));
@@ -54,14 +54,17 @@ fn env(rank: u32, size: u32, job: u64, secret: &Secret, rendezvous: &str) -> Job
 
 /// Forms a job of `n` processes (threads) through the real bootstrap; `before` runs
 /// against the rendezvous address before the processes join (rogue clients).
-fn form(n: u32, before: impl FnOnce(std::net::SocketAddr)) -> Vec<Mesh> {
+fn form(n: u32, before: impl FnOnce(std::net::SocketAddr, u64)) -> (Vec<Mesh>, u64) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let secret = Secret::random().expect("secret");
-    let job = 0x1234_5678;
+    // A job id of its own per job: tests run in parallel, and shared-memory names
+    // carry the job id.
+    let job = (u64::from(std::process::id()) << 20) | NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let s2 = secret.clone();
     let server = thread::spawn(move || rendezvous(&listener, &s2, job, n, Instant::now() + T));
-    before(addr);
+    before(addr, job);
     let joins: Vec<_> = (0..n)
         .map(|r| {
             let e = env(r, n, job, &secret, &addr.to_string());
@@ -80,14 +83,15 @@ fn form(n: u32, before: impl FnOnce(std::net::SocketAddr)) -> Vec<Mesh> {
         assert_eq!(m.streams.len(), n as usize - 1);
         assert_eq!(m.num_hosts(), 1);
     }
-    meshes
+    (meshes, job)
 }
 
 type Node = (Box<dyn Transport>, Rx<Event>);
 
 /// The TCP transport over a job of `n`.
 fn tcp(n: u32) -> Vec<Node> {
-    form(n, |_| {})
+    form(n, |_, _| {})
+        .0
         .into_iter()
         .map(|m| {
             let (tx, rx) = channel();
@@ -97,7 +101,38 @@ fn tcp(n: u32) -> Vec<Node> {
         .collect()
 }
 
+/// Shared memory between all `n` (one host), with a small ring (4 KiB) so that
+/// records wrap, rings fill up and messages above 1 KiB take the rendezvous.
+#[cfg(target_os = "linux")]
+fn shm(n: u32) -> Vec<Node> {
+    use charmrs_comm::shm::{setup, Hybrid};
+    let (meshes, job) = form(n, |_, _| {});
+    let setups: Vec<_> = meshes
+        .into_iter()
+        .map(|mut m| {
+            thread::spawn(move || {
+                let links = setup(&mut m, job, 4096).expect("shm setup");
+                assert_eq!(links.len(), n as usize - 1, "every pair on shared memory");
+                (m, links)
+            })
+        })
+        .collect();
+    setups
+        .into_iter()
+        .map(|t| {
+            let (mut m, links) = t.join().expect("setup thread");
+            let (tx, rx) = channel();
+            let streams = std::mem::take(&mut m.streams);
+            let t = Hybrid::start(m.rank, n, job, links, streams, Arc::new(ToChannel(tx))).expect("starts");
+            (Box::new(t) as Box<dyn Transport>, rx)
+        })
+        .collect()
+}
+
 /// Every compiled-in transport.
+#[cfg(target_os = "linux")]
+const MAKERS: [(&str, Maker); 2] = [("tcp", tcp), ("shm", shm)];
+#[cfg(not(target_os = "linux"))]
 const MAKERS: [(&str, Maker); 1] = [("tcp", tcp)];
 
 /// Makes the transports of a job of `n` processes.
@@ -256,11 +291,11 @@ fn a_peer_that_vanishes_mid_stream_is_lost() {
 
 #[test]
 fn rogue_clients_at_the_rendezvous_are_refused_and_the_job_forms() {
-    let meshes = form(3, |addr| {
+    let (meshes, _) = form(3, |addr, job| {
         // A wrong secret.
         let mut s = TcpStream::connect(addr).expect("connect");
         let wrong = Secret::random().expect("secret");
-        let r = handshake::connect(&mut s, &wrong, 0x1234_5678, 0, Duration::from_secs(5));
+        let r = handshake::connect(&mut s, &wrong, job, 0, Duration::from_secs(5));
         assert!(r.is_err(), "a wrong secret got in");
         // Garbage, and a truncated frame: the rendezvous must not stall on them.
         let mut g = TcpStream::connect(addr).expect("connect");

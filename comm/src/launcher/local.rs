@@ -464,6 +464,12 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
     for p in pumps {
         let _ = p.join();
     }
+    // Shared-memory files of this host that no process got to unlink (a process that
+    // died between creating a segment and its peer taking it).
+    #[cfg(target_os = "linux")]
+    if let Err(e) = charmrs_shm::segment::Segment::remove_job(&format!("{job:016x}")) {
+        eprintln!("charmrs-run: could not clean /dev/shm of the job's files: {e}");
+    }
     Ok(outcome)
 }
 

@@ -3,7 +3,7 @@
 
 mod executor;
 pub(crate) mod local;
-mod net;
+pub(crate) mod net;
 mod runtime;
 mod stats;
 mod sys;

@@ -182,6 +182,24 @@ impl Net {
         }
     }
 
+    /// Receives what waits in the transport on this thread (see `Transport::poll`).
+    #[inline]
+    pub(crate) fn poll(&self) -> bool {
+        self.transport.poll()
+    }
+
+    /// An idle PE's poll while it spins: also tells the transport that PEs are awake.
+    #[inline]
+    pub(crate) fn poll_active(&self) -> bool {
+        self.transport.pes_active();
+        self.transport.poll()
+    }
+
+    /// A PE is about to park.
+    pub(crate) fn pes_sleeping(&self) {
+        self.transport.pes_sleeping();
+    }
+
     /// Ends the connections in order (the peers see a goodbye, not a death).
     pub(crate) fn goodbye(&self) {
         self.transport.goodbye();
@@ -200,9 +218,9 @@ pub(crate) fn process_fatal(layout: &Layout, msg: &str) -> ! {
 pub(crate) struct Inbound(pub(crate) Arc<Shared>);
 
 impl Receiver for Inbound {
-    fn deliver(&self, from: u32, msg: Vec<u8>) {
+    fn deliver(&self, from: u32, msg: &[u8]) {
         let shared = &self.0;
-        match wire::from_wire(&msg) {
+        match wire::from_wire(msg) {
             Ok(Arrived::Msg(to, env)) if shared.is_local(to) => shared.push(to, env),
             Ok(Arrived::Msg(to, _)) => process_fatal(
                 &shared.layout,
@@ -231,8 +249,9 @@ impl Receiver for Inbound {
     }
 }
 
-/// Starts the TCP transport over the mesh's connections and watches the launcher.
-pub(crate) fn start_tcp(shared: &Arc<Shared>, mesh: Mesh) -> Result<Net, String> {
+/// Starts the transport over the mesh's connections (shared memory with the processes
+/// of this host unless `CHARMRS_SHM=0`, TCP with the others) and watches the launcher.
+pub(crate) fn start_transport(shared: &Arc<Shared>, mut mesh: Mesh, job: u64) -> Result<Net, String> {
     let size = mesh.procs.len() as u32;
     let recv: Arc<dyn Receiver> = Arc::new(Inbound(Arc::clone(shared)));
     let watch = Arc::clone(shared);
@@ -244,9 +263,37 @@ pub(crate) fn start_tcp(shared: &Arc<Shared>, mesh: Mesh) -> Result<Net, String>
     .map_err(|e| e.to_string())?;
     // The watcher holds its own handle on the launcher's connection: it stays open for
     // the life of the process.
-    let tcp =
-        charmrs_comm::tcp::Tcp::start(mesh.rank, size, mesh.streams, recv).map_err(|e| e.to_string())?;
-    Ok(Net { transport: Box::new(tcp), control: std::sync::Mutex::new(mesh.control), rank: mesh.rank })
+    let transport: Box<dyn Transport> = match shm_ring_size() {
+        #[cfg(target_os = "linux")]
+        Some(cap) => {
+            let links = charmrs_comm::shm::setup(&mut mesh, job, cap)?;
+            let streams = std::mem::take(&mut mesh.streams);
+            Box::new(
+                charmrs_comm::shm::Hybrid::start(mesh.rank, size, job, links, streams, recv)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        _ => {
+            let _ = job;
+            let streams = std::mem::take(&mut mesh.streams);
+            Box::new(
+                charmrs_comm::tcp::Tcp::start(mesh.rank, size, streams, recv).map_err(|e| e.to_string())?,
+            )
+        }
+    };
+    tracing::debug!(transport = transport.name(), "transport started");
+    Ok(Net { transport, control: std::sync::Mutex::new(mesh.control), rank: mesh.rank })
+}
+
+/// The ring capacity for shared memory between processes of a host, or `None` when
+/// shared memory is off (`CHARMRS_SHM=0`, or not Linux). `CHARMRS_SHM_RING=BYTES`
+/// sets the capacity (rounded up to a power of two; default 1 MiB).
+fn shm_ring_size() -> Option<usize> {
+    if !cfg!(target_os = "linux") || std::env::var("CHARMRS_SHM").is_ok_and(|v| v.trim() == "0") {
+        return None;
+    }
+    let cap = std::env::var("CHARMRS_SHM_RING").ok().and_then(|v| v.trim().parse::<usize>().ok());
+    Some(cap.unwrap_or(1 << 20).clamp(1 << 12, 1 << 30).next_power_of_two())
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::chare::registry;
 use crate::config::{Config, WarningKind};
 use crate::msg::Envelope;
 use crate::pe::local::{self, PeLocal};
-use crate::pe::net::{start_tcp, Layout, Net};
+use crate::pe::net::{start_transport, Layout, Net};
 use crate::pe::stats::{self, PeStats};
 use crate::pe::{worker, SysMsg};
 use crate::queue::inbox::Inbox;
@@ -351,8 +351,8 @@ fn boot(config: Config) -> crate::Result<Booted> {
         net: OnceLock::new(),
         config,
     });
-    if let Some(mesh) = mesh {
-        let net = start_tcp(&shared, mesh).map_err(crate::Error::Config)?;
+    if let (Some(mesh), Some(env)) = (mesh, &job) {
+        let net = start_transport(&shared, mesh, env.job).map_err(crate::Error::Config)?;
         let _ = shared.net.set(net);
     }
     Ok(Booted { shared, cpus: placement.cpus, pin_warned: Arc::new(AtomicBool::new(false)) })

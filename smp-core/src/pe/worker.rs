@@ -11,6 +11,7 @@ use crate::chare::invoke::{deliver, fatal, retry_when};
 use crate::chare::registry;
 use crate::collection::{self, ElemKey};
 use crate::msg::{Args, Envelope};
+use crate::pe::net::Net;
 use crate::pe::{PeLocal, SysMsg};
 use crate::queue::inbox::Inbox;
 use crate::sched::idle::WorkCheck;
@@ -63,7 +64,7 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
                 shared.config.spin,
                 shared.oversubscribed,
                 pe.timers.next_deadline(),
-                InboxCheck(&me.inbox),
+                InboxCheck { inbox: &me.inbox, net: shared.net.get() },
             );
             pe.stats.idle(out.idle, out.parked);
         }
@@ -145,17 +146,38 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
 }
 
 /// The idle protocol's view of a PE's inbox: the handshake's ordered check, and a plain
-/// load while spinning.
-struct InboxCheck<'a>(&'a Inbox<Envelope>);
+/// load while spinning. In a job of several processes, an idle PE also receives what
+/// waits in the transport (shared-memory rings) while it spins, and hands receiving to
+/// the transport's threads before it parks.
+struct InboxCheck<'a> {
+    inbox: &'a Inbox<Envelope>,
+    net: Option<&'a Net>,
+}
 
 impl WorkCheck for InboxCheck<'_> {
     #[inline]
     fn has_work(&self) -> bool {
-        !self.0.is_empty()
+        if let Some(net) = self.net {
+            net.poll();
+        }
+        !self.inbox.is_empty()
     }
 
     #[inline]
     fn looks_busy(&self) -> bool {
-        self.0.looks_nonempty()
+        if self.inbox.looks_nonempty() {
+            return true;
+        }
+        match self.net {
+            Some(net) => net.poll_active(),
+            None => false,
+        }
+    }
+
+    #[inline]
+    fn before_park(&self) {
+        if let Some(net) = self.net {
+            net.pes_sleeping();
+        }
     }
 }

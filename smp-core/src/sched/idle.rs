@@ -25,6 +25,11 @@ pub(crate) trait WorkCheck {
     fn looks_busy(&self) -> bool {
         self.has_work()
     }
+
+    /// Called once right before the sleep handshake (the PE is about to park): e.g. so
+    /// that the transport's threads take over receiving.
+    #[inline]
+    fn before_park(&self) {}
 }
 
 impl<F: Fn() -> bool> WorkCheck for F {
@@ -338,6 +343,7 @@ impl Sleeper {
         // (in `Inbox::is_empty`) it prevents "we read the inbox as empty and the
         // notifier reads AWAKE" (README "Why no wake-up is lost"). Its Release half
         // also publishes the thread handle to the notifier that reads SLEEPING.
+        has_work.before_park();
         self.state.store(SLEEPING, Ordering::SeqCst);
         if has_work.has_work() {
             // Relaxed: the state only gates `unpark`; the work is handed over by the

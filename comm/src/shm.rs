@@ -1,0 +1,480 @@
+//! The shared-memory transport between processes of one host, with TCP for the others
+//! ([`Hybrid`]).
+//!
+//! Each pair of processes on one host gets two single-producer single-consumer rings
+//! (one per direction, `charmrs_shm::ring`), each in its own `/dev/shm` segment. The
+//! lower rank creates both and offers them over the pair's TCP connection (already
+//! authenticated by the bootstrap); the higher rank maps them and unlinks the files at
+//! once (unlink-after-open), then acknowledges: from then on no file of the pair exists,
+//! and a crash or `kill -9` cannot leak one. Pairs are set up in increasing (low, high)
+//! rank order in every process, so the setup cannot deadlock. If the higher rank cannot
+//! map the segments, the pair stays on TCP (with a warning).
+//!
+//! Sending: under the pair's lock, the message is pushed into the ring as one record;
+//! if the consumer announced that it sleeps, a doorbell frame goes over the pair's TCP
+//! connection. A full ring makes the sender wait (back-pressure, nothing buffered
+//! beside the ring). A message larger than a quarter of the ring goes through a
+//! rendezvous instead (`charmrs_shm::blob`): the sender writes it once into a fresh
+//! segment and pushes its name as a record, so it keeps its place in the order; the
+//! receiver maps it, unlinks it, and decodes it in place.
+//!
+//! Receiving: whoever holds a ring's consumer end drains it. While PEs are idle and
+//! spinning they poll the rings ([`Transport::poll`], try-lock, never blocking): a
+//! message costs no thread hand-off and no wake-up. One thread per peer covers the
+//! time when the PEs sleep: when a PE is about to park ([`Transport::pes_sleeping`]),
+//! the threads drain their rings, announce that they sleep and block on the pair's TCP
+//! connection, which carries only doorbells and the goodbye; a doorbell wakes a thread
+//! to drain again (and the message it delivers wakes the PE). Once the PEs poll again
+//! ([`Transport::pes_active`]) the threads wait on a condition variable (re-arming at
+//! least every 20 ms in case a hint was missed). So a doorbell (a syscall) is paid only
+//! when the receiving process had gone to sleep, and no thread spins beside the PEs
+//! (which matters where processes share few cores). The end
+//! of that connection without a goodbye is a lost peer, as with TCP. The ring is
+//! drained once more after a goodbye or a loss, so nothing sent before it is dropped.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use charmrs_shm::blob::{self, Taken};
+use charmrs_shm::ring::{self, Consumer, Producer, PushError};
+use charmrs_shm::segment::{Segment, ShmName};
+
+use crate::bootstrap::Mesh;
+use crate::frame::{encode, parse_header, seal, FrameKind, HEADER_LEN};
+use crate::transport::{Closed, Receiver, SendError, Transport};
+
+/// Default ring capacity (bytes of records) per direction of a pair.
+pub const DEFAULT_RING: usize = 1 << 20;
+/// `flags` of the control frames of this transport.
+const OFFER: u8 = 20;
+/// See [`OFFER`].
+const ACCEPT: u8 = 21;
+/// See [`OFFER`].
+const REFUSE: u8 = 22;
+/// See [`OFFER`]: the consumer sleeps and there is something to read.
+const DOORBELL: u8 = 23;
+/// See [`OFFER`]: this process is ending with the job.
+const BYE: u8 = 24;
+/// Record kinds.
+const MSG: u32 = 1;
+/// A rendezvous: `len: u64` then the segment's name.
+const BIG: u32 = 2;
+
+type Ring = Arc<Segment>;
+
+/// One direction of a pair: the sending end, with the TCP connection for doorbells.
+struct Out {
+    producer: Producer<Ring>,
+    tcp: TcpStream,
+    /// Closed by `goodbye`.
+    open: bool,
+}
+
+/// A pair of processes on one host, as set up by [`setup`].
+pub struct ShmLink {
+    peer: u32,
+    producer: Producer<Ring>,
+    consumer: Consumer<Ring>,
+    tcp: TcpStream,
+}
+
+impl std::fmt::Debug for ShmLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmLink").field("peer", &self.peer).finish()
+    }
+}
+
+fn ring_name(job: u64, from: u32, to: u32) -> std::io::Result<ShmName> {
+    ShmName::new(&format!("{job:016x}"), &format!("r{from}to{to}"))
+}
+
+fn write_control(s: &mut TcpStream, flags: u8, src: u32, payload: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    encode(FrameKind::CONTROL, flags, src, payload, &mut out).map_err(std::io::Error::other)?;
+    s.write_all(&out)
+}
+
+fn read_control(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; HEADER_LEN];
+    s.read_exact(&mut head)?;
+    let h = parse_header(&head, 1 << 16).map_err(std::io::Error::other)?;
+    let mut payload = vec![0u8; h.len as usize];
+    s.read_exact(&mut payload)?;
+    if h.kind != FrameKind::CONTROL {
+        return Err(std::io::Error::other(format!("unexpected frame of kind {}", h.kind.0)));
+    }
+    Ok((h.flags, payload))
+}
+
+fn make_ring(name: &ShmName, cap: usize) -> std::io::Result<Ring> {
+    let seg = Arc::new(Segment::create(name, ring::region_len(cap))?);
+    if let Err(e) = ring::initialize(&*seg) {
+        let _ = Segment::unlink(name);
+        return Err(std::io::Error::other(e.to_string()));
+    }
+    Ok(seg)
+}
+
+/// Sets up the rings with every other process of this host, over the mesh's TCP
+/// connections (see the module doc). Returns the links, and leaves in `mesh.streams`
+/// the connections of the pairs that stay on TCP.
+///
+/// # Errors
+/// A connection failed during the setup.
+pub fn setup(mesh: &mut Mesh, job: u64, cap: usize) -> Result<Vec<ShmLink>, String> {
+    let me = mesh.rank;
+    let my_host = mesh.procs[me as usize].host;
+    let mut peers: Vec<(u32, TcpStream)> = Vec::new();
+    let mut others = Vec::new();
+    for (peer, s) in mesh.streams.drain(..) {
+        if mesh.procs[peer as usize].host == my_host {
+            peers.push((peer, s));
+        } else {
+            others.push((peer, s));
+        }
+    }
+    mesh.streams = others;
+    peers.sort_by_key(|p| p.0);
+    let mut links = Vec::new();
+    for (peer, mut tcp) in peers {
+        let fail = |e: std::io::Error| format!("shared memory with process {peer}: {e}");
+        let link = if me < peer {
+            let (out, inn) =
+                (ring_name(job, me, peer).map_err(fail)?, ring_name(job, peer, me).map_err(fail)?);
+            let made = make_ring(&out, cap).and_then(|a| match make_ring(&inn, cap) {
+                Ok(b) => Ok((a, b)),
+                Err(e) => {
+                    let _ = Segment::unlink(&out);
+                    Err(e)
+                }
+            });
+            match made {
+                Ok((a, b)) => {
+                    write_control(&mut tcp, OFFER, me, &(cap as u64).to_le_bytes()).map_err(fail)?;
+                    let (flags, why) = read_control(&mut tcp).map_err(fail)?;
+                    // The peer unlinked the files (or refused: then they go here).
+                    let _ = Segment::unlink(&out);
+                    let _ = Segment::unlink(&inn);
+                    if flags == ACCEPT {
+                        Some((a, b))
+                    } else {
+                        eprintln!(
+                            "charmrs: warning: process {me}: process {peer} cannot map shared memory ({}); using TCP between them",
+                            String::from_utf8_lossy(&why)
+                        );
+                        None
+                    }
+                }
+                Err(e) => {
+                    eprintln!("charmrs: warning: process {me}: no shared memory ({e}); using TCP to process {peer}");
+                    write_control(&mut tcp, REFUSE, me, e.to_string().as_bytes()).map_err(fail)?;
+                    None
+                }
+            }
+            .map(|(a, b)| (Producer::attach(a), Consumer::attach(b)))
+        } else {
+            let (flags, _) = read_control(&mut tcp).map_err(fail)?;
+            if flags == OFFER {
+                let (inn, out) =
+                    (ring_name(job, peer, me).map_err(fail)?, ring_name(job, me, peer).map_err(fail)?);
+                match Segment::open_and_unlink(&inn).and_then(|a| Ok((a, Segment::open_and_unlink(&out)?))) {
+                    Ok((a, b)) => {
+                        write_control(&mut tcp, ACCEPT, me, &[]).map_err(fail)?;
+                        Some((Producer::attach(Arc::new(b)), Consumer::attach(Arc::new(a))))
+                    }
+                    Err(e) => {
+                        write_control(&mut tcp, REFUSE, me, e.to_string().as_bytes()).map_err(fail)?;
+                        None
+                    }
+                }
+            } else {
+                None
+            }
+        };
+        match link {
+            Some((Ok(producer), Ok(consumer))) => links.push(ShmLink { peer, producer, consumer, tcp }),
+            Some((p, c)) => {
+                return Err(format!(
+                    "shared memory with process {peer}: cannot attach the rings ({:?} / {:?})",
+                    p.err(),
+                    c.err()
+                ))
+            }
+            None => mesh.streams.push((peer, tcp)),
+        }
+    }
+    Ok(links)
+}
+
+/// The receiving end of a pair, shared by the polling PEs and the pair's thread.
+struct In {
+    peer: u32,
+    consumer: Mutex<Consumer<Ring>>,
+    /// Set by the thread when the peer said goodbye or was lost: nothing to poll.
+    done: std::sync::atomic::AtomicBool,
+}
+
+/// Shared memory to the processes of this host, TCP to the others.
+pub struct Hybrid {
+    rank: u32,
+    job: u64,
+    shm: Vec<Option<Mutex<Out>>>,
+    ins: Vec<Arc<In>>,
+    receiver: Arc<dyn Receiver>,
+    /// The PEs sleep: the pairs' threads receive.
+    quiet: Arc<Quiet>,
+    tcp: crate::tcp::Tcp,
+    /// Counter for the names of rendezvous segments.
+    big: AtomicU64,
+}
+
+impl std::fmt::Debug for Hybrid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hybrid").field("rank", &self.rank).finish()
+    }
+}
+
+/// Whether the PEs of this process sleep, with the condition the pairs' threads wait on.
+#[derive(Default)]
+struct Quiet {
+    flag: std::sync::atomic::AtomicBool,
+    lock: Mutex<()>,
+    cv: std::sync::Condvar,
+}
+
+/// Longest a pair's thread waits for a hint before it arms its doorbell anyway.
+const REARM: Duration = Duration::from_millis(20);
+
+impl Hybrid {
+    /// Starts the transport: a receiver thread per shared-memory link, TCP (with its
+    /// reader threads) for `tcp_streams`.
+    ///
+    /// # Errors
+    /// A socket that cannot be cloned or configured.
+    pub fn start(
+        rank: u32,
+        size: u32,
+        job: u64,
+        links: Vec<ShmLink>,
+        tcp_streams: Vec<(u32, TcpStream)>,
+        receiver: Arc<dyn Receiver>,
+    ) -> std::io::Result<Hybrid> {
+        let mut shm: Vec<Option<Mutex<Out>>> = (0..size).map(|_| None).collect();
+        let mut ins = Vec::new();
+        let quiet = Arc::new(Quiet::default());
+        for l in links {
+            l.tcp.set_nodelay(true)?;
+            let reader = l.tcp.try_clone()?;
+            let recv = Arc::clone(&receiver);
+            let inn = Arc::new(In {
+                peer: l.peer,
+                consumer: Mutex::new(l.consumer),
+                done: std::sync::atomic::AtomicBool::new(false),
+            });
+            let (i2, q) = (Arc::clone(&inn), Arc::clone(&quiet));
+            thread::Builder::new()
+                .name(format!("shm-from-{}", l.peer))
+                .spawn(move || consume(&i2, job, reader, &*recv, &q))?;
+            ins.push(inn);
+            shm[l.peer as usize] = Some(Mutex::new(Out { producer: l.producer, tcp: l.tcp, open: true }));
+        }
+        let tcp = crate::tcp::Tcp::start(rank, size, tcp_streams, Arc::clone(&receiver))?;
+        Ok(Hybrid { rank, job, shm, ins, receiver, quiet, tcp, big: AtomicU64::new(0) })
+    }
+}
+
+/// Delivers every record in the ring; returns whether there was any, or what was wrong.
+fn drain(peer: u32, job: u64, c: &mut Consumer<Ring>, recv: &dyn Receiver) -> Result<bool, String> {
+    let mut bad: Option<String> = None;
+    let mut any = false;
+    while bad.is_none()
+        && c.try_pop(|kind, bytes| match kind {
+            MSG => recv.deliver(peer, bytes),
+            BIG => match take_big(job, bytes) {
+                Ok(t) => recv.deliver(peer, t.bytes()),
+                Err(e) => bad = Some(e),
+            },
+            k => bad = Some(format!("a record of unknown kind {k}")),
+        })
+    {
+        any = true;
+    }
+    match bad {
+        Some(b) => Err(b),
+        None => Ok(any),
+    }
+}
+
+/// The pair's thread: receives from the peer's ring while the PEs sleep, until the
+/// peer says goodbye or is lost.
+fn consume(inn: &In, job: u64, mut tcp: TcpStream, recv: &dyn Receiver, quiet: &Quiet) {
+    let peer = inn.peer;
+    let lock = || inn.consumer.lock().unwrap_or_else(|e| e.into_inner());
+    let how = 'outer: loop {
+        // The PEs poll: wait until one goes to sleep (or the re-arm period passes).
+        {
+            let g = quiet.lock.lock().unwrap_or_else(|e| e.into_inner());
+            if !quiet.flag.load(Ordering::Acquire) {
+                let _ = quiet.cv.wait_timeout(g, REARM);
+            }
+        }
+        let mut c = lock();
+        match drain(peer, job, &mut c, recv) {
+            Err(b) => break Closed::Lost(b),
+            Ok(true) => continue,
+            Ok(false) => {}
+        }
+        if !c.prepare_sleep() {
+            continue;
+        }
+        drop(c);
+        // Asleep: the next push rings the doorbell (PEs may drain meanwhile: harmless).
+        let r = read_control(&mut tcp);
+        let mut c = lock();
+        c.end_sleep();
+        let left = drain(peer, job, &mut c, recv);
+        match (r, left) {
+            (_, Err(b)) => break 'outer Closed::Lost(b),
+            (Ok((DOORBELL, _)), _) => {}
+            (Ok((BYE, _)), _) => break 'outer Closed::Goodbye,
+            (Ok((f, _)), _) => break 'outer Closed::Lost(format!("unexpected control frame {f}")),
+            (Err(e), _) => {
+                let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    "the connection closed without a goodbye".to_string()
+                } else {
+                    format!("the connection failed: {e}")
+                };
+                break 'outer Closed::Lost(why);
+            }
+        }
+    };
+    inn.done.store(true, Ordering::Release);
+    recv.closed(peer, how);
+}
+
+fn take_big(job: u64, rec: &[u8]) -> Result<Taken, String> {
+    let (len, name) = rec.split_first_chunk::<8>().ok_or("a truncated rendezvous record")?;
+    let len = u64::from_le_bytes(*len) as usize;
+    let name = std::str::from_utf8(name).map_err(|_| "a rendezvous name that is not UTF-8")?;
+    let name = ShmName::new(&format!("{job:016x}"), name).map_err(|e| e.to_string())?;
+    Taken::take(&name, len).map_err(|e| format!("rendezvous payload {name}: {e}"))
+}
+
+impl Transport for Hybrid {
+    fn name(&self) -> &'static str {
+        "shm+tcp"
+    }
+
+    fn send(&self, to: u32, msg: Vec<u8>) -> Result<(), SendError> {
+        let Some(link) = self.shm.get(to as usize).and_then(Option::as_ref) else {
+            return self.tcp.send(to, msg);
+        };
+        let mut out = link.lock().unwrap_or_else(|e| e.into_inner());
+        if !out.open {
+            return Err(SendError::NoPeer(to));
+        }
+        let body = &msg[HEADER_LEN..];
+        let big_name;
+        let big_rec;
+        let (kind, parts): (u32, [&[u8]; 2]) = if body.len() > out.producer.capacity() / 4 {
+            let seq = self.big.fetch_add(1, Ordering::Relaxed);
+            big_name = format!("b{}to{to}n{seq}", self.rank);
+            let name = ShmName::new(&format!("{:016x}", self.job), &big_name)
+                .map_err(|err| SendError::Io { to, err })?;
+            blob::put(&name, &[body]).map_err(|err| SendError::Io { to, err })?;
+            big_rec = (body.len() as u64).to_le_bytes();
+            (BIG, [&big_rec, big_name.as_bytes()])
+        } else {
+            (MSG, [body, &[]])
+        };
+        let t0 = Instant::now();
+        loop {
+            match out.producer.try_push(kind, &parts) {
+                Ok(true) => break,
+                Ok(false) => {
+                    // Full: the consumer drains whatever its process does; wake it if it
+                    // sleeps, and wait.
+                    ring_doorbell(&mut out, self.rank, to)?;
+                    if t0.elapsed() > Duration::from_millis(1) {
+                        thread::sleep(Duration::from_micros(50));
+                    } else {
+                        thread::yield_now();
+                    }
+                }
+                Err(PushError::TooLarge { .. }) | Err(_) => {
+                    // Cannot happen: records are at most a quarter of the ring.
+                    return Err(SendError::Io {
+                        to,
+                        err: std::io::Error::other("a record does not fit the ring"),
+                    });
+                }
+            }
+        }
+        ring_doorbell(&mut out, self.rank, to)
+    }
+
+    fn pes_active(&self) {
+        // A load first: spinning PEs must not keep writing a shared line.
+        if self.quiet.flag.load(Ordering::Relaxed) {
+            self.quiet.flag.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn pes_sleeping(&self) {
+        if !self.quiet.flag.swap(true, Ordering::AcqRel) {
+            let _g = self.quiet.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.quiet.cv.notify_all();
+        }
+    }
+
+    fn poll(&self) -> bool {
+        let mut any = false;
+        for inn in &self.ins {
+            if inn.done.load(Ordering::Acquire) {
+                continue;
+            }
+            let Ok(mut c) = inn.consumer.try_lock() else { continue };
+            if c.is_empty() {
+                continue;
+            }
+            match drain(inn.peer, self.job, &mut c, &*self.receiver) {
+                Ok(got) => any |= got,
+                Err(b) => {
+                    // The pair's thread reports it when it next looks; say it now too.
+                    drop(c);
+                    inn.done.store(true, Ordering::Release);
+                    self.receiver.closed(inn.peer, Closed::Lost(b));
+                }
+            }
+        }
+        any
+    }
+
+    fn goodbye(&self) {
+        for link in self.shm.iter().flatten() {
+            let mut out = link.lock().unwrap_or_else(|e| e.into_inner());
+            if std::mem::replace(&mut out.open, false) {
+                let mut bye = crate::frame::open_frame();
+                if seal(&mut bye, FrameKind::CONTROL, BYE, self.rank).is_ok() {
+                    let _ = out.tcp.write_all(&bye);
+                }
+                let _ = out.tcp.shutdown(Shutdown::Write);
+            }
+        }
+        self.tcp.goodbye();
+    }
+}
+
+/// Rings `to`'s doorbell if its consumer sleeps.
+fn ring_doorbell(out: &mut Out, rank: u32, to: u32) -> Result<(), SendError> {
+    if out.producer.needs_doorbell() {
+        let mut bell = crate::frame::open_frame();
+        seal(&mut bell, FrameKind::CONTROL, DOORBELL, rank)?;
+        out.tcp.write_all(&bell).map_err(|err| SendError::Io { to, err })?;
+    }
+    Ok(())
+}
