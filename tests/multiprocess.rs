@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{example, launch, launcher, run};
+use common::{example, launch, launch_env, launcher, run};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -24,6 +24,41 @@ fn hello_reaches_every_pe_of_every_process() {
             r.stdout_has(&format!("Hello from PE {pe} of 4 (asked by PE 0)"));
         }
     }
+}
+
+#[test]
+fn tcp_between_processes_of_a_host_works_too() {
+    // CHARMRS_SHM=0: processes of one host talk TCP, as across hosts.
+    for shape in SHAPES {
+        let r = launch_env(&shape, "hello", &[], &[("CHARMRS_SHM", "0")], T);
+        r.assert_ok().stdout_has("4 PEs answered");
+        launch_env(&shape, "reductions", &[], &[("CHARMRS_SHM", "0")], T)
+            .assert_ok()
+            .stdout_has("0 mismatches");
+    }
+}
+
+#[test]
+fn large_messages_take_the_rendezvous_and_arrive_whole() {
+    // A 4 KiB ring: every halo of 256 doubles (2 KiB, above a quarter of the ring) goes through
+    // rendezvous segments; the result must not change.
+    let one = run("jacobi2d", &["+p4", "4", "256", "100"], T);
+    one.assert_ok();
+    let key = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("jacobi2d"))
+            .map(|l| l.split(" PEs: ").nth(1).unwrap_or("").split(',').take(2).collect::<Vec<_>>().join(","))
+            .unwrap_or_default()
+    };
+    let r = launch_env(
+        &["+p4", "++ppn", "1"],
+        "jacobi2d",
+        &["4", "256", "100"],
+        &[("CHARMRS_SHM_RING", "4096")],
+        T,
+    );
+    r.assert_ok();
+    assert_eq!(key(&r.stdout), key(&one.stdout));
 }
 
 #[test]
@@ -150,6 +185,7 @@ fn killing_one_process_ends_the_job_with_the_reason() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let victim = *procs.iter().find(|&&p| env_of(p, "CHARMRS_RANK").as_deref() == Some("1")).expect("rank 1");
+    let job = env_of(victim, "CHARMRS_JOB").expect("job id");
     let killed_at = Instant::now();
     Command::new("kill").args(["-9", &victim.to_string()]).status().expect("kill runs");
     let status = loop {
@@ -171,6 +207,14 @@ fn killing_one_process_ends_the_job_with_the_reason() {
     for p in procs {
         assert!(!alive(p), "process {p} was left running");
     }
+    let leaked: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    let prefix = format!("charmrs-{job}-");
+    assert!(
+        !leaked.iter().any(|f| f.starts_with(&prefix)),
+        "/dev/shm files of the job were left: {leaked:?}"
+    );
 }
 
 #[test]

@@ -67,9 +67,21 @@ pub(crate) fn run(name: &str, args: &[&str], timeout: Duration) -> Run {
 
 /// Runs `charmrs-run <launch...> <example> <args...>` with a timeout.
 pub(crate) fn launch(launch: &[&str], name: &str, args: &[&str], timeout: Duration) -> Run {
+    launch_env(launch, name, args, &[], timeout)
+}
+
+/// [`launch`] with extra environment variables (the launcher passes `CHARMRS_*` on).
+pub(crate) fn launch_env(
+    launch: &[&str],
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Run {
     let mut cmd = Command::new(launcher());
     cmd.args(launch).arg(example(name)).args(args).env("CHARMRS_WARN", "oversubscribed");
-    run_cmd(cmd, &format!("charmrs-run {launch:?} {name} {args:?}"), timeout)
+    cmd.envs(env.iter().copied());
+    run_cmd(cmd, &format!("charmrs-run {launch:?} {name} {args:?} {env:?}"), timeout)
 }
 
 /// Runs `cmd` with a timeout; a run that does not end in time is killed and fails the
