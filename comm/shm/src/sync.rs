@@ -17,7 +17,7 @@ pub(crate) use std::sync::atomic::Ordering;
 /// access is additionally announced to one of these cells; loom then reports a causality
 /// violation if a read and a write of the same word are not ordered by happens-before.
 #[cfg(loom)]
-pub type Tracker = loom::cell::UnsafeCell<()>;
+pub(crate) type Tracker = loom::cell::UnsafeCell<()>;
 
 /// `fence(SeqCst)`, except that loom negative-control tests can switch it off (see
 /// [`SKIP_SEQCST_FENCE`]) to show that the model catches the resulting lost wakeup.
