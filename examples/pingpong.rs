@@ -1,7 +1,8 @@
 //! Ping-pong between two chares, on the first and last PE (the same PE at `+p1`):
-//! measures the one-way latency of an entry-method call.
+//! measures the one-way latency of an entry-method call, or with a payload of `bytes`
+//! (a `Vec<f64>` sent back and forth) the bandwidth.
 //!
-//! `cargo run --release --example pingpong -- +p2 [round_trips]`
+//! `cargo run --release --example pingpong -- +p2 [round_trips [bytes]]`
 
 use std::time::Instant;
 
@@ -29,6 +30,30 @@ impl Player {
     /// Element 1 answers every ping.
     fn ping(&mut self, ctx: &Ctx<Self>, n: u64) {
         ctx.this_proxy().elem(0).pong(n + 1);
+    }
+
+    /// Starts `round_trips` exchanges of `data` with element 1.
+    fn start_bulk(&mut self, ctx: &Ctx<Self>, round_trips: u64, data: Vec<f64>, done: Future<()>) {
+        self.left = round_trips;
+        self.done = Some(done);
+        ctx.this_proxy().elem(1).bulk_ping(data);
+    }
+
+    /// Element 1 sends the data back.
+    fn bulk_ping(&mut self, ctx: &Ctx<Self>, data: Vec<f64>) {
+        ctx.this_proxy().elem(0).bulk_pong(data);
+    }
+
+    /// Element 0 counts the round trips of the data.
+    fn bulk_pong(&mut self, ctx: &Ctx<Self>, data: Vec<f64>) {
+        self.left -= 1;
+        if self.left == 0 {
+            if let Some(done) = self.done.take() {
+                done.send(());
+            }
+        } else {
+            ctx.this_proxy().elem(1).bulk_ping(data);
+        }
     }
 
     /// Element 0 counts the round trips.
@@ -63,7 +88,29 @@ impl ArrayMap for Ends {
 fn main() {
     charmrs::start(|main| async move {
         let trips: u64 = main.args().get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+        let bytes: usize = main.args().get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
         let players = Array::<Player>::with_map(2, Ends, ()).await.expect("players created");
+        if bytes > 0 {
+            let data = vec![1.5f64; bytes.div_ceil(8)];
+            for (label, n) in [("warm-up", trips / 10 + 1), ("measured", trips)] {
+                let done = Future::new();
+                let t0 = Instant::now();
+                players.elem(0).start_bulk(n, data.clone(), done.clone());
+                done.await.expect("ping-pong finished");
+                let dt = t0.elapsed().as_secs_f64();
+                if label == "measured" {
+                    let moved = (2 * n) as f64 * (data.len() * 8) as f64;
+                    println!(
+                        "pingpong: {n} round trips of {} bytes between PE 0 and PE {} in {dt:.3} s: {:.1} MB/s",
+                        data.len() * 8,
+                        charmrs::num_pes() - 1,
+                        moved / dt / 1e6
+                    );
+                }
+            }
+            charmrs::exit(0);
+            return;
+        }
         // Warm up, then measure.
         for (label, n) in [("warm-up", trips / 10 + 1), ("measured", trips)] {
             let done = Future::new();

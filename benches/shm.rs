@@ -1,0 +1,205 @@
+//! Shared memory between two processes of this host, against its lower bounds, in the
+//! same run.
+//!
+//! - `shm_raw_pingpong_one_way` (criterion): the lower bound. This process and a child
+//!   (this bench binary re-run with `CHARMRS_BENCH_ECHO` set) map one `/dev/shm` page
+//!   and bounce a counter through two atomics, each spinning on the other's: half a
+//!   round trip per iteration.
+//! - `shm_raw_memcpy_{1,8}mib` (criterion): the bandwidth bound: one `memcpy` of the
+//!   payload into a mapping of a `/dev/shm` segment and one out of it.
+//! - The runtime (not criterion: whole jobs): the `pingpong` example as two processes of
+//!   one PE (`charmrs-run +p2 ++ppn 1`), over shared memory (the default) and over TCP
+//!   (`CHARMRS_SHM=0`): one-way latency of an entry-method call, and the bandwidth of a
+//!   `Vec<f64>` of 1 MiB and 8 MiB sent back and forth. Median of 5 jobs each.
+
+mod common;
+
+use std::hint::black_box;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use common::{fmt_ns, Samples, Summary};
+use criterion::Criterion;
+
+const ECHO_ENV: &str = "CHARMRS_BENCH_ECHO";
+
+/// A mapping of `/dev/shm/<name>`, created (or opened) by this process.
+fn map(name: &str, len: usize, create: bool) -> memmap2::MmapMut {
+    let path = format!("/dev/shm/{name}");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(&path)
+        .expect("shm file");
+    if create {
+        f.set_len(len as u64).expect("size");
+    }
+    // SAFETY: the file is this bench's own /dev/shm file; only this process and its
+    // echo child map it, and they touch it through atomics only.
+    unsafe { memmap2::MmapOptions::new().len(len).map_mut(&f).expect("mmap") }
+}
+
+/// The two counters of the ping-pong, on separate cache lines.
+fn counters(m: &memmap2::MmapMut) -> (&AtomicU64, &AtomicU64) {
+    let base = m.as_ptr();
+    // SAFETY: the mapping is 4096 bytes, page-aligned, so offsets 0 and 128 are aligned
+    // for AtomicU64 and in bounds; the bytes are only ever accessed as these atomics,
+    // in both processes, and live as long as the mapping `m` borrowed here.
+    unsafe { (&*(base as *const AtomicU64), &*(base.add(128) as *const AtomicU64)) }
+}
+
+/// The child: echoes every ping until it reads `u64::MAX`.
+fn echo(name: &str) {
+    let m = map(name, 4096, false);
+    let (ping, pong) = counters(&m);
+    let mut last = 0;
+    loop {
+        let v = ping.load(Ordering::Acquire);
+        if v == u64::MAX {
+            return;
+        }
+        if v != last {
+            last = v;
+            pong.store(v, Ordering::Release);
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+fn raw_pingpong(c: &mut Criterion) -> Samples {
+    let name = format!("charmrs-bench-{}", std::process::id());
+    let m = map(&name, 4096, true);
+    let (ping, pong) = counters(&m);
+    let mut child: Child = Command::new(std::env::current_exe().expect("bench binary"))
+        .env(ECHO_ENV, &name)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("echo child");
+    let samples = Samples::default();
+    let mut next = 1u64;
+    c.bench_function("shm_raw_pingpong_one_way", |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                ping.store(next, Ordering::Release);
+                while pong.load(Ordering::Acquire) != next {
+                    std::hint::spin_loop();
+                }
+                next += 1;
+            }
+            samples.record(iters * 2, t.elapsed())
+        })
+    });
+    ping.store(u64::MAX, Ordering::Release);
+    let _ = child.wait();
+    let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+    samples
+}
+
+fn raw_memcpy(c: &mut Criterion, bytes: usize) -> Samples {
+    let name = format!("charmrs-bench-{}-copy", std::process::id());
+    let mut m = map(&name, bytes, true);
+    let src = vec![1u8; bytes];
+    let mut dst = vec![0u8; bytes];
+    let samples = Samples::default();
+    let mut g = c.benchmark_group("shm_raw_memcpy");
+    g.sample_size(10);
+    g.bench_function(format!("{}mib", bytes >> 20), |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                m.copy_from_slice(black_box(&src));
+                dst.copy_from_slice(black_box(&m));
+            }
+            samples.record(iters, t.elapsed())
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+    samples
+}
+
+/// Median over 5 jobs of the number the pingpong example prints before `unit`.
+fn job(shm: bool, args: &[&str], unit: &str) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?.to_path_buf();
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let out = Command::new(dir.join("charmrs-run"))
+            .args(["+p2", "++ppn", "1", "++timeout", "120"])
+            .arg(dir.join("examples").join("pingpong"))
+            .args(args)
+            .env("CHARMRS_SHM", if shm { "1" } else { "0" })
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: f64 = text.rsplit(": ").next()?.split(unit).next()?.trim().parse().ok()?;
+        runs.push(v);
+    }
+    runs.sort_by(f64::total_cmp);
+    Some(runs[runs.len() / 2])
+}
+
+fn build_example() -> bool {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    Command::new(cargo)
+        .args(["build", "--release", "-p", "charmrs-examples", "--example", "pingpong", "-p", "charmrs-comm"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn main() {
+    if let Ok(name) = std::env::var(ECHO_ENV) {
+        echo(&name);
+        return;
+    }
+    let mut c = common::criterion();
+    let mut summary = Summary::default();
+    let raw = raw_pingpong(&mut c);
+    let copies: Vec<(usize, Samples)> =
+        [1usize << 20, 8 << 20].into_iter().map(|b| (b, raw_memcpy(&mut c, b))).collect();
+    c.final_summary();
+    if !build_example() {
+        summary.line("runtime figures: not run (the example did not build)".into());
+        summary.print();
+        return;
+    }
+    let raw_ns = raw.median_ns();
+    for (shm, label) in [(true, "shm"), (false, "tcp")] {
+        if let (Some(us), Some(r)) = (job(shm, &["20000"], " us one-way"), raw_ns) {
+            let ns = us * 1e3;
+            let goal = if shm {
+                " (goal <= 1.5x: ".to_string() + if ns / r <= 1.5 { "met)" } else { "NOT met)" }
+            } else {
+                String::new()
+            };
+            summary.line(format!(
+                "RATIO runtime_{label}_pingpong_one_way (+p2 ++ppn 1, median of 5 jobs): charmrs {}, raw shm ping-pong {}, ratio {:.1}x{goal}",
+                fmt_ns(ns),
+                fmt_ns(r),
+                ns / r
+            ));
+        }
+        for (bytes, copy) in &copies {
+            let trips = if *bytes > 1 << 20 { "20" } else { "100" };
+            let Some(mbs) = job(shm, &[trips, &bytes.to_string()], " MB/s") else { continue };
+            let Some(copy_ns) = copy.median_ns() else { continue };
+            let bound = *bytes as f64 / copy_ns * 1e3; // MB/s through shared memory
+            let ratio = mbs / bound;
+            let goal = if shm {
+                format!(" (goal >= 0.7x: {})", if ratio >= 0.7 { "met" } else { "NOT met" })
+            } else {
+                String::new()
+            };
+            summary.line(format!(
+                "RATE runtime_{label}_bandwidth_{}mib (Vec<f64> ping-pong, median of 5 jobs): charmrs {mbs:.0} MB/s, raw memcpy through shm {bound:.0} MB/s, ratio {ratio:.2}x{goal}",
+                bytes >> 20
+            ));
+        }
+    }
+    summary.print();
+}
