@@ -8,8 +8,8 @@
 //! - `tcp_bandwidth_8mib`: one 8 MiB message from one side to the other and a 1-byte
 //!   acknowledgement, against the same over raw sockets (`write_all` / `read_exact`).
 //! - `runtime_pingpong_one_way` (not criterion: a whole job): the `pingpong` example as
-//!   two processes of one PE (`charmrs-run +p2 ++ppn 1`), which prints its one-way
-//!   latency, against the raw loopback figure of this run.
+//!   two processes of one PE (`charmrs-run +p2 ++ppn 1`) talking TCP (`CHARMRS_SHM=0`),
+//!   which prints its one-way latency, against the raw loopback figure of this run.
 
 mod common;
 
@@ -259,6 +259,7 @@ fn runtime_pingpong() -> Option<f64> {
             .args(["+p2", "++ppn", "1", "++timeout", "120"])
             .arg(dir.join("examples").join("pingpong"))
             .arg("20000")
+            .env("CHARMRS_SHM", "0")
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
