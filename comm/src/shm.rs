@@ -14,9 +14,12 @@
 //! if the consumer announced that it sleeps, a doorbell frame goes over the pair's TCP
 //! connection. A full ring makes the sender wait (back-pressure, nothing buffered
 //! beside the ring). A message larger than a quarter of the ring goes through a
-//! rendezvous instead (`charmrs_shm::blob`): the sender writes it once into a fresh
-//! segment and pushes its name as a record, so it keeps its place in the order; the
-//! receiver maps it, unlinks it, and decodes it in place.
+//! rendezvous instead (`charmrs_shm::bulk`): the sender copies it once into a buffer
+//! segment it keeps for that receiver (reused from message to message, so its pages are
+//! faulted in once; replaced by a larger one when a message does not fit) and pushes
+//! `(length, sequence, buffer name)` as a record, so it keeps its place in the order;
+//! the receiver maps the buffer the first time (and unlinks it), decodes the message in
+//! place, and releases the buffer for the next one.
 //!
 //! Receiving: whoever holds a ring's consumer end drains it. While PEs are idle and
 //! spinning they poll the rings ([`Transport::poll`], try-lock, never blocking): a
@@ -34,12 +37,12 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use charmrs_shm::blob::{self, Taken};
+use charmrs_shm::bulk::{BulkIn, BulkOut};
 use charmrs_shm::ring::{self, Consumer, Producer, PushError};
 use charmrs_shm::segment::{Segment, ShmName};
 
@@ -61,8 +64,10 @@ const DOORBELL: u8 = 23;
 const BYE: u8 = 24;
 /// Record kinds.
 const MSG: u32 = 1;
-/// A rendezvous: `len: u64` then the segment's name.
+/// A rendezvous: `len: u64`, `seq: u64`, then the bulk buffer's name.
 const BIG: u32 = 2;
+/// Smallest bulk buffer.
+const MIN_BULK: usize = 1 << 20;
 
 type Ring = Arc<Segment>;
 
@@ -72,6 +77,12 @@ struct Out {
     tcp: TcpStream,
     /// Closed by `goodbye`.
     open: bool,
+    /// The rendezvous buffer for this receiver, once a large message needed one.
+    bulk: Option<BulkOut>,
+    /// How many bulk buffers were made (their names differ).
+    bulk_gen: u32,
+    /// Set when the receiver is gone (its connection ended).
+    lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A pair of processes on one host, as set up by [`setup`].
@@ -210,10 +221,19 @@ pub fn setup(mesh: &mut Mesh, job: u64, cap: usize) -> Result<Vec<ShmLink>, Stri
     Ok(links)
 }
 
+/// What the receiving end of a pair holds.
+struct Recv {
+    ring: Consumer<Ring>,
+    /// The sender's bulk buffer, mapped here.
+    bulk: Option<BulkIn>,
+}
+
 /// The receiving end of a pair, shared by the polling PEs and the pair's thread.
 struct In {
     peer: u32,
-    consumer: Mutex<Consumer<Ring>>,
+    consumer: Mutex<Recv>,
+    /// Shared with the sending end of the pair: the peer is gone.
+    lost: Arc<std::sync::atomic::AtomicBool>,
     /// Set by the thread when the peer said goodbye or was lost: nothing to poll.
     done: std::sync::atomic::AtomicBool,
 }
@@ -228,8 +248,6 @@ pub struct Hybrid {
     /// The PEs sleep: the pairs' threads receive.
     quiet: Arc<Quiet>,
     tcp: crate::tcp::Tcp,
-    /// Counter for the names of rendezvous segments.
-    big: AtomicU64,
 }
 
 impl std::fmt::Debug for Hybrid {
@@ -270,9 +288,11 @@ impl Hybrid {
             l.tcp.set_nodelay(true)?;
             let reader = l.tcp.try_clone()?;
             let recv = Arc::clone(&receiver);
+            let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let inn = Arc::new(In {
                 peer: l.peer,
-                consumer: Mutex::new(l.consumer),
+                consumer: Mutex::new(Recv { ring: l.consumer, bulk: None }),
+                lost: Arc::clone(&lost),
                 done: std::sync::atomic::AtomicBool::new(false),
             });
             let (i2, q) = (Arc::clone(&inn), Arc::clone(&quiet));
@@ -280,24 +300,33 @@ impl Hybrid {
                 .name(format!("shm-from-{}", l.peer))
                 .spawn(move || consume(&i2, job, reader, &*recv, &q))?;
             ins.push(inn);
-            shm[l.peer as usize] = Some(Mutex::new(Out { producer: l.producer, tcp: l.tcp, open: true }));
+            shm[l.peer as usize] = Some(Mutex::new(Out {
+                producer: l.producer,
+                tcp: l.tcp,
+                open: true,
+                bulk: None,
+                bulk_gen: 0,
+                lost,
+            }));
         }
         let tcp = crate::tcp::Tcp::start(rank, size, tcp_streams, Arc::clone(&receiver))?;
-        Ok(Hybrid { rank, job, shm, ins, receiver, quiet, tcp, big: AtomicU64::new(0) })
+        Ok(Hybrid { rank, job, shm, ins, receiver, quiet, tcp })
     }
 }
 
 /// Delivers every record in the ring; returns whether there was any, or what was wrong.
-fn drain(peer: u32, job: u64, c: &mut Consumer<Ring>, recv: &dyn Receiver) -> Result<bool, String> {
+fn drain(peer: u32, job: u64, r: &mut Recv, recv: &dyn Receiver) -> Result<bool, String> {
     let mut bad: Option<String> = None;
     let mut any = false;
+    let Recv { ring, bulk } = r;
     while bad.is_none()
-        && c.try_pop(|kind, bytes| match kind {
+        && ring.try_pop(|kind, bytes| match kind {
             MSG => recv.deliver(peer, bytes),
-            BIG => match take_big(job, bytes) {
-                Ok(t) => recv.deliver(peer, t.bytes()),
-                Err(e) => bad = Some(e),
-            },
+            BIG => {
+                if let Err(e) = take_big(job, bytes, bulk, |m| recv.deliver(peer, m)) {
+                    bad = Some(e);
+                }
+            }
             k => bad = Some(format!("a record of unknown kind {k}")),
         })
     {
@@ -328,14 +357,14 @@ fn consume(inn: &In, job: u64, mut tcp: TcpStream, recv: &dyn Receiver, quiet: &
             Ok(true) => continue,
             Ok(false) => {}
         }
-        if !c.prepare_sleep() {
+        if !c.ring.prepare_sleep() {
             continue;
         }
         drop(c);
         // Asleep: the next push rings the doorbell (PEs may drain meanwhile: harmless).
         let r = read_control(&mut tcp);
         let mut c = lock();
-        c.end_sleep();
+        c.ring.end_sleep();
         let left = drain(peer, job, &mut c, recv);
         match (r, left) {
             (_, Err(b)) => break 'outer Closed::Lost(b),
@@ -353,15 +382,31 @@ fn consume(inn: &In, job: u64, mut tcp: TcpStream, recv: &dyn Receiver, quiet: &
         }
     };
     inn.done.store(true, Ordering::Release);
+    inn.lost.store(true, Ordering::Release);
     recv.closed(peer, how);
 }
 
-fn take_big(job: u64, rec: &[u8]) -> Result<Taken, String> {
-    let (len, name) = rec.split_first_chunk::<8>().ok_or("a truncated rendezvous record")?;
-    let len = u64::from_le_bytes(*len) as usize;
+/// Hands a rendezvous message to `deliver`, reading it in place in the sender's bulk
+/// buffer (mapped on first use), then releases the buffer.
+fn take_big(
+    job: u64,
+    rec: &[u8],
+    bulk: &mut Option<BulkIn>,
+    deliver: impl FnOnce(&[u8]),
+) -> Result<(), String> {
+    let (len, rest) = rec.split_first_chunk::<8>().ok_or("a truncated rendezvous record")?;
+    let (seq, name) = rest.split_first_chunk::<8>().ok_or("a truncated rendezvous record")?;
+    let (len, seq) = (u64::from_le_bytes(*len) as usize, u64::from_le_bytes(*seq));
     let name = std::str::from_utf8(name).map_err(|_| "a rendezvous name that is not UTF-8")?;
     let name = ShmName::new(&format!("{job:016x}"), name).map_err(|e| e.to_string())?;
-    Taken::take(&name, len).map_err(|e| format!("rendezvous payload {name}: {e}"))
+    if bulk.as_ref().is_none_or(|b| b.name().name() != name.name()) {
+        // A new buffer (the first, or a larger one): the old mapping goes.
+        *bulk = Some(BulkIn::open(&name).map_err(|e| format!("rendezvous buffer {name}: {e}"))?);
+    }
+    let b = bulk.as_ref().expect("mapped above");
+    deliver(b.bytes(len).map_err(|e| format!("rendezvous buffer {name}: {e}"))?);
+    b.release(seq);
+    Ok(())
 }
 
 impl Transport for Hybrid {
@@ -378,16 +423,28 @@ impl Transport for Hybrid {
             return Err(SendError::NoPeer(to));
         }
         let body = &msg[HEADER_LEN..];
-        let big_name;
-        let big_rec;
+        let mut big_rec = Vec::new();
         let (kind, parts): (u32, [&[u8]; 2]) = if body.len() > out.producer.capacity() / 4 {
-            let seq = self.big.fetch_add(1, Ordering::Relaxed);
-            big_name = format!("b{}to{to}n{seq}", self.rank);
-            let name = ShmName::new(&format!("{:016x}", self.job), &big_name)
+            let out = &mut *out;
+            if out.bulk.as_ref().is_none_or(|b| b.capacity() < body.len()) {
+                out.bulk_gen += 1;
+                let name = ShmName::new(
+                    &format!("{:016x}", self.job),
+                    &format!("k{}to{to}g{}", self.rank, out.bulk_gen),
+                )
                 .map_err(|err| SendError::Io { to, err })?;
-            blob::put(&name, &[body]).map_err(|err| SendError::Io { to, err })?;
-            big_rec = (body.len() as u64).to_le_bytes();
-            (BIG, [&big_rec, big_name.as_bytes()])
+                let cap = body.len().next_power_of_two().max(MIN_BULK);
+                out.bulk = Some(BulkOut::create(&name, cap).map_err(|err| SendError::Io { to, err })?);
+            }
+            let bulk = out.bulk.as_mut().expect("made above");
+            let lost = Arc::clone(&out.lost);
+            let seq = bulk
+                .write(&[body], || lost.load(Ordering::Acquire))
+                .map_err(|err| SendError::Io { to, err })?;
+            big_rec.extend_from_slice(&(body.len() as u64).to_le_bytes());
+            big_rec.extend_from_slice(&seq.to_le_bytes());
+            big_rec.extend_from_slice(bulk.name().name().as_bytes());
+            (BIG, [&big_rec, &[]])
         } else {
             (MSG, [body, &[]])
         };
@@ -438,7 +495,7 @@ impl Transport for Hybrid {
                 continue;
             }
             let Ok(mut c) = inn.consumer.try_lock() else { continue };
-            if c.is_empty() {
+            if c.ring.is_empty() {
                 continue;
             }
             match drain(inn.peer, self.job, &mut c, &*self.receiver) {

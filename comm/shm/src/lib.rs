@@ -4,7 +4,7 @@
 //!   outlive a crash once both sides have mapped it.
 //! * [`ring`]: a lock-free single-producer single-consumer ring of variable-length byte records
 //!   that lives inside a segment, with a sleep/doorbell handshake for idle consumers.
-//! * [`blob`]: one-shot payloads (the rendezvous for messages too large for a ring).
+//! * [`bulk`]: a reusable buffer per pair: the rendezvous for messages too large for a ring.
 //! * [`region`]: the [`SharedRegion`](region::SharedRegion) abstraction a ring lives in (a
 //!   [`Segment`](segment::Segment) or, for threads and tests, a [`HeapRegion`](region::HeapRegion)).
 //!
@@ -16,7 +16,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("charmrs-shm relies on Linux /dev/shm semantics");
 
-pub mod blob;
+pub mod bulk;
 pub mod region;
 pub mod ring;
 pub mod segment;
