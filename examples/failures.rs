@@ -165,6 +165,16 @@ fn main() {
                 let ok = counts[0] == 1202 && counts[1..].iter().all(|&c| c == 202);
                 charmrs::exit(if ok { 0 } else { 1 });
             }
+            "idle" => {
+                // Messages across every PE, then nothing for a while: idle PEs (and, in
+                // a job of several processes, the transport) must cost no CPU.
+                let ms: u64 = main.args().get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
+                let a = Array::<Fragile>::new(charmrs::num_pes() as i32, (-1,)).await.expect("created");
+                a.poke(false).awaitable().await.expect("poked");
+                charmrs::sleep(Duration::from_millis(ms)).await;
+                println!("idle for {ms} ms");
+                charmrs::exit(0);
+            }
             "timers" => {
                 let t0 = Instant::now();
                 let fired = Future::<u64>::new();

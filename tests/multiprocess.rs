@@ -238,3 +238,86 @@ fn a_process_that_cannot_reach_the_launcher_fails_in_bounded_time() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("process 1: cannot join the job through the launcher at 127.0.0.1:1"), "{err}");
 }
+
+/// CPU time (user + system) of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+#[test]
+fn an_idle_job_of_several_processes_uses_no_cpu() {
+    for env in [[("CHARMRS_SHM", "1")], [("CHARMRS_SHM", "0")]] {
+        let mut child = Command::new(launcher())
+            .args(["+p4", "++ppn", "1"])
+            .arg(example("failures"))
+            .args(["idle", "3000"])
+            .env("CHARMRS_WARN", "oversubscribed")
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("launcher starts");
+        // Past the bootstrap and the messages: the PEs wait on a 3 s timer.
+        std::thread::sleep(Duration::from_millis(1200));
+        let procs = children_of(child.id());
+        let before: Vec<Option<u64>> = procs.iter().map(|&p| cpu_ticks(p)).collect();
+        std::thread::sleep(Duration::from_millis(1000));
+        let after: Vec<Option<u64>> = procs.iter().map(|&p| cpu_ticks(p)).collect();
+        let st = child.wait().expect("job ends");
+        assert!(st.success(), "{env:?}: {st}");
+        assert_eq!(procs.len(), 4, "{env:?}: the job's processes");
+        let used: u64 =
+            before.iter().zip(&after).map(|(b, a)| a.unwrap_or(0).saturating_sub(b.unwrap_or(0))).sum();
+        eprintln!("{env:?}: idle processes used {used} ticks in 1 s");
+        // Four spinning processes would use ~200 ticks (100 Hz, 2 cores) in 1 s.
+        assert!(used <= 20, "{env:?}: idle processes used {used} ticks of CPU in 1 s");
+    }
+}
+
+#[test]
+fn ctrl_c_ends_the_job_and_leaves_nothing_behind() {
+    let mut child = Command::new(launcher())
+        .args(["+p4", "++ppn", "1"])
+        .arg(example("pingpong"))
+        .args(["1000000", "1048576"])
+        .env("CHARMRS_WARN", "oversubscribed")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("launcher starts");
+    let t0 = Instant::now();
+    let procs = loop {
+        let kids = children_of(child.id());
+        if kids.len() == 4 && t0.elapsed() > Duration::from_millis(1500) {
+            break kids;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the job's processes did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let job = env_of(procs[0], "CHARMRS_JOB").expect("job id");
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(20), "the job did not end on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    assert!(err.contains("SIGINT received"), "{err}");
+    for p in procs {
+        assert!(!alive(p), "process {p} was left running");
+    }
+    let prefix = format!("charmrs-{job}-");
+    let left: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    assert!(!left.iter().any(|f| f.starts_with(&prefix)), "/dev/shm files of the job were left: {left:?}");
+}
