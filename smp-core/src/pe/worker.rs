@@ -20,17 +20,31 @@ use crate::{qd, reduction};
 /// How many of its own messages a PE runs before it looks at its inbox again.
 const LOCAL_BUDGET: u32 = 64;
 
+/// Every how many turns of its loop a busy PE polls the transport.
+const TRANSPORT_EVERY: u32 = 8;
+
 /// Runs PE `pe` until the job exits.
 pub(crate) fn run(pe: &Rc<PeLocal>) {
     let shared = Rc::clone(pe).shared.clone();
     let me = shared.pe(pe.id);
     me.sleeper.register_current_thread();
     let mut ran_for: Vec<ElemKey> = Vec::new();
+    let net = shared.net.get();
+    let mut turn: u32 = 0;
     loop {
         if shared.exiting() {
             break;
         }
         let mut worked = false;
+        // A busy PE never idles, and idle PEs are who poll the transport: so a busy PE
+        // polls it too, every few turns (a try-lock and a load per shared-memory ring),
+        // and messages from other processes are not left to the transport's threads.
+        turn = turn.wrapping_add(1);
+        if let Some(net) = net {
+            if turn % TRANSPORT_EVERY == 0 {
+                worked |= net.poll();
+            }
+        }
         // A plain load first: the swap is a read-modify-write, not worth paying on every
         // turn of a PE busy with its own messages.
         if me.inbox.looks_nonempty() {

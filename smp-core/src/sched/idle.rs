@@ -540,7 +540,8 @@ mod tests {
 
     /// Ping-pong: the producer pushes one item, notifies, and waits for the ack, so
     /// the owner goes idle between every two items and races the next push.
-    fn ping_pong(mode: (IdlePolicy, Duration, bool), rounds: u64) {
+    /// Returns how many times the owner parked.
+    fn ping_pong(mode: (IdlePolicy, Duration, bool), rounds: u64) -> u64 {
         let inbox = Arc::new(Inbox::new());
         let sleeper = Arc::new(Sleeper::new());
         let acked = Arc::new(AtomicU64::new(0));
@@ -556,19 +557,27 @@ mod tests {
             }
         }
         assert_eq!(pe.join().unwrap(), 0, "{mode:?}: lost wake-ups");
-        // Adaptive may legitimately catch every item while spinning.
-        if mode.0 == IdlePolicy::Park {
-            let parks = sleeper.stats().parks;
-            assert!(parks > 0, "{mode:?}: the owner never parked");
+        sleeper.stats().parks
+    }
+
+    /// Runs `ping_pong` until the owner parked at least once (a machine busy with other
+    /// tests can make the next item arrive before every park, a few times in a row).
+    fn ping_pong_parking(mode: (IdlePolicy, Duration, bool), rounds: u64) {
+        for _ in 0..5 {
+            if ping_pong(mode, rounds) > 0 {
+                return;
+            }
         }
+        panic!("{mode:?}: the owner never parked in 5 attempts");
     }
 
     #[test]
     fn no_lost_wakeup_stress() {
         let rounds = if cfg!(miri) { 50 } else { 5_000 };
-        ping_pong((IdlePolicy::Park, Duration::ZERO, false), rounds);
+        ping_pong_parking((IdlePolicy::Park, Duration::ZERO, false), rounds);
+        // Adaptive may legitimately catch every item while spinning.
         ping_pong((IdlePolicy::Adaptive, Duration::from_micros(2), false), rounds);
-        ping_pong((IdlePolicy::Park, Duration::ZERO, true), rounds);
+        ping_pong_parking((IdlePolicy::Park, Duration::ZERO, true), rounds);
     }
 
     /// Two producers stream items with a notify after each push (no waiting).
