@@ -283,7 +283,8 @@ impl Hybrid {
     ) -> std::io::Result<Hybrid> {
         let mut shm: Vec<Option<Mutex<Out>>> = (0..size).map(|_| None).collect();
         let mut ins = Vec::new();
-        let quiet = Arc::new(Quiet::default());
+        // Until PEs say they poll, the pairs' threads receive.
+        let quiet = Arc::new(Quiet { flag: std::sync::atomic::AtomicBool::new(true), ..Quiet::default() });
         for l in links {
             l.tcp.set_nodelay(true)?;
             let reader = l.tcp.try_clone()?;
@@ -479,6 +480,7 @@ impl Transport for Hybrid {
         if self.quiet.flag.load(Ordering::Relaxed) {
             self.quiet.flag.store(false, Ordering::Relaxed);
         }
+        self.tcp.pes_active();
     }
 
     fn pes_sleeping(&self) {
@@ -486,10 +488,11 @@ impl Transport for Hybrid {
             let _g = self.quiet.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.quiet.cv.notify_all();
         }
+        self.tcp.pes_sleeping();
     }
 
     fn poll(&self) -> bool {
-        let mut any = false;
+        let mut any = self.tcp.poll();
         for inn in &self.ins {
             if inn.done.load(Ordering::Acquire) {
                 continue;
