@@ -162,28 +162,38 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn killing_one_process_ends_the_job_with_the_reason() {
+/// Starts `charmrs-run <launch> pingpong <args>` (stderr piped) and waits until its
+/// `procs` processes run and are past the bootstrap; returns the launcher and their pids.
+#[allow(clippy::zombie_processes)] // the child is returned, and its callers wait for it
+fn start_pingpong(launch: &[&str], args: &[&str], procs: usize) -> (std::process::Child, Vec<u32>) {
     let mut child = Command::new(launcher())
-        .args(["+p4", "++ppn", "2"])
+        .args(launch)
         .arg(example("pingpong"))
-        .arg("100000000")
+        .args(args)
         .env("CHARMRS_WARN", "oversubscribed")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("launcher starts");
-    // Wait until both processes run and are past the bootstrap.
     let t0 = Instant::now();
-    let procs = loop {
+    loop {
         let kids = children_of(child.id());
-        if kids.len() == 2 && t0.elapsed() > Duration::from_secs(1) {
-            break kids;
+        if kids.len() == procs && t0.elapsed() > Duration::from_millis(1500) {
+            return (child, kids);
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "the job's processes did not start");
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the job's processes did not start");
+        }
         std::thread::sleep(Duration::from_millis(50));
-    };
+    }
+}
+
+#[test]
+fn killing_one_process_ends_the_job_with_the_reason() {
+    let (mut child, procs) = start_pingpong(&["+p4", "++ppn", "2"], &["100000000"], 2);
     let victim = *procs.iter().find(|&&p| env_of(p, "CHARMRS_RANK").as_deref() == Some("1")).expect("rank 1");
     let job = env_of(victim, "CHARMRS_JOB").expect("job id");
     let killed_at = Instant::now();
@@ -279,25 +289,8 @@ fn an_idle_job_of_several_processes_uses_no_cpu() {
 
 #[test]
 fn ctrl_c_ends_the_job_and_leaves_nothing_behind() {
-    let mut child = Command::new(launcher())
-        .args(["+p4", "++ppn", "1"])
-        .arg(example("pingpong"))
-        .args(["1000000", "1048576"])
-        .env("CHARMRS_WARN", "oversubscribed")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("launcher starts");
-    let t0 = Instant::now();
-    let procs = loop {
-        let kids = children_of(child.id());
-        if kids.len() == 4 && t0.elapsed() > Duration::from_millis(1500) {
-            break kids;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "the job's processes did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // Large messages in flight: the rendezvous buffers exist.
+    let (mut child, procs) = start_pingpong(&["+p4", "++ppn", "1"], &["1000000", "1048576"], 4);
     let job = env_of(procs[0], "CHARMRS_JOB").expect("job id");
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
     let sent = Instant::now();

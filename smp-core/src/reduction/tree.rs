@@ -60,6 +60,19 @@ fn unrot(r: u32, root: u32, n: u32) -> u32 {
     (r + root) % n
 }
 
+/// A PE's place in a [`Span`] rooted somewhere: the root's (host, process, PE)
+/// position, its own, its process's PEs and host's processes, and the index of the PE
+/// through which its process is entered.
+struct Loc<'a> {
+    r: (u32, u32, u32),
+    h: u32,
+    p: u32,
+    i: u32,
+    procs: &'a [Vec<PeId>],
+    pes: &'a [PeId],
+    entry_pe: u32,
+}
+
 /// A hierarchical spanning tree over a set of PEs (see the module doc).
 #[derive(Clone, Debug)]
 pub(crate) struct Span {
@@ -123,14 +136,18 @@ impl Span {
         }
     }
 
-    /// Children of `me` in the tree rooted at `root`.
-    pub(crate) fn children(&self, root: PeId, me: PeId) -> Vec<PeId> {
+    /// Where `me` sits in the tree rooted at `root`.
+    fn locate(&self, root: PeId, me: PeId) -> Loc<'_> {
         let r = self.at(root);
         let (h, p, i) = self.at(me);
-        let t = |n: usize| Tree::new(n as u32, self.k);
         let procs = &self.hosts[h as usize];
-        let pes = &procs[p as usize];
-        let entry_pe = self.proc_entry(r, h, p);
+        Loc { r, h, p, i, procs, pes: &procs[p as usize], entry_pe: self.proc_entry(r, h, p) }
+    }
+
+    /// Children of `me` in the tree rooted at `root`.
+    pub(crate) fn children(&self, root: PeId, me: PeId) -> Vec<PeId> {
+        let Loc { r, h, p, i, procs, pes, entry_pe } = self.locate(root, me);
+        let t = |n: usize| Tree::new(n as u32, self.k);
         let entry_proc = self.host_entry(r, h);
         let mut out = Vec::new();
         if i == entry_pe {
@@ -155,12 +172,8 @@ impl Span {
 
     /// Parent of `me` in the tree rooted at `root` (none for the root).
     pub(crate) fn parent(&self, root: PeId, me: PeId) -> Option<PeId> {
-        let r = self.at(root);
-        let (h, p, i) = self.at(me);
+        let Loc { r, h, p, i, procs, pes, entry_pe } = self.locate(root, me);
         let t = |n: usize| Tree::new(n as u32, self.k);
-        let procs = &self.hosts[h as usize];
-        let pes = &procs[p as usize];
-        let entry_pe = self.proc_entry(r, h, p);
         if i != entry_pe {
             let n = pes.len() as u32;
             let up = t(pes.len()).parent_rank(rot(i, entry_pe, n)).expect("not the entry");
