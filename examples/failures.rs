@@ -165,6 +165,32 @@ fn main() {
                 let ok = counts[0] == 1202 && counts[1..].iter().all(|&c| c == 202);
                 charmrs::exit(if ok { 0 } else { 1 });
             }
+            "topo" => {
+                // The topology-aware trees: every PE is reached once, edges agree, and the
+                // root's subtrees partition the other PEs.
+                let n = charmrs::num_pes();
+                let root = PeId(n / 2);
+                let mut ok = true;
+                for pe in (0..n).map(PeId) {
+                    let (parent, children) = charmrs::get_topo_tree_edges(pe, root, None, 2);
+                    ok &= (pe == root) == parent.is_none();
+                    for c in children {
+                        ok &= charmrs::get_topo_tree_edges(c, root, None, 2).0 == Some(pe);
+                    }
+                }
+                let subs = charmrs::get_topo_subtrees(root, None, 2);
+                let mut all: Vec<u32> = subs.iter().flatten().map(|p| p.0).collect();
+                all.sort();
+                ok &= all == (0..n).filter(|&p| p != root.0).collect::<Vec<_>>();
+                println!(
+                    "topo {}: {} subtrees under PE {root}, {} host(s), {} process(es)",
+                    if ok { "ok" } else { "WRONG" },
+                    subs.len(),
+                    charmrs::num_hosts(),
+                    charmrs::num_nodes()
+                );
+                charmrs::exit(if ok { 0 } else { 1 });
+            }
             "idle" => {
                 // Messages across every PE, then nothing for a while: idle PEs (and, in
                 // a job of several processes, the transport) must cost no CPU.

@@ -130,6 +130,10 @@ fn examples_run_unchanged_across_namespace_hosts() {
     h.launch(&["+p4", "++ppn", "1"], "pingpong", &["1000"]).assert_ok().stdout_has("1000 round trips");
     h.launch(&["+p3"], "fib", &["14"]).assert_ok().stdout_has("fib(14) = 377");
     h.launch(&["+p6", "++ppn", "2"], "failures", &["qd"]).assert_ok().stdout_has("quiescence after chains");
+    h.launch(&["+p6", "++ppn", "1"], "failures", &["topo"])
+        .assert_ok()
+        .stdout_has("topo ok: ")
+        .stdout_has("3 host(s), 6 process(es)");
 }
 
 #[test]

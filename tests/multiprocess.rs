@@ -119,6 +119,14 @@ fn failures_are_reported_the_same_across_processes() {
 }
 
 #[test]
+fn topology_trees_cover_every_pe_across_processes() {
+    run("failures", &["+p5", "topo"], T).assert_ok().stdout_has("topo ok: ");
+    for shape in [["+p4", "++ppn", "1"], ["+p6", "++ppn", "2"]] {
+        launch(&shape, "failures", &["topo"], T).assert_ok().stdout_has("topo ok: ");
+    }
+}
+
+#[test]
 fn quiescence_detection_spans_processes() {
     for shape in SHAPES {
         launch(&shape, "failures", &["qd"], T)

@@ -519,6 +519,70 @@ pub fn get_host_first_pe(host: u32) -> PeId {
     *get_host_pes(host).first().unwrap_or_else(|| panic!("host {host} does not exist"))
 }
 
+/// Number of PEs on host `host` (0 for a host that does not exist).
+pub fn get_host_num_pes(host: u32) -> u32 {
+    get_host_pes(host).len() as u32
+}
+
+/// The rank of PE `pe` among the PEs of its host (from 0).
+pub fn get_pe_host_rank(pe: PeId) -> u32 {
+    let host = get_pe_host(pe);
+    get_host_pes(host).iter().position(|&p| p == pe).map_or(0, |r| r as u32)
+}
+
+/// The topology-aware spanning tree over `pes` (all PEs if `None`) rooted at `root`,
+/// with fan-out `bfactor` at each level (hosts, processes of a host, PEs of a process),
+/// as broadcasts and reductions use it: the parent (none for the root) and the children
+/// of `pe`. Charm4py's `charm.getTopoTreeEdges(pe, root_pe, pes, bfactor)`.
+///
+/// # Panics
+/// If `pe` or `root` is not among `pes`.
+pub fn get_topo_tree_edges(
+    pe: PeId,
+    root: PeId,
+    pes: Option<&[PeId]>,
+    bfactor: u32,
+) -> (Option<PeId>, Vec<PeId>) {
+    let span = topo_span(pes, bfactor);
+    (span.parent(root, pe), span.children(root, pe))
+}
+
+/// The subtrees under `root` in the tree of [`get_topo_tree_edges`]: one list per child of
+/// the root, the child first, then the rest of its subtree. Charm4py's
+/// `charm.getTopoSubtrees(root_pe, pes, bfactor)`.
+///
+/// # Panics
+/// If `root` is not among `pes`.
+pub fn get_topo_subtrees(root: PeId, pes: Option<&[PeId]>, bfactor: u32) -> Vec<Vec<PeId>> {
+    let span = topo_span(pes, bfactor);
+    span.children(root, root)
+        .into_iter()
+        .map(|sub| {
+            let mut out = vec![sub];
+            let mut at = 0;
+            while at < out.len() {
+                let kids = span.children(root, out[at]);
+                out.extend(kids);
+                at += 1;
+            }
+            out
+        })
+        .collect()
+}
+
+fn topo_span(pes: Option<&[PeId]>, bfactor: u32) -> Span {
+    local::with_pe(|p| {
+        let l = &p.shared.layout;
+        let mut list: Vec<PeId> = match pes {
+            Some(pes) => pes.to_vec(),
+            None => (0..l.total()).map(PeId).collect(),
+        };
+        list.sort();
+        list.dedup();
+        Span::new(list, |q| l.host_of(q), |q| l.proc_of(q), bfactor)
+    })
+}
+
 /// The process (node) this code runs in; processes are numbered from 0 in PE order.
 pub fn my_node() -> u32 {
     local::with_pe(|pe| pe.shared.layout.rank)
