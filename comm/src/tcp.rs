@@ -218,6 +218,9 @@ impl Inner {
     /// `timeout`; `wait` takes each read lock (the thread), or only tries it (PEs).
     /// Returns whether anything was delivered, and whether any connection is open.
     fn turn(&self, timeout: Option<Duration>, wait: bool) -> (bool, bool) {
+        if self.conns.is_empty() {
+            return (false, false);
+        }
         let open: Vec<&Conn> = self.conns.iter().filter(|c| !c.done.load(Ordering::Acquire)).collect();
         if open.is_empty() {
             return (false, false);

@@ -34,13 +34,19 @@ use crate::qd::QdMsg;
 use crate::reduction::{PartialMsg, RedKey, RedResult};
 
 /// The codec's configuration: little-endian, fixed-width integers (cheaper to encode
-/// and decode than varints; the bytes saved would not pay on the links we target), and
-/// a limit of 4 GiB (a frame's largest payload) on what one value may claim: bincode
-/// allocates a string or vector before it reads it, so without the limit a corrupted
-/// length would make the decoder ask for exabytes and abort the process (found by the
-/// property test below). Within the limit, an oversized claim is a lazily mapped
-/// allocation that fails to fill and is freed.
+/// and decode than varints; the bytes saved would not pay on the links we target).
 fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_little_endian().with_fixed_int_encoding()
+}
+
+/// The same for decoding, with a limit of 4 GiB (a frame's largest payload) on what one
+/// value may claim: bincode allocates a string or vector before it reads it, so without
+/// the limit a corrupted length would make the decoder ask for exabytes and abort the
+/// process (found by the property test below); within it, an oversized claim is a
+/// lazily mapped allocation that fails to fill and is freed. Encoding stays unlimited:
+/// with a limit, bincode measures every value in a first pass (measured: +0.4 us per
+/// message between processes), and what we encode is ours.
+fn decode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_little_endian().with_fixed_int_encoding().with_limit::<{ 1 << 32 }>()
 }
 
@@ -60,7 +66,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 
 /// Decodes a `T` from the start of `bytes`; returns it and the bytes it used.
 fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
-    bincode::serde::decode_from_slice::<T, _>(bytes, config()).map_err(|e| e.to_string())
+    bincode::serde::decode_from_slice::<T, _>(bytes, decode_config()).map_err(|e| e.to_string())
 }
 
 /// A payload that crossed processes and is still bytes: decoded by the code that knows
