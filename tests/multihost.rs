@@ -90,6 +90,13 @@ impl Hosts {
     }
 }
 
+impl Hosts {
+    /// Cuts host `i` off the network (its link goes down: no FIN, no RST, silence).
+    fn cut(&self, i: usize) {
+        ip(&["link", "set", &format!("{}v{i}", self.tag), "down"]).expect("link down");
+    }
+}
+
 impl Drop for Hosts {
     fn drop(&mut self) {
         for i in 0..self.addrs.len() {
@@ -134,6 +141,44 @@ fn examples_run_unchanged_across_namespace_hosts() {
         .assert_ok()
         .stdout_has("topo ok: ")
         .stdout_has("3 host(s), 6 process(es)");
+}
+
+#[test]
+fn a_host_cut_off_the_network_ends_the_job_in_bounded_time() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts(2) else { return };
+    let mut cmd = Command::new(launcher());
+    cmd.args(["+p2", "++ppn", "1", "++nodelist"])
+        .arg(h.dir.join("nodelist"))
+        .arg("++remote-shell")
+        .arg(h.dir.join("rsh"))
+        .arg(example("pingpong"))
+        .arg("1000000000")
+        .env("CHARMRS_PEER_TIMEOUT", "3")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("launcher starts");
+    std::thread::sleep(Duration::from_millis(2000));
+    h.cut(1);
+    let cut_at = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if cut_at.elapsed() > Duration::from_secs(40) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the job did not notice a host cut off the network");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = cut_at.elapsed();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    assert!(!status.success(), "{err}");
+    assert!(took < Duration::from_secs(15), "took {took:?} to notice: {err}");
+    assert!(err.contains("is gone"), "{err}");
 }
 
 #[test]

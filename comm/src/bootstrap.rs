@@ -163,6 +163,39 @@ pub fn connect_timeout() -> Duration {
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
 }
 
+/// How long a peer may stay silent on a connection with data or keepalive probes
+/// outstanding before it counts as gone: `CHARMRS_PEER_TIMEOUT` (seconds), default 10 s.
+/// A peer that dies closes its connections and is seen at once; this bounds the
+/// detection of a host that vanished or a network that partitioned (no FIN, no RST).
+pub fn peer_timeout() -> Duration {
+    std::env::var("CHARMRS_PEER_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| *s >= 1.0 && s.is_finite())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(10))
+}
+
+/// Makes a connection notice within `timeout` that its peer went silent: TCP keepalive
+/// probes on an idle connection, and (Linux) `TCP_USER_TIMEOUT` on one with unacknowledged
+/// data. The read or write then fails, and the connection counts as lost.
+///
+/// # Errors
+/// The socket options cannot be set.
+pub fn watch_peer(s: &TcpStream, timeout: Duration) -> std::io::Result<()> {
+    use rustix::net::sockopt;
+    let secs = timeout.as_secs().max(1);
+    let idle = (secs / 3).max(1);
+    let probes = (secs - idle).max(1) as u32;
+    sockopt::set_socket_keepalive(s, true)?;
+    sockopt::set_tcp_keepidle(s, Duration::from_secs(idle))?;
+    sockopt::set_tcp_keepintvl(s, Duration::from_secs(1))?;
+    sockopt::set_tcp_keepcnt(s, probes)?;
+    #[cfg(target_os = "linux")]
+    sockopt::set_tcp_user_timeout(s, u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX))?;
+    Ok(())
+}
+
 /// This machine's host name (`localhost` if it cannot be read).
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -407,6 +440,11 @@ pub fn join(env: &JobEnv) -> Result<Mesh, BootError> {
         }
     }
     drop(listener);
+    let silent = peer_timeout();
+    for (_, s) in &streams {
+        watch_peer(s, silent).map_err(|e| BootError::Peers(format!("socket options: {e}")))?;
+    }
+    watch_peer(&control, silent).map_err(|e| rv(format!("socket options: {e}")))?;
     Ok(Mesh { rank: env.rank, procs, streams, control })
 }
 

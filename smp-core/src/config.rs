@@ -40,6 +40,8 @@
 //! | — | `CHARMRS_RANK`, `CHARMRS_NUM_PROCESSES`, `CHARMRS_FIRST_PE`, `CHARMRS_TOTAL_PES`, `CHARMRS_JOB`, `CHARMRS_SECRET` | set by `charmrs-run` | A process's place in a job started by the launcher (with `CHARMRS_PES` for its PE count): see `charmrs_comm::bootstrap`. |
 //! | — | `CHARMRS_RENDEZVOUS`, `CHARMRS_HOST` | set by `charmrs-run` | Where the launcher waits for the processes of a job of several, and which host a process is on (default: the host name). |
 //! | — | `CHARMRS_CONNECT_TIMEOUT=S` | `30` | Seconds a process of a job of several waits for the launcher and its peers before it fails. |
+//! | — | `CHARMRS_PEER_TIMEOUT=S` | `10` | Seconds a silent connection (a host gone, a network partitioned) takes to count as lost, ending the job. |
+//! | — | `CHARMRS_SHM=0`, `CHARMRS_SHM_RING=BYTES` | on, 1 MiB | Shared memory between processes of a host (off: TCP), and the ring size per direction of each pair. |
 //! | — | `CHARMRS_LOG` | `warn` | A `tracing` filter directive (e.g. `charmrs=debug`), read by the runtime when it installs its log subscriber; not parsed here. |
 //!
 //! Launcher-only options (need `charmrs-run`): `++ppn`, `++nodelist` and any
