@@ -61,6 +61,7 @@ fn tcp_pair(r0: Arc<dyn Receiver>, r1: Arc<dyn Receiver>) -> (Arc<Tcp>, Arc<Tcp>
                 rendezvous: addr.clone(),
                 host_key: "here".into(),
                 timeout: Duration::from_secs(30),
+                signature: 0,
             };
             thread::spawn(move || join(&env).expect("joins"))
         })

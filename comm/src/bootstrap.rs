@@ -93,6 +93,9 @@ pub struct JobEnv {
     pub host_key: String,
     /// How long to wait for the rendezvous and the peers.
     pub timeout: Duration,
+    /// What program this process runs (the runtime sets a hash of its entry-method
+    /// table): every process of a job must show the same, or the job does not start.
+    pub signature: u64,
 }
 
 impl JobEnv {
@@ -149,7 +152,19 @@ impl JobEnv {
                     ))
                 })?,
         };
-        Ok(Some(JobEnv { rank, size, pes, first_pe, total_pes, job, secret, rendezvous, host_key, timeout }))
+        Ok(Some(JobEnv {
+            rank,
+            size,
+            pes,
+            first_pe,
+            total_pes,
+            job,
+            secret,
+            rendezvous,
+            host_key,
+            timeout,
+            signature: 0,
+        }))
     }
 }
 
@@ -389,6 +404,7 @@ pub fn join(env: &JobEnv) -> Result<Mesh, BootError> {
     reg.extend_from_slice(&env.pes.to_le_bytes());
     put_str(&mut reg, &env.host_key);
     put_str(&mut reg, &addr.to_string());
+    reg.extend_from_slice(&env.signature.to_le_bytes());
     write_control(&mut control, REGISTER, env.rank, &reg).map_err(rv)?;
     let (_, table) = read_control(&mut control, TABLE, deadline)
         .map_err(|e| rv(format!("no table of the job's processes: {e}")))?;
@@ -482,7 +498,7 @@ pub fn rendezvous(
     deadline: Instant,
 ) -> Result<(Vec<TcpStream>, Vec<ProcInfo>), String> {
     /// A registered process: its connection, first PE, PEs, host key, address.
-    type Registered = (TcpStream, u32, u32, String, SocketAddr);
+    type Registered = (TcpStream, u32, u32, String, SocketAddr, u64);
     let mut slots: Vec<Option<Registered>> = (0..size).map(|_| None).collect();
     let mut got = 0;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -516,13 +532,14 @@ pub fn rendezvous(
             let pes = f.u32()?;
             let host = f.string()?;
             let addr = f.string()?.parse::<SocketAddr>().map_err(|e| format!("bad address: {e}"))?;
-            Ok((rank, first, pes, host, addr))
+            let sig = u64::from(f.u32()?) | (u64::from(f.u32()?) << 32);
+            Ok((rank, first, pes, host, addr, sig))
         });
         match reg {
-            Ok((rank, first, pes, host, addr))
+            Ok((rank, first, pes, host, addr, sig))
                 if rank == peer.rank && rank < size && slots[rank as usize].is_none() =>
             {
-                slots[rank as usize] = Some((s, first, pes, host, addr));
+                slots[rank as usize] = Some((s, first, pes, host, addr, sig));
                 got += 1;
             }
             Ok((rank, ..)) => eprintln!("charmrs-run: refused a registration of rank {rank} from {from}"),
@@ -533,7 +550,16 @@ pub fn rendezvous(
     let mut table = Vec::new();
     let mut infos = Vec::new();
     table.extend_from_slice(&size.to_le_bytes());
-    for (_, first, pes, host, addr) in slots.iter().flatten() {
+    // Every process must run the same program: entry-method ids are positions in the
+    // registration table, so another build would misread every message.
+    let sigs: Vec<u64> = slots.iter().flatten().map(|s| s.5).collect();
+    if let Some(r) = sigs.iter().position(|&s| s != sigs[0]) {
+        return Err(format!(
+            "process {r} runs a different program than process 0 (its entry methods differ): \
+             every process of a job must run the same build"
+        ));
+    }
+    for (_, first, pes, host, addr, _) in slots.iter().flatten() {
         let h = match hosts.iter().position(|k| k == host) {
             Some(i) => i,
             None => {

@@ -49,6 +49,7 @@ fn env(rank: u32, size: u32, job: u64, secret: &Secret, rendezvous: &str) -> Job
         rendezvous: rendezvous.to_string(),
         host_key: "here".into(),
         timeout: T,
+        signature: 42,
     }
 }
 
@@ -306,6 +307,28 @@ fn rogue_clients_at_the_rendezvous_are_refused_and_the_job_forms() {
         drop(t);
     });
     assert_eq!(meshes.len(), 3);
+}
+
+#[test]
+fn processes_running_different_programs_do_not_form_a_job() {
+    let secret = Secret::random().expect("secret");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let s2 = secret.clone();
+    let server = thread::spawn(move || rendezvous(&listener, &s2, 5, 2, Instant::now() + T));
+    let joins: Vec<_> = (0..2u32)
+        .map(|r| {
+            let mut e = env(r, 2, 5, &secret, &addr);
+            e.signature = 100 + u64::from(r);
+            e.timeout = Duration::from_secs(5);
+            thread::spawn(move || join(&e).is_err())
+        })
+        .collect();
+    let why = server.join().expect("server").expect_err("different programs");
+    assert!(why.contains("process 1 runs a different program than process 0"), "{why}");
+    for j in joins {
+        assert!(j.join().expect("join thread"), "a process joined a job of another program");
+    }
 }
 
 #[test]

@@ -125,6 +125,19 @@ fn sort_unique<T>(all: &mut [T], name: impl Fn(&T) -> &'static str) -> Result<()
     }
 }
 
+/// A fingerprint of the table (FNV-1a over the sorted names): processes of one job
+/// must agree on it, since ids are positions in the table.
+pub(crate) fn signature() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for d in TABLE.get().map(Vec::as_slice).unwrap_or_default() {
+        for b in d.name.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// The descriptor of an id.
 #[inline]
 pub(crate) fn entry(id: EpId) -> Option<&'static EntryDesc> {

@@ -301,8 +301,11 @@ fn boot(config: Config) -> crate::Result<Booted> {
     crate::chare::invoke::install_panic_hook();
     // A process of a job of several joins the others first: the layout decides PE
     // numbers and placement.
-    let job = JobEnv::from_vars(config.num_pes, |k| std::env::var(k).ok())
+    let mut job = JobEnv::from_vars(config.num_pes, |k| std::env::var(k).ok())
         .map_err(|e| crate::Error::Config(e.to_string()))?;
+    if let Some(env) = &mut job {
+        env.signature = registry::signature();
+    }
     let (layout, mesh) = match &job {
         None => (Layout::single(config.num_pes), None),
         Some(env) => {
