@@ -86,6 +86,41 @@ pub fn plan(opts: &LaunchOptions, hosts: u32) -> Vec<Slot> {
         .collect()
 }
 
+/// Removes the job's leftover `/dev/shm` files on every host of a nodelist, through the
+/// remote shell, giving up on a host after 10 s.
+fn clean_remote(opts: &LaunchOptions, hosts: &[Host], job: u64) {
+    let mut running = Vec::new();
+    for h in hosts {
+        let shell = h.shell.as_deref().unwrap_or(&opts.remote_shell);
+        let mut words = shell.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        let mut cmd = Command::new(first);
+        cmd.args(words)
+            .arg(&h.name)
+            .arg(format!("rm -f /dev/shm/charmrs-{job:016x}-*"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Ok(c) = cmd.spawn() {
+            running.push(c);
+        }
+    }
+    let t0 = Instant::now();
+    for mut c in running {
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if t0.elapsed() > Duration::from_secs(10) => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+}
+
 /// Quotes `s` for a POSIX shell.
 fn sh_quote(s: &str) -> String {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:,+@".contains(&b)) {
@@ -464,11 +499,15 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
     for p in pumps {
         let _ = p.join();
     }
-    // Shared-memory files of this host that no process got to unlink (a process that
-    // died between creating a segment and its peer taking it).
+    // Shared-memory files that no process got to unlink (a process that died between
+    // creating a segment and its peer taking it): on this host, and on the others
+    // through the remote shell.
     #[cfg(target_os = "linux")]
     if let Err(e) = charmrs_shm::segment::Segment::remove_job(&format!("{job:016x}")) {
         eprintln!("charmrs-run: could not clean /dev/shm of the job's files: {e}");
+    }
+    if remote {
+        clean_remote(opts, &hosts, job);
     }
     Ok(outcome)
 }
