@@ -2,7 +2,7 @@
 //! `failures +p2 MODE` where MODE is one of
 //! `ctor-panic-awaited`, `ctor-panic`, `method-panic-awaited`, `method-panic`,
 //! `async-panic-awaited`, `double-send`, `main-panic`, `exit-code`, `foreign-await`,
-//! `qd`, `timers`, `abort`, `bad-index`, `bad-map`.
+//! `qd`, `timers`, `abort`, `bad-index`, `bad-map`, `topo`, `idle [MS]`, `flood-exit`.
 
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,31 @@ impl Fragile {
 }
 
 /// A map that puts elements on a PE that does not exist.
+/// Floods element 0 with messages (the exit-under-load case).
+pub struct Flood {
+    got: u64,
+}
+
+#[chare]
+impl Flood {
+    fn new() -> Self {
+        Flood { got: 0 }
+    }
+
+    /// Sends `n` messages of 1 KiB to element 0, as fast as it can.
+    fn run(&self, ctx: &Ctx<Self>, n: u64) {
+        let to = ctx.this_proxy().elem(0);
+        for i in 0..n {
+            to.sink(i, vec![7u8; 1024]);
+        }
+    }
+
+    /// Counts.
+    fn sink(&mut self, _i: u64, _data: Vec<u8>) {
+        self.got += 1;
+    }
+}
+
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct NoSuchPe;
 charmrs::register_map!(NoSuchPe);
@@ -164,6 +189,15 @@ fn main() {
                 println!("quiescence after chains; counts {counts:?}");
                 let ok = counts[0] == 1202 && counts[1..].iter().all(|&c| c == 202);
                 charmrs::exit(if ok { 0 } else { 1 });
+            }
+            "flood-exit" => {
+                // The last PE floods PE 0, and the job ends in the middle: senders blocked
+                // on a full channel to a process that is leaving must not hang the job.
+                let a = Array::<Flood>::new(2, ()).await.expect("created");
+                a.elem(1).run(1_000_000);
+                charmrs::sleep(Duration::from_millis(200)).await;
+                println!("ending the job under load");
+                charmrs::exit(0);
             }
             "topo" => {
                 // The topology-aware trees: every PE is reached once, edges agree, and the

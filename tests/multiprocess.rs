@@ -119,6 +119,15 @@ fn failures_are_reported_the_same_across_processes() {
 }
 
 #[test]
+fn ending_the_job_while_a_process_floods_another_does_not_hang() {
+    for env in [("CHARMRS_SHM_RING", "4096"), ("CHARMRS_SHM", "0")] {
+        launch_env(&["+p2", "++ppn", "1"], "failures", &["flood-exit"], &[env], T)
+            .assert_ok()
+            .stdout_has("ending the job under load");
+    }
+}
+
+#[test]
 fn topology_trees_cover_every_pe_across_processes() {
     run("failures", &["+p5", "topo"], T).assert_ok().stdout_has("topo ok: ");
     for shape in [["+p4", "++ppn", "1"], ["+p6", "++ppn", "2"]] {

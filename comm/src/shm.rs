@@ -423,6 +423,12 @@ impl Transport for Hybrid {
         if !out.open {
             return Err(SendError::NoPeer(to));
         }
+        if out.lost.load(Ordering::Acquire) {
+            return Err(SendError::Io {
+                to,
+                err: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the receiver is gone"),
+            });
+        }
         let body = &msg[HEADER_LEN..];
         let mut big_rec = Vec::new();
         let (kind, parts): (u32, [&[u8]; 2]) = if body.len() > out.producer.capacity() / 4 {
@@ -455,7 +461,14 @@ impl Transport for Hybrid {
                 Ok(true) => break,
                 Ok(false) => {
                     // Full: the consumer drains whatever its process does; wake it if it
-                    // sleeps, and wait.
+                    // sleeps, and wait, unless it is gone (ended with the job, or died):
+                    // then nothing will ever drain the ring.
+                    if out.lost.load(Ordering::Acquire) {
+                        return Err(SendError::Io {
+                            to,
+                            err: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the receiver is gone"),
+                        });
+                    }
                     ring_doorbell(&mut out, self.rank, to)?;
                     if t0.elapsed() > Duration::from_millis(1) {
                         thread::sleep(Duration::from_micros(50));

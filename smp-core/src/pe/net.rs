@@ -159,6 +159,10 @@ impl Net {
 
     /// Sends `env` to PE `to` of another process.
     pub(crate) fn send(&self, shared: &Shared, to: PeId, env: Envelope) {
+        // The job is ending: other processes are leaving too, and nothing will read it.
+        if shared.exiting() {
+            return;
+        }
         let mut buf = charmrs_comm::frame::open_frame();
         if let Err(e) = wire::to_wire(to, env, &mut buf) {
             crate::chare::invoke::fatal(&e.to_string());
