@@ -169,8 +169,16 @@ impl Net {
         }
         let proc = shared.layout.proc_of(to);
         if let Err(e) = self.transport.send(proc, buf) {
-            // A peer that is gone is reported by its connection's reader; while the job
-            // ends, peers leave first and that is no error.
+            // The peer closed its end. If it left because the job ends, the exit message
+            // it sent first is still unread on our side (this PE was busy sending): read
+            // what is there for a moment. If it died, reading reports that, with the
+            // reason; if neither shows up, the failed send is the reason.
+            let t0 = std::time::Instant::now();
+            while !shared.exiting() && t0.elapsed() < std::time::Duration::from_secs(2) {
+                if !self.transport.poll() {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
             if !shared.exiting() {
                 process_fatal(&shared.layout, &format!("cannot reach {}: {e}", shared.layout.describe(proc)));
             }
