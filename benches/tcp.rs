@@ -47,7 +47,7 @@ fn tcp_pair(r0: Arc<dyn Receiver>, r1: Arc<dyn Receiver>) -> (Arc<Tcp>, Arc<Tcp>
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr").to_string();
     let s2 = secret.clone();
-    let server = thread::spawn(move || rendezvous(&l, &s2, 7, 2, Instant::now() + Duration::from_secs(30)));
+    let server = thread::spawn(move || rendezvous(&[l], &s2, 7, 2, Instant::now() + Duration::from_secs(30)));
     let joins: Vec<_> = (0..2u32)
         .map(|rank| {
             let env = JobEnv {

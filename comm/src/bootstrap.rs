@@ -482,7 +482,8 @@ fn parse_table(bytes: &[u8], size: u32) -> Result<Vec<ProcInfo>, String> {
         .collect()
 }
 
-/// The launcher's side: accepts the `size` processes of job `job` on `listener`, until
+/// The launcher's side: accepts the `size` processes of job `job` on `listeners` (one
+/// per local address that faces the job's hosts), until
 /// `deadline`, and sends each the table. Returns the connections (keep them open while
 /// the job runs: a process whose connection breaks ends) and the table.
 ///
@@ -491,7 +492,7 @@ fn parse_table(bytes: &[u8], size: u32) -> Result<Vec<ProcInfo>, String> {
 /// # Errors
 /// Not every process registered in time (the message lists the missing ranks).
 pub fn rendezvous(
-    listener: &TcpListener,
+    listeners: &[TcpListener],
     secret: &Secret,
     job: u64,
     size: u32,
@@ -501,20 +502,29 @@ pub fn rendezvous(
     type Registered = (TcpStream, u32, u32, String, SocketAddr, u64);
     let mut slots: Vec<Option<Registered>> = (0..size).map(|_| None).collect();
     let mut got = 0;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    for l in listeners {
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    }
     while got < size {
         if Instant::now() >= deadline {
             let missing: Vec<String> =
                 (0..size).filter(|r| slots[*r as usize].is_none()).map(|r| r.to_string()).collect();
             return Err(format!("processes {} did not join the job in time", missing.join(", ")));
         }
-        let (mut s, from) = match listener.accept() {
-            Ok(x) => x,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(2));
-                continue;
+        let mut came = None;
+        for l in listeners {
+            match l.accept() {
+                Ok(x) => {
+                    came = Some(x);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(format!("accept failed: {e}")),
             }
-            Err(e) => return Err(format!("accept failed: {e}")),
+        }
+        let Some((mut s, from)) = came else {
+            thread::sleep(Duration::from_millis(2));
+            continue;
         };
         let _ = s.set_nonblocking(false);
         let left = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(5));

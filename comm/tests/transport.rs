@@ -64,7 +64,7 @@ fn form(n: u32, before: impl FnOnce(std::net::SocketAddr, u64)) -> (Vec<Mesh>, u
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let s2 = secret.clone();
-    let server = thread::spawn(move || rendezvous(&listener, &s2, job, n, Instant::now() + T));
+    let server = thread::spawn(move || rendezvous(&[listener], &s2, job, n, Instant::now() + T));
     before(addr, job);
     let joins: Vec<_> = (0..n)
         .map(|r| {
@@ -310,12 +310,34 @@ fn rogue_clients_at_the_rendezvous_are_refused_and_the_job_forms() {
 }
 
 #[test]
+fn the_rendezvous_listens_on_several_addresses_and_each_process_dials_its_own() {
+    // As for hosts reached through different local addresses: one listener each.
+    let secret = Secret::random().expect("secret");
+    let ls =
+        [TcpListener::bind("127.0.0.1:0").expect("bind"), TcpListener::bind("127.0.0.2:0").expect("bind")];
+    let addrs: Vec<String> = ls.iter().map(|l| l.local_addr().expect("addr").to_string()).collect();
+    let s2 = secret.clone();
+    let server = thread::spawn(move || rendezvous(&ls, &s2, 6, 2, Instant::now() + T));
+    let joins: Vec<_> = (0..2u32)
+        .map(|r| {
+            let e = env(r, 2, 6, &secret, &addrs[r as usize]);
+            thread::spawn(move || join(&e).expect("joins"))
+        })
+        .collect();
+    for j in joins {
+        assert_eq!(j.join().expect("join thread").streams.len(), 1);
+    }
+    let (conns, table) = server.join().expect("server").expect("rendezvous");
+    assert_eq!((conns.len(), table.len()), (2, 2));
+}
+
+#[test]
 fn processes_running_different_programs_do_not_form_a_job() {
     let secret = Secret::random().expect("secret");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let s2 = secret.clone();
-    let server = thread::spawn(move || rendezvous(&listener, &s2, 5, 2, Instant::now() + T));
+    let server = thread::spawn(move || rendezvous(&[listener], &s2, 5, 2, Instant::now() + T));
     let joins: Vec<_> = (0..2u32)
         .map(|r| {
             let mut e = env(r, 2, 5, &secret, &addr);
@@ -338,7 +360,7 @@ fn a_missing_process_is_named_when_the_rendezvous_times_out() {
     let addr = listener.local_addr().expect("addr");
     let s2 = secret.clone();
     let server =
-        thread::spawn(move || rendezvous(&listener, &s2, 9, 2, Instant::now() + Duration::from_secs(2)));
+        thread::spawn(move || rendezvous(&[listener], &s2, 9, 2, Instant::now() + Duration::from_secs(2)));
     let mut e = env(0, 2, 9, &secret, &addr.to_string());
     e.timeout = Duration::from_secs(2);
     let t0 = Instant::now();

@@ -11,9 +11,9 @@
 //! ARGS...'` (one shell-quoted command line, as `ssh` expects), in the launcher's working
 //! directory, with the launcher's `CHARMRS_*` variables and `CHARMRS_HOST` set to the
 //! host's position in the nodelist. Processes are dealt to the hosts round-robin (rank
-//! `r` on host `r mod hosts`). The rendezvous listens on the one local address that
-//! faces the job's hosts (loopback for `++local`); when the hosts are reached through
-//! several local addresses, it listens on all of them (0.0.0.0) for the bootstrap only.
+//! `r` on host `r mod hosts`). The rendezvous listens, for the bootstrap only, on each
+//! local address that faces one of the job's hosts (the route's source address;
+//! loopback for `++local`), and each host's processes dial the address that faces it.
 //! A remote process whose shell is killed still ends: its connection to the launcher
 //! breaks, and it leaves the job (see `bootstrap`).
 
@@ -146,19 +146,27 @@ fn local_ip_towards(host: &str) -> Result<std::net::IpAddr, String> {
     Ok(s.local_addr().map_err(|e| e.to_string())?.ip())
 }
 
-/// Where the rendezvous listens: the one local address facing every host.
-fn rendezvous_ip(hosts: &[Host]) -> Result<std::net::IpAddr, String> {
-    let mut ips = Vec::new();
+/// The rendezvous's listeners, one per local address that faces a host, and the address
+/// each host's processes dial.
+fn rendezvous_listeners(
+    hosts: &[Host],
+    remote: bool,
+) -> Result<(Vec<std::net::TcpListener>, Vec<String>), String> {
+    let mut listeners: Vec<(std::net::IpAddr, std::net::TcpListener, String)> = Vec::new();
+    let mut per_host = Vec::with_capacity(hosts.len());
     for h in hosts {
-        let ip = local_ip_towards(&h.name)?;
-        if !ips.contains(&ip) {
-            ips.push(ip);
+        let ip = if remote { local_ip_towards(&h.name)? } else { std::net::Ipv4Addr::LOCALHOST.into() };
+        if let Some((_, _, at)) = listeners.iter().find(|(i, _, _)| *i == ip) {
+            per_host.push(at.clone());
+            continue;
         }
+        let l = std::net::TcpListener::bind((ip, 0))
+            .map_err(|e| format!("cannot listen for the job's processes on {ip}: {e}"))?;
+        let at = l.local_addr().map_err(|e| e.to_string())?.to_string();
+        per_host.push(at.clone());
+        listeners.push((ip, l, at));
     }
-    Ok(match ips.as_slice() {
-        [one] => *one,
-        _ => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-    })
+    Ok((listeners.into_iter().map(|(_, l, _)| l).collect(), per_host))
 }
 
 /// How a job ended.
@@ -295,24 +303,17 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
     // The rendezvous: processes of a job of several register there and learn each
     // other's addresses (bootstrap.rs). Loopback only: every process is on this host.
     let mut boot_rx = None;
-    let mut rendezvous = String::new();
+    let mut rendezvous = vec![String::new(); hosts.len()];
     if slots.len() > 1 {
-        let ip = if remote { rendezvous_ip(&hosts)? } else { std::net::Ipv4Addr::LOCALHOST.into() };
-        let listener = std::net::TcpListener::bind((ip, 0))
-            .map_err(|e| format!("cannot listen for the job's processes on {ip}: {e}"))?;
-        let mut at = listener.local_addr().map_err(|e| e.to_string())?;
-        if at.ip().is_unspecified() {
-            // Listening on every address: processes dial the one facing the first host.
-            at.set_ip(local_ip_towards(&hosts[0].name)?);
-        }
-        rendezvous = at.to_string();
+        let (listeners, at) = rendezvous_listeners(&hosts, remote)?;
+        rendezvous = at;
         let (tx, rx) = std::sync::mpsc::channel();
         let (secret, n) = (secret.clone(), slots.len() as u32);
         let deadline = Instant::now() + crate::bootstrap::connect_timeout() + Duration::from_secs(5);
         thread::Builder::new()
             .name("rendezvous".into())
             .spawn(move || {
-                let r = crate::bootstrap::rendezvous(&listener, &secret, job, n, deadline);
+                let r = crate::bootstrap::rendezvous(&listeners, &secret, job, n, deadline);
                 let _ = tx.send(r.map(|(conns, _)| conns));
             })
             .map_err(|e| e.to_string())?;
@@ -331,7 +332,7 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
             ("CHARMRS_TOTAL_PES", opts.pes.to_string()),
             ("CHARMRS_JOB", format!("{job:016x}")),
             ("CHARMRS_SECRET", secret.to_hex()),
-            ("CHARMRS_RENDEZVOUS", rendezvous.clone()),
+            ("CHARMRS_RENDEZVOUS", rendezvous[s.host as usize].clone()),
             ("CHARMRS_HOST", s.host.to_string()),
         ];
         let mut cmd = if remote {
