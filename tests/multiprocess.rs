@@ -331,3 +331,18 @@ fn ctrl_c_ends_the_job_and_leaves_nothing_behind() {
         .unwrap_or_default();
     assert!(!left.iter().any(|f| f.starts_with(&prefix)), "/dev/shm files of the job were left: {left:?}");
 }
+
+#[test]
+fn a_process_that_fails_at_start_ends_the_job_with_its_output_and_status() {
+    // Rank 1 fails before it joins; rank 0 would wait for it (here: sleeps).
+    let t0 = Instant::now();
+    let mut cmd = Command::new(launcher());
+    cmd.args(["+p2", "++ppn", "1", "sh", "-c"]).arg(
+        r#"if [ "$CHARMRS_RANK" = 1 ]; then echo "cannot start: missing input" >&2; exit 3; fi; sleep 60"#,
+    );
+    let r = common::run_cmd(cmd, "a job whose rank 1 fails at start", T);
+    assert!(t0.elapsed() < Duration::from_secs(20), "took {:?}", t0.elapsed());
+    r.assert_code(3)
+        .stderr_has("cannot start: missing input")
+        .stderr_has("process 1 (PE 1 on host localhost) exited with status 3");
+}
