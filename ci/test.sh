@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every check of the project, in the order CI runs them: system packages, formatting,
 # clippy (warnings are errors), all tests of the workspace (unit, property, doc,
-# compile-fail and the integration tests that run the examples as real processes),
-# the loom models, and a compile check of the benchmarks.
+# compile-fail, and the integration tests that run the examples as real processes,
+# as jobs of several processes and across network-namespace hosts), the rustdoc of
+# every crate (warnings are errors), the loom models, and a compile check of the
+# benchmarks.
 set -euxo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,5 +16,6 @@ if cargo clippy --version >/dev/null 2>&1; then
     cargo clippy --workspace --all-targets -- -D warnings
 fi
 cargo test --workspace
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 ci/loom.sh
 cargo check -p charmrs-benches --benches
