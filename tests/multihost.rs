@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{example, launcher, run_cmd, Run};
+use common::{example, launcher, run_cmd, wait_ended, Run};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -162,20 +162,8 @@ fn a_host_cut_off_the_network_ends_the_job_in_bounded_time() {
     std::thread::sleep(Duration::from_millis(2000));
     h.cut(1);
     let cut_at = std::time::Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if cut_at.elapsed() > Duration::from_secs(40) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the job did not notice a host cut off the network");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let took = cut_at.elapsed();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    let (status, err, took) =
+        wait_ended(&mut child, cut_at, Duration::from_secs(40), "a job with a host cut off");
     assert!(!status.success(), "{err}");
     assert!(took < Duration::from_secs(15), "took {took:?} to notice: {err}");
     assert!(err.contains("is gone"), "{err}");

@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{example, launch, launch_env, launcher, run};
+use common::{example, launch, launch_env, launcher, run, wait_ended};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -215,19 +215,8 @@ fn killing_one_process_ends_the_job_with_the_reason() {
     let job = env_of(victim, "CHARMRS_JOB").expect("job id");
     let killed_at = Instant::now();
     Command::new("kill").args(["-9", &victim.to_string()]).status().expect("kill runs");
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if killed_at.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("the job did not end after one of its processes was killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let took = killed_at.elapsed();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    let (status, err, took) =
+        wait_ended(&mut child, killed_at, Duration::from_secs(20), "a job one of whose processes was killed");
     assert!(!status.success());
     assert!(took < Duration::from_secs(5), "the job took {took:?} to end");
     assert!(err.contains("process 1 (PEs 2-3 on host localhost) killed by signal 9"), "{err}");
@@ -311,16 +300,8 @@ fn ctrl_c_ends_the_job_and_leaves_nothing_behind() {
     let job = env_of(procs[0], "CHARMRS_JOB").expect("job id");
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
     let sent = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(20), "the job did not end on SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (status, err, _) = wait_ended(&mut child, sent, Duration::from_secs(20), "a job sent SIGINT");
     assert_eq!(status.code(), Some(130));
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
     assert!(err.contains("SIGINT received"), "{err}");
     for p in procs {
         assert!(!alive(p), "process {p} was left running");

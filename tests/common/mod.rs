@@ -151,3 +151,31 @@ pub(crate) fn launcher() -> PathBuf {
         })
         .clone()
 }
+
+/// Waits for the launcher `child` started at `since` to end, at most `limit` (then kills
+/// it and fails the test with `what`); returns its status, stderr and how long it took
+/// from `since`.
+pub(crate) fn wait_ended(
+    child: &mut std::process::Child,
+    since: Instant,
+    limit: Duration,
+    what: &str,
+) -> (std::process::ExitStatus, String, Duration) {
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if since.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = since.elapsed();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (status, err, took)
+}
