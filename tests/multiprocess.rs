@@ -62,6 +62,15 @@ fn large_messages_take_the_rendezvous_and_arrive_whole() {
 }
 
 #[test]
+fn runtime_options_reach_every_process() {
+    // `+stats` after the program: each process prints its own PEs' table, titled.
+    launch(&["+p4", "++ppn", "2"], "hello", &["+stats"], T)
+        .assert_ok()
+        .stdout_has("charmrs stats of process 0 (PEs 0-1 on host 0)")
+        .stdout_has("charmrs stats of process 1 (PEs 2-3 on host 0)");
+}
+
+#[test]
 fn pingpong_crosses_processes() {
     for shape in SHAPES {
         launch(&shape, "pingpong", &["2000"], T)

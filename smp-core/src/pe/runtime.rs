@@ -419,7 +419,9 @@ fn finish(shared: &Shared, handles: Vec<std::thread::JoinHandle<()>>) -> i32 {
     }
     if shared.config.stats {
         let mut out = std::io::stdout().lock();
-        let _ = stats::print_table(&mut out, &all);
+        // In a job of several processes, each prints its own PEs' table, titled.
+        let whose = (shared.layout.num_procs() > 1).then(|| shared.layout.describe(shared.layout.rank));
+        let _ = stats::print_table(&mut out, &all, whose.as_deref());
     }
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();

@@ -144,8 +144,11 @@ impl Stats {
 }
 
 /// Prints the `+stats` table: one row per PE, then one row per entry method and PE.
-pub(crate) fn print_table(out: &mut impl Write, all: &[PeStats]) -> io::Result<()> {
-    writeln!(out, "charmrs stats")?;
+pub(crate) fn print_table(out: &mut impl Write, all: &[PeStats], whose: Option<&str>) -> io::Result<()> {
+    match whose {
+        Some(w) => writeln!(out, "charmrs stats of {w}")?,
+        None => writeln!(out, "charmrs stats")?,
+    }
     writeln!(
         out,
         "{:>4} {:>12} {:>14} {:>12} {:>14} {:>10} {:>7} {:>8} {:>8}",
