@@ -48,7 +48,7 @@ use charmrs_shm::segment::{Segment, ShmName};
 
 use crate::bootstrap::Mesh;
 use crate::frame::{encode, parse_header, seal, FrameKind, HEADER_LEN};
-use crate::transport::{Closed, Receiver, SendError, Transport};
+use crate::transport::{Closed, Quiet, Receiver, SendError, Transport};
 
 /// Default ring capacity (bytes of records) per direction of a pair.
 pub const DEFAULT_RING: usize = 1 << 20;
@@ -256,17 +256,6 @@ impl std::fmt::Debug for Hybrid {
     }
 }
 
-/// Whether the PEs of this process sleep, with the condition the pairs' threads wait on.
-#[derive(Default)]
-struct Quiet {
-    flag: std::sync::atomic::AtomicBool,
-    lock: Mutex<()>,
-    cv: std::sync::Condvar,
-}
-
-/// Longest a pair's thread waits for a hint before it arms its doorbell anyway.
-const REARM: Duration = Duration::from_millis(20);
-
 impl Hybrid {
     /// Starts the transport: a receiver thread per shared-memory link, TCP (with its
     /// reader threads) for `tcp_streams`.
@@ -283,8 +272,7 @@ impl Hybrid {
     ) -> std::io::Result<Hybrid> {
         let mut shm: Vec<Option<Mutex<Out>>> = (0..size).map(|_| None).collect();
         let mut ins = Vec::new();
-        // Until PEs say they poll, the pairs' threads receive.
-        let quiet = Arc::new(Quiet { flag: std::sync::atomic::AtomicBool::new(true), ..Quiet::default() });
+        let quiet = Arc::new(Quiet::new());
         for l in links {
             l.tcp.set_nodelay(true)?;
             let reader = l.tcp.try_clone()?;
@@ -346,12 +334,7 @@ fn consume(inn: &In, job: u64, mut tcp: TcpStream, recv: &dyn Receiver, quiet: &
     let lock = || inn.consumer.lock().unwrap_or_else(|e| e.into_inner());
     let how = 'outer: loop {
         // The PEs poll: wait until one goes to sleep (or the re-arm period passes).
-        {
-            let g = quiet.lock.lock().unwrap_or_else(|e| e.into_inner());
-            if !quiet.flag.load(Ordering::Acquire) {
-                let _ = quiet.cv.wait_timeout(g, REARM);
-            }
-        }
+        quiet.wait();
         let mut c = lock();
         match drain(peer, job, &mut c, recv) {
             Err(b) => break Closed::Lost(b),
@@ -489,18 +472,12 @@ impl Transport for Hybrid {
     }
 
     fn pes_active(&self) {
-        // A load first: spinning PEs must not keep writing a shared line.
-        if self.quiet.flag.load(Ordering::Relaxed) {
-            self.quiet.flag.store(false, Ordering::Relaxed);
-        }
+        self.quiet.active();
         self.tcp.pes_active();
     }
 
     fn pes_sleeping(&self) {
-        if !self.quiet.flag.swap(true, Ordering::AcqRel) {
-            let _g = self.quiet.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.quiet.cv.notify_all();
-        }
+        self.quiet.sleeping();
         self.tcp.pes_sleeping();
     }
 

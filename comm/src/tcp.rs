@@ -26,23 +26,20 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use crate::frame::{parse_header, seal, FrameError, FrameHeader, FrameKind, HEADER_LEN};
-use crate::transport::{Closed, Receiver, SendError, Transport};
+use crate::transport::{Closed, Quiet, Receiver, SendError, Transport};
 
 /// `flags` of the control frame that says goodbye.
 const BYE: u8 = 1;
 
 /// The largest message accepted from a peer.
 pub const MAX_MESSAGE: u32 = u32::MAX;
-
-/// Longest the progress thread waits for a hint before it polls the sockets anyway.
-const REARM: Duration = Duration::from_millis(20);
 
 /// The receiving state of one connection.
 struct Reader {
@@ -146,14 +143,6 @@ struct Conn {
     done: AtomicBool,
 }
 
-/// Whether the PEs sleep, and the condition the progress thread waits on.
-#[derive(Default)]
-struct Quiet {
-    flag: AtomicBool,
-    lock: Mutex<()>,
-    cv: Condvar,
-}
-
 struct Inner {
     conns: Vec<Conn>,
     receiver: Arc<dyn Receiver>,
@@ -201,10 +190,7 @@ impl Tcp {
                 done: AtomicBool::new(false),
             });
         }
-        // Until PEs say they poll, the progress thread receives (a transport used without
-        // a runtime, in tests and benchmarks, then works as a plain threaded one).
-        let quiet = Quiet { flag: AtomicBool::new(true), ..Quiet::default() };
-        let inner = Arc::new(Inner { conns, receiver, quiet });
+        let inner = Arc::new(Inner { conns, receiver, quiet: Quiet::new() });
         if !inner.conns.is_empty() {
             let i2 = Arc::clone(&inner);
             thread::Builder::new().name("tcp-progress".into()).spawn(move || progress(&i2))?;
@@ -260,14 +246,8 @@ impl Inner {
 /// The progress thread: receives while the PEs sleep, until every connection ended.
 fn progress(inner: &Inner) {
     loop {
-        {
-            let q = &inner.quiet;
-            let g = q.lock.lock().unwrap_or_else(|e| e.into_inner());
-            if !q.flag.load(Ordering::Acquire) {
-                let _ = q.cv.wait_timeout(g, REARM);
-            }
-        }
-        let (_, open) = inner.turn(Some(REARM), true);
+        inner.quiet.wait();
+        let (_, open) = inner.turn(Some(Quiet::REARM), true);
         if !open {
             return;
         }
@@ -323,18 +303,10 @@ impl Transport for Tcp {
     }
 
     fn pes_active(&self) {
-        let q = &self.inner.quiet;
-        // A load first: spinning PEs must not keep writing a shared line.
-        if q.flag.load(Ordering::Relaxed) {
-            q.flag.store(false, Ordering::Relaxed);
-        }
+        self.inner.quiet.active();
     }
 
     fn pes_sleeping(&self) {
-        let q = &self.inner.quiet;
-        if !q.flag.swap(true, Ordering::AcqRel) {
-            let _g = q.lock.lock().unwrap_or_else(|e| e.into_inner());
-            q.cv.notify_all();
-        }
+        self.inner.quiet.sleeping();
     }
 }

@@ -76,3 +76,55 @@ pub trait Transport: Send + Sync {
     /// receive until the PEs poll again.
     fn pes_sleeping(&self) {}
 }
+
+/// Whether the PEs of a process sleep (then a transport's own threads receive) or poll
+/// (then those threads wait here and cost nothing). Shared by the transports that PEs
+/// drive ([`crate::tcp`], `shm`).
+pub(crate) struct Quiet {
+    flag: std::sync::atomic::AtomicBool,
+    lock: std::sync::Mutex<()>,
+    cv: std::sync::Condvar,
+}
+
+impl Quiet {
+    /// Longest a transport thread waits for a hint before it receives anyway.
+    pub(crate) const REARM: std::time::Duration = std::time::Duration::from_millis(20);
+
+    /// Starts "asleep": until PEs say they poll, the transport's threads receive (so a
+    /// transport used without a runtime, in tests and benchmarks, works on its own).
+    pub(crate) fn new() -> Quiet {
+        Quiet {
+            flag: std::sync::atomic::AtomicBool::new(true),
+            lock: std::sync::Mutex::new(()),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    /// PEs poll (called while they spin): a load first, so spinning PEs do not keep
+    /// writing a shared line.
+    pub(crate) fn active(&self) {
+        use std::sync::atomic::Ordering;
+        if self.flag.load(Ordering::Relaxed) {
+            self.flag.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// A PE is about to park: wakes the waiting threads.
+    pub(crate) fn sleeping(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.flag.swap(true, Ordering::AcqRel) {
+            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.cv.notify_all();
+        }
+    }
+
+    /// A transport thread: returns at once if the PEs sleep, otherwise when one goes to
+    /// sleep or after [`Quiet::REARM`].
+    pub(crate) fn wait(&self) {
+        use std::sync::atomic::Ordering;
+        let g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.flag.load(Ordering::Acquire) {
+            let _ = self.cv.wait_timeout(g, Self::REARM);
+        }
+    }
+}
