@@ -1,12 +1,33 @@
 //! Ping-pong between two chares, on the first and last PE (the same PE at `+p1`):
 //! measures the one-way latency of an entry-method call, or with a payload of `bytes`
-//! (a `Vec<f64>` sent back and forth) the bandwidth.
+//! sent back and forth) the bandwidth: as a [`PodVec<f64>`](charmrs::PodVec) (raw bytes,
+//! one copy each way between processes: the default) or as a plain `Vec<f64>` (`vec`:
+//! serde element by element).
 //!
-//! `cargo run --release --example pingpong -- +p2 [round_trips [bytes]]`
+//! `cargo run --release --example pingpong -- +p2 [round_trips [bytes [pod|vec]]]`
 
 use std::time::Instant;
 
 use charmrs::prelude::*;
+use charmrs::PodVec;
+
+/// The payload of the bandwidth mode.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+enum Data {
+    /// Raw bytes between processes.
+    Pod(PodVec<f64>),
+    /// Serialized element by element between processes.
+    Vec(Vec<f64>),
+}
+
+impl Data {
+    fn bytes(&self) -> usize {
+        8 * match self {
+            Data::Pod(v) => v.len(),
+            Data::Vec(v) => v.len(),
+        }
+    }
+}
 
 /// One side of the ping-pong.
 pub struct Player {
@@ -33,19 +54,19 @@ impl Player {
     }
 
     /// Starts `round_trips` exchanges of `data` with element 1.
-    fn start_bulk(&mut self, ctx: &Ctx<Self>, round_trips: u64, data: Vec<f64>, done: Future<()>) {
+    fn start_bulk(&mut self, ctx: &Ctx<Self>, round_trips: u64, data: Data, done: Future<()>) {
         self.left = round_trips;
         self.done = Some(done);
         ctx.this_proxy().elem(1).bulk_ping(data);
     }
 
     /// Element 1 sends the data back.
-    fn bulk_ping(&mut self, ctx: &Ctx<Self>, data: Vec<f64>) {
+    fn bulk_ping(&mut self, ctx: &Ctx<Self>, data: Data) {
         ctx.this_proxy().elem(0).bulk_pong(data);
     }
 
     /// Element 0 counts the round trips of the data.
-    fn bulk_pong(&mut self, ctx: &Ctx<Self>, data: Vec<f64>) {
+    fn bulk_pong(&mut self, ctx: &Ctx<Self>, data: Data) {
         self.left -= 1;
         if self.left == 0 {
             if let Some(done) = self.done.take() {
@@ -91,7 +112,15 @@ fn main() {
         let bytes: usize = main.args().get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
         let players = Array::<Player>::with_map(2, Ends, ()).await.expect("players created");
         if bytes > 0 {
-            let data = vec![1.5f64; bytes.div_ceil(8)];
+            let data = match main.args().get(3).map(String::as_str) {
+                None | Some("pod") => Data::Pod(vec![1.5f64; bytes.div_ceil(8)].into()),
+                Some("vec") => Data::Vec(vec![1.5f64; bytes.div_ceil(8)]),
+                Some(other) => {
+                    eprintln!("pingpong: payload kind must be pod or vec, not {other}");
+                    charmrs::exit(2);
+                    return;
+                }
+            };
             for (label, n) in [("warm-up", trips / 10 + 1), ("measured", trips)] {
                 let done = Future::new();
                 let t0 = Instant::now();
@@ -99,10 +128,10 @@ fn main() {
                 done.await.expect("ping-pong finished");
                 let dt = t0.elapsed().as_secs_f64();
                 if label == "measured" {
-                    let moved = (2 * n) as f64 * (data.len() * 8) as f64;
+                    let moved = (2 * n) as f64 * data.bytes() as f64;
                     println!(
                         "pingpong: {n} round trips of {} bytes between PE 0 and PE {} in {dt:.3} s: {:.1} MB/s",
-                        data.len() * 8,
+                        data.bytes(),
                         charmrs::num_pes() - 1,
                         moved / dt / 1e6
                     );

@@ -142,7 +142,25 @@ pub fn open_frame() -> Vec<u8> {
 /// # Panics
 /// If `buf` is shorter than a header (it was not made by [`open_frame`]).
 pub fn seal(buf: &mut [u8], kind: FrameKind, flags: u8, src: u32) -> Result<(), FrameError> {
-    let payload = buf.len() - HEADER_LEN;
+    seal_with_tail(buf, kind, flags, src, 0)
+}
+
+/// Writes the header of a frame made by [`open_frame`] whose payload is the rest of
+/// `buf` followed by `tail` more bytes, sent after it.
+///
+/// # Errors
+/// [`FrameError::TooLarge`] if the payload does not fit the 32-bit length field.
+///
+/// # Panics
+/// If `buf` is shorter than a header (it was not made by [`open_frame`]).
+pub fn seal_with_tail(
+    buf: &mut [u8],
+    kind: FrameKind,
+    flags: u8,
+    src: u32,
+    tail: usize,
+) -> Result<(), FrameError> {
+    let payload = (buf.len() - HEADER_LEN).saturating_add(tail);
     let len =
         u32::try_from(payload).map_err(|_| FrameError::TooLarge { len: payload as u64, max: u32::MAX })?;
     buf[0..4].copy_from_slice(&MAGIC);

@@ -399,8 +399,12 @@ impl Transport for Hybrid {
     }
 
     fn send(&self, to: u32, msg: Vec<u8>) -> Result<(), SendError> {
+        self.send_parts(to, msg, &[])
+    }
+
+    fn send_parts(&self, to: u32, msg: Vec<u8>, tail: &[&[u8]]) -> Result<(), SendError> {
         let Some(link) = self.shm.get(to as usize).and_then(Option::as_ref) else {
-            return self.tcp.send(to, msg);
+            return self.tcp.send_parts(to, msg, tail);
         };
         let mut out = link.lock().unwrap_or_else(|e| e.into_inner());
         if !out.open {
@@ -412,35 +416,46 @@ impl Transport for Hybrid {
                 err: std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the receiver is gone"),
             });
         }
-        let body = &msg[HEADER_LEN..];
+        // The record: the message after its frame header, then the tail.
+        let head = &msg[HEADER_LEN..];
+        let many: Vec<&[u8]>;
+        let parts: &[&[u8]] = if tail.is_empty() {
+            std::slice::from_ref(&head)
+        } else {
+            many = std::iter::once(head).chain(tail.iter().copied()).collect();
+            &many
+        };
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut big_rec = Vec::new();
-        let (kind, parts): (u32, [&[u8]; 2]) = if body.len() > out.producer.capacity() / 4 {
+        let big_ref: &[u8];
+        let (kind, parts): (u32, &[&[u8]]) = if len > out.producer.capacity() / 4 {
             let out = &mut *out;
-            if out.bulk.as_ref().is_none_or(|b| b.capacity() < body.len()) {
+            if out.bulk.as_ref().is_none_or(|b| b.capacity() < len) {
                 out.bulk_gen += 1;
                 let name = ShmName::new(
                     &format!("{:016x}", self.job),
                     &format!("k{}to{to}g{}", self.rank, out.bulk_gen),
                 )
                 .map_err(|err| SendError::Io { to, err })?;
-                let cap = body.len().next_power_of_two().max(MIN_BULK);
+                let cap = len.next_power_of_two().max(MIN_BULK);
                 out.bulk = Some(BulkOut::create(&name, cap).map_err(|err| SendError::Io { to, err })?);
             }
             let bulk = out.bulk.as_mut().expect("made above");
             let lost = Arc::clone(&out.lost);
             let seq = bulk
-                .write(&[body], || lost.load(Ordering::Acquire))
+                .write(parts, || lost.load(Ordering::Acquire))
                 .map_err(|err| SendError::Io { to, err })?;
-            big_rec.extend_from_slice(&(body.len() as u64).to_le_bytes());
+            big_rec.extend_from_slice(&(len as u64).to_le_bytes());
             big_rec.extend_from_slice(&seq.to_le_bytes());
             big_rec.extend_from_slice(bulk.name().name().as_bytes());
-            (BIG, [&big_rec, &[]])
+            big_ref = &big_rec;
+            (BIG, std::slice::from_ref(&big_ref))
         } else {
-            (MSG, [body, &[]])
+            (MSG, parts)
         };
         let t0 = Instant::now();
         loop {
-            match out.producer.try_push(kind, &parts) {
+            match out.producer.try_push(kind, parts) {
                 Ok(true) => break,
                 Ok(false) => {
                     // Full: the consumer drains whatever its process does; wake it if it

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-use crate::frame::{parse_header, seal, FrameError, FrameHeader, FrameKind, HEADER_LEN};
+use crate::frame::{parse_header, seal, seal_with_tail, FrameError, FrameHeader, FrameKind, HEADER_LEN};
 use crate::transport::{Closed, Quiet, Receiver, SendError, Transport};
 
 /// `flags` of the control frame that says goodbye.
@@ -277,12 +277,22 @@ impl Transport for Tcp {
         "tcp"
     }
 
-    fn send(&self, to: u32, mut msg: Vec<u8>) -> Result<(), SendError> {
+    fn send(&self, to: u32, msg: Vec<u8>) -> Result<(), SendError> {
+        self.send_parts(to, msg, &[])
+    }
+
+    fn send_parts(&self, to: u32, mut msg: Vec<u8>, tail: &[&[u8]]) -> Result<(), SendError> {
         let i = self.index.get(to as usize).copied().flatten().ok_or(SendError::NoPeer(to))?;
-        seal(&mut msg, FrameKind::MESSAGE, 0, self.rank)?;
+        let tail_len = tail.iter().map(|t| t.len()).sum();
+        seal_with_tail(&mut msg, FrameKind::MESSAGE, 0, self.rank, tail_len)?;
         let mut out = self.inner.conns[i].out.lock().unwrap_or_else(|e| e.into_inner());
         let s = out.as_mut().ok_or(SendError::NoPeer(to))?;
-        write_all(s, &msg).map_err(|err| SendError::Io { to, err })
+        // Under the lock: the frame's parts go out back to back.
+        write_all(s, &msg).map_err(|err| SendError::Io { to, err })?;
+        for t in tail {
+            write_all(s, t).map_err(|err| SendError::Io { to, err })?;
+        }
+        Ok(())
     }
 
     fn goodbye(&self) {

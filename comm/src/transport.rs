@@ -56,6 +56,20 @@ pub trait Transport: Send + Sync {
     /// See [`SendError`].
     fn send(&self, to: u32, msg: Vec<u8>) -> Result<(), SendError>;
 
+    /// Sends one message made of `msg` (as for [`Transport::send`]) followed by the bytes
+    /// of `tail`, in order, as if they had been appended to `msg`: the receiver gets one
+    /// contiguous message. Transports that can copy the tail straight to its destination
+    /// (shared memory, a socket) do so; the default appends it to `msg` first.
+    ///
+    /// # Errors
+    /// See [`SendError`].
+    fn send_parts(&self, to: u32, mut msg: Vec<u8>, tail: &[&[u8]]) -> Result<(), SendError> {
+        for t in tail {
+            msg.extend_from_slice(t);
+        }
+        self.send(to, msg)
+    }
+
     /// Ends every connection in order: the peers learn that this process is ending with
     /// the job, not dying. Later sends fail.
     fn goodbye(&self);

@@ -1,6 +1,6 @@
 //! The transport suite, over real loopback sockets: processes of a job (threads here)
 //! join through the real bootstrap (rendezvous, handshakes) and exchange messages:
-//! point-to-point in order, all-to-all, 64 MiB messages, goodbye vs a lost peer, and
+//! point-to-point in order, all-to-all, 64 MiB messages, messages sent in parts, goodbye vs a lost peer, and
 //! bytes that are not frames. Rogue clients at the rendezvous are refused while the job
 //! forms. Run on every compiled-in transport (TCP today): each test takes a maker.
 
@@ -222,6 +222,37 @@ fn sixty_four_mib_messages_arrive_whole() {
         for rx in &rxs {
             match next(rx) {
                 Event::Msg(_, m) => assert!(m == big, "{name}: 64 MiB message corrupted"),
+                e => panic!("{name}: unexpected {e:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_message_sent_in_parts_arrives_as_one_in_order() {
+    // `send_parts`: the head and tails of every size (empty, small: through the ring,
+    // large: through the rendezvous buffer / several socket writes) arrive contiguous
+    // and in order with plain sends.
+    for (name, make) in MAKERS {
+        let nodes = make(2);
+        let sizes = [0usize, 1, 100, 1024, 5000, 1 << 20];
+        let mut expected = Vec::new();
+        for (i, &a) in sizes.iter().enumerate() {
+            for &b in &sizes[i..] {
+                let head = [i as u8; 3];
+                let t1: Vec<u8> = (0..a).map(|k| (k % 251) as u8).collect();
+                let t2: Vec<u8> = (0..b).map(|k| (k % 241) as u8).collect();
+                nodes[0].0.send_parts(1, msg(&head), &[&t1, &t2]).expect("sends in parts");
+                nodes[0].0.send(1, msg(&[0xEE])).expect("sends");
+                expected.push([&head[..], &t1, &t2].concat());
+                expected.push(vec![0xEE]);
+            }
+        }
+        for (k, want) in expected.iter().enumerate() {
+            match next(&nodes[1].1) {
+                Event::Msg(0, m) => {
+                    assert!(m == *want, "{name}: message {k} differs ({} vs {} bytes)", m.len(), want.len())
+                }
                 e => panic!("{name}: unexpected {e:?}"),
             }
         }

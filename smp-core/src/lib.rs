@@ -73,7 +73,7 @@ pub use collection::{Array, ArrayMap, BlockMap, BlockSlot, Creation, Group, Inde
 pub use config::Config;
 pub use error::{Error, Result};
 pub use future::{iwait, wait_all, wait_any, Future, Iwait};
-pub use msg::Payload;
+pub use msg::{oob::PodVec, Payload};
 pub use pe::{
     abort, exit, get_host_first_pe, get_host_num_pes, get_host_pes, get_node_first_pe, get_pe_host,
     get_pe_host_rank, get_topo_subtrees, get_topo_tree_edges, my_host, my_node, my_pe, num_hosts, num_nodes,

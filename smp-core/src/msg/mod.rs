@@ -6,6 +6,7 @@
 //! never serialized or copied. The `Payload` bound already asks for serde so that the
 //! same programs work unchanged once messages cross processes (the `comm` layer).
 
+pub(crate) mod oob;
 pub(crate) mod wire;
 
 use std::any::Any;

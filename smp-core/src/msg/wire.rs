@@ -28,7 +28,7 @@ use crate::chare::registry::{self, EpId};
 use crate::collection::{CollId, CreateSpec, Index, Kind, MapWire};
 use crate::error::Error;
 use crate::future::FutureId;
-use crate::msg::{Args, Envelope, Reply};
+use crate::msg::{oob, Args, Envelope, Reply};
 use crate::pe::{PeId, SysMsg};
 use crate::qd::QdMsg;
 use crate::reduction::{PartialMsg, RedKey, RedResult};
@@ -185,38 +185,57 @@ fn desc_of(ep: EpId) -> Result<&'static crate::chare::registry::EntryDesc, Strin
     registry::entry(ep).ok_or_else(|| format!("unknown entry method id {}", ep.0))
 }
 
-/// Serializes `env` for PE `to` into `out` (after whatever `out` already holds: the
-/// transport's frame header).
-pub(crate) fn to_wire(to: PeId, env: Envelope, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+/// Serializes `env` for PE `to` after what `out` already holds (the transport's frame
+/// header) and hands the result to `send`: the message, and the out-of-band runs that
+/// follow it (see [`crate::msg::oob`]), valid during the call only.
+///
+/// Layout after the frame header: `n: u32` (how many runs), the [`Routed`] header, the
+/// payload, then, if `n > 0`, the `n` runs and their `n` lengths (`u64` each).
+pub(crate) fn to_wire<R>(
+    to: PeId,
+    env: Envelope,
+    mut out: Vec<u8>,
+    send: impl FnOnce(Vec<u8>, &[&[u8]]) -> R,
+) -> Result<R, EncodeError> {
     let fail = |what: &str, why: String| EncodeError { what: what.to_string(), to, why };
     let head = |out: &mut Vec<u8>, head: WireHead| {
         encode(&Routed { to, head }, out).map_err(|e| fail("a message header", e))
     };
+    let base = out.len();
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut runs = Vec::new();
+    let mut args_out = |desc: &crate::chare::registry::EntryDesc, a: &dyn Any, out: &mut Vec<u8>| {
+        let (r, set_aside) = oob::collecting(|| encode_args(desc, a, out));
+        runs = set_aside;
+        r
+    };
     match env {
         Envelope::Call { coll, index, ep, reply, args } => {
             let desc = desc_of(ep).map_err(|e| fail("a call", e))?;
-            head(out, WireHead::Call { coll, index, ep: ep.0, reply })?;
+            head(&mut out, WireHead::Call { coll, index, ep: ep.0, reply })?;
             let a: &dyn Any = match &args {
                 Args::Owned(b) => &**b,
                 Args::Shared(a) => &**a,
             };
-            encode_args(desc, a, out).map_err(|e| fail(&format!("a call of {}", desc.name()), e))
+            args_out(desc, a, &mut out).map_err(|e| fail(&format!("a call of {}", desc.name()), e))?;
         }
         Envelope::Bcast { coll, ep, root, fwd, reply, args } => {
             let desc = desc_of(ep).map_err(|e| fail("a broadcast", e))?;
-            head(out, WireHead::Bcast { coll, ep: ep.0, root, fwd, reply })?;
-            encode_args(desc, &*args, out).map_err(|e| fail(&format!("a broadcast of {}", desc.name()), e))
+            head(&mut out, WireHead::Bcast { coll, ep: ep.0, root, fwd, reply })?;
+            args_out(desc, &*args, &mut out)
+                .map_err(|e| fail(&format!("a broadcast of {}", desc.name()), e))?;
         }
         Envelope::SetFuture { fut, value } => match value {
             Ok(v) => {
                 let Some(enc) = v.downcast_ref::<Encoded>() else {
                     return Err(fail("a future's value", "it was not serialized by its sender".into()));
                 };
-                head(out, WireHead::SetFuture { fut })?;
+                head(&mut out, WireHead::SetFuture { fut })?;
                 out.extend_from_slice(&enc.0);
-                Ok(())
             }
-            Err(e) => head(out, WireHead::FailFuture { fut, error: *e }),
+            Err(e) => {
+                head(&mut out, WireHead::FailFuture { fut, error: *e })?;
+            }
         },
         Envelope::Sys(m) => match m {
             SysMsg::Create { coll, root, spec } => {
@@ -226,33 +245,50 @@ pub(crate) fn to_wire(to: PeId, env: Envelope, out: &mut Vec<u8>) -> Result<(), 
                     Kind::Array { shape, wire, .. } => WireKind::Array { shape: *shape, map: wire.clone() },
                 };
                 let ctor = spec.ctor.id().0;
-                head(out, WireHead::Create { coll, root, kind, home: spec.home, ctor, done: spec.done })?;
-                encode_args(spec.ctor, &*spec.args, out)
-                    .map_err(|e| fail(&format!("the constructor arguments of {}", spec.ctor.chare()), e))
+                head(
+                    &mut out,
+                    WireHead::Create { coll, root, kind, home: spec.home, ctor, done: spec.done },
+                )?;
+                args_out(spec.ctor, &*spec.args, &mut out)
+                    .map_err(|e| fail(&format!("the constructor arguments of {}", spec.ctor.chare()), e))?;
             }
             SysMsg::Reduce { key, partial } => {
-                head(out, WireHead::Reduce { key })?;
-                partial.encode(out).map_err(|e| fail("a partial reduction", e))
+                head(&mut out, WireHead::Reduce { key })?;
+                partial.encode(&mut out).map_err(|e| fail("a partial reduction", e))?;
             }
             SysMsg::AllReduce { key, root, result } => {
                 let Some(enc) = result.downcast_ref::<Encoded>() else {
                     return Err(fail("an allreduce result", "it was not serialized by its sender".into()));
                 };
-                head(out, WireHead::AllReduce { key, root })?;
+                head(&mut out, WireHead::AllReduce { key, root })?;
                 out.extend_from_slice(&enc.0);
-                Ok(())
             }
-            SysMsg::Qd(q) => head(out, WireHead::Qd(q)),
-            SysMsg::Exit => head(out, WireHead::Exit(0)),
+            SysMsg::Qd(q) => {
+                head(&mut out, WireHead::Qd(q))?;
+            }
+            SysMsg::Exit => {
+                head(&mut out, WireHead::Exit(0))?;
+            }
             SysMsg::Wake(_) | SysMsg::Run(_) => {
-                Err(fail("a message", "wake-ups and closures never leave their process".into()))
+                return Err(fail("a message", "wake-ups and closures never leave their process".into()));
             }
         },
+    };
+    if runs.is_empty() {
+        return Ok(send(out, &[]));
     }
+    let n =
+        u32::try_from(runs.len()).map_err(|_| fail("a message", "too many out-of-band buffers".into()))?;
+    out[base..base + 4].copy_from_slice(&n.to_le_bytes());
+    let lens: Vec<u8> = runs.iter().flat_map(|r| (r.bytes().len() as u64).to_le_bytes()).collect();
+    let mut parts: Vec<&[u8]> = runs.iter().map(|r| r.bytes()).collect();
+    parts.push(&lens);
+    Ok(send(out, &parts))
 }
 
 /// The exit message for another process, carrying the job's exit code.
 pub(crate) fn exit_to_wire(to: PeId, code: i32, out: &mut Vec<u8>) {
+    out.extend_from_slice(&0u32.to_le_bytes());
     encode(&Routed { to, head: WireHead::Exit(code) }, out).expect("an exit message always encodes");
 }
 
@@ -279,9 +315,34 @@ pub(crate) enum Arrived {
     Exit(i32),
 }
 
+/// Splits a message into its header and payload, and its out-of-band runs (see
+/// [`to_wire`] for the layout).
+fn split_runs(bytes: &[u8]) -> Result<(&[u8], Vec<&[u8]>), DecodeError> {
+    let bad = |why: &str| DecodeError(format!("out-of-band buffers: {why}"));
+    let (n, rest) =
+        bytes.split_first_chunk::<4>().ok_or_else(|| bad("a message shorter than its run count"))?;
+    let n = u32::from_le_bytes(*n) as usize;
+    if n == 0 {
+        return Ok((rest, Vec::new()));
+    }
+    let table =
+        n.checked_mul(8).filter(|&t| t <= rest.len()).ok_or_else(|| bad("a truncated length table"))?;
+    let (mut body, lens) = rest.split_at(rest.len() - table);
+    let mut runs = vec![&[][..]; n];
+    // The runs end where the table starts: take them from the last one back.
+    for (i, len) in lens.chunks_exact(8).enumerate().rev() {
+        let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
+        let at = body.len().checked_sub(len).ok_or_else(|| bad("a run longer than the message"))?;
+        runs[i] = &body[at..];
+        body = &body[..at];
+    }
+    Ok((body, runs))
+}
+
 /// Decodes a message from another process. Argument payloads are decoded here with the
 /// entry method's codec; other payloads stay [`Encoded`] for their typed consumer.
 pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
+    let (bytes, runs) = split_runs(bytes)?;
     let (routed, used) = decode_prefix::<Routed>(bytes).map_err(|e| DecodeError(format!("header: {e}")))?;
     let payload = &bytes[used..];
     let to = routed.to;
@@ -294,12 +355,14 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
     let env = match routed.head {
         WireHead::Call { coll, index, ep, reply } => {
             let desc = args_of(ep, "call")?;
-            let args = (desc.codec().decode_owned)(payload).map_err(|e| bad_args(desc, e))?;
+            let args = oob::with_runs(&runs, || (desc.codec().decode_owned)(payload))
+                .map_err(|e| bad_args(desc, e))?;
             Envelope::Call { coll, index, ep: EpId(ep), reply, args: Args::Owned(args) }
         }
         WireHead::Bcast { coll, ep, root, fwd, reply } => {
             let desc = args_of(ep, "broadcast")?;
-            let args = (desc.codec().decode_shared)(payload).map_err(|e| bad_args(desc, e))?;
+            let args = oob::with_runs(&runs, || (desc.codec().decode_shared)(payload))
+                .map_err(|e| bad_args(desc, e))?;
             Envelope::Bcast { coll, ep: EpId(ep), root, fwd, reply, args }
         }
         WireHead::SetFuture { fut } => {
@@ -309,7 +372,8 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
         WireHead::FailFuture { fut, error } => Envelope::SetFuture { fut, value: Err(Box::new(error)) },
         WireHead::Create { coll, root, kind, home, ctor, done } => {
             let desc = args_of(ctor, "creation")?;
-            let args = (desc.codec().decode_shared)(payload).map_err(|e| bad_args(desc, e))?;
+            let args = oob::with_runs(&runs, || (desc.codec().decode_shared)(payload))
+                .map_err(|e| bad_args(desc, e))?;
             let kind = match kind {
                 WireKind::Group => Kind::Group,
                 WireKind::Single(p) => Kind::Single(p),
@@ -340,7 +404,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn routed(head: WireHead, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = 0u32.to_le_bytes().to_vec();
         encode(&Routed { to: PeId(3), head }, &mut out).expect("encodes");
         out.extend_from_slice(payload);
         out
@@ -387,6 +451,28 @@ mod tests {
         };
         let e = from_wire(&routed(head, &[1, 2, 3])).err().expect("refused");
         assert!(e.to_string().contains("unknown entry method id"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_out_of_band_table_is_an_error() {
+        let whole = routed(WireHead::Qd(QdMsg::Wave(1)), &[]);
+        let with = |n: u32, lens: &[u64]| {
+            let mut m = n.to_le_bytes().to_vec();
+            m.extend_from_slice(&whole[4..]);
+            m.extend(lens.iter().flat_map(|l| l.to_le_bytes()));
+            m
+        };
+        for (n, lens) in [(1u32, &[1u64 << 40][..]), (u32::MAX, &[]), (1, &[u64::MAX])] {
+            let e = from_wire(&with(n, lens)).err().expect("refused");
+            assert!(e.to_string().contains("out-of-band buffers"), "{e}");
+        }
+        // A table that claims too many runs eats into the header: an error too.
+        assert!(from_wire(&with(3, &[1, 1])).is_err());
+        // A well-formed table whose run is taken from the end of the message.
+        match from_wire(&with(1, &[0])) {
+            Ok(Arrived::Msg(PeId(3), Envelope::Sys(SysMsg::Qd(QdMsg::Wave(1))))) => {}
+            _ => panic!("a QD wave with an empty run"),
+        }
     }
 
     proptest! {

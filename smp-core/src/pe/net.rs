@@ -163,12 +163,13 @@ impl Net {
         if shared.exiting() {
             return;
         }
-        let mut buf = charmrs_comm::frame::open_frame();
-        if let Err(e) = wire::to_wire(to, env, &mut buf) {
-            crate::chare::invoke::fatal(&e.to_string());
-        }
+        let buf = charmrs_comm::frame::open_frame();
         let proc = shared.layout.proc_of(to);
-        if let Err(e) = self.transport.send(proc, buf) {
+        let sent = match wire::to_wire(to, env, buf, |buf, runs| self.transport.send_parts(proc, buf, runs)) {
+            Ok(sent) => sent,
+            Err(e) => crate::chare::invoke::fatal(&e.to_string()),
+        };
+        if let Err(e) = sent {
             // The peer closed its end. If it left because the job ends, the exit message
             // it sent first is still unread on our side (this PE was busy sending): read
             // what is there for a moment. If it died, reading reports that, with the
