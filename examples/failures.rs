@@ -2,7 +2,8 @@
 //! `failures +p2 MODE` where MODE is one of
 //! `ctor-panic-awaited`, `ctor-panic`, `method-panic-awaited`, `method-panic`,
 //! `async-panic-awaited`, `double-send`, `main-panic`, `exit-code`, `foreign-await`,
-//! `qd`, `timers`, `abort`, `bad-index`, `bad-map`, `topo`, `idle [MS]`, `flood-exit`.
+//! `qd`, `timers`, `abort`, `bad-index`, `bad-map`, `topo`, `idle [MS]`, `flood-exit`,
+//! `run-twice`.
 
 use std::time::{Duration, Instant};
 
@@ -111,7 +112,29 @@ impl ArrayMap for NoSuchPe {
     }
 }
 
+/// `run-twice`: the runtime through `run_with`, which returns the job's exit code to the
+/// caller, then a second start, which is refused.
+fn run_twice() {
+    let config = match charmrs::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("charmrs: {e}");
+            std::process::exit(2);
+        }
+    };
+    let first = charmrs::run_with(config.clone(), |_| async { charmrs::exit(5) });
+    println!("the runtime returned {first:?}");
+    match charmrs::run_with(config, |_| async {}) {
+        Err(e) => println!("second start: {e}"),
+        Ok(code) => println!("second start ran (unexpected): {code}"),
+    }
+    std::process::exit(first.unwrap_or(1));
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "run-twice") {
+        run_twice();
+    }
     charmrs::start(|main| async move {
         let mode = main.args().get(1).cloned().unwrap_or_default();
         let last = charmrs::num_pes() as i32 - 1;

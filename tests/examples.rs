@@ -134,6 +134,15 @@ fn exit_code_is_the_process_status() {
 }
 
 #[test]
+fn run_with_returns_the_exit_code_and_refuses_a_second_start() {
+    run("failures", &["+p3", "run-twice"], T)
+        .assert_code(5)
+        .stdout_has("the runtime returned Ok(5)")
+        .stdout_has("second start: ")
+        .stdout_has("already ran in this process");
+}
+
+#[test]
 fn quiescence_detection_waits_for_every_chain() {
     for n in [1, 2, 4, 7] {
         run("failures", &[&p(n), "qd"], T)

@@ -61,6 +61,13 @@ fn large_messages_and_out_of_band_buffers_arrive_whole() {
 }
 
 #[test]
+fn run_with_returns_the_job_exit_code_in_every_process() {
+    let r = launch(&["+p4", "++ppn", "2"], "failures", &["run-twice"], T);
+    r.assert_code(5);
+    assert_eq!(r.stdout.matches("the runtime returned Ok(5)").count(), 2, "{}", r.stdout);
+}
+
+#[test]
 fn runtime_options_reach_every_process() {
     // `+stats` after the program: each process prints its own PEs' table, titled.
     launch(&["+p4", "++ppn", "2"], "hello", &["+stats"], T)

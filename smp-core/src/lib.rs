@@ -77,7 +77,7 @@ pub use msg::{oob::PodVec, Payload};
 pub use pe::{
     abort, exit, get_host_first_pe, get_host_num_pes, get_host_pes, get_node_first_pe, get_pe_host,
     get_pe_host_rank, get_topo_subtrees, get_topo_tree_edges, my_host, my_node, my_pe, num_hosts, num_nodes,
-    num_pes, spawn, start, start_with, Job, MainCtx, PeId,
+    num_pes, run_with, spawn, start, start_with, Job, MainCtx, PeId,
 };
 pub use qd::{start_qd, wait_qd};
 pub use reduction::{Bitwise, Logical, Numeric, RedTarget, Reducer};

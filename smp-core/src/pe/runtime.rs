@@ -179,14 +179,38 @@ where
     F: FnOnce(MainCtx) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    init_logging();
-    let booted = match boot(config) {
-        Ok(b) => b,
+    match run_with(config, main) {
+        Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("charmrs: {e}");
             std::process::exit(2)
         }
-    };
+    }
+}
+
+/// Like [`start_with`], but returns the job's exit code to the caller instead of ending
+/// the process, for hosts that must tidy up before they exit (the Python package
+/// flushes its streams and runs its `atexit` handlers). The calling thread runs the
+/// first PE of this process; the runtime has stopped, the other PE threads have ended
+/// and the connections to other processes are closed when it returns. A runtime runs
+/// once per process: a second call is an error.
+///
+/// # Errors
+/// The job cannot start (see [`crate::Error`]): the runtime already ran in this
+/// process, or the topology or the connection to the other processes failed.
+pub fn run_with<F, Fut>(config: Config, main: F) -> Result<i32, crate::Error>
+where
+    F: FnOnce(MainCtx) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    init_logging();
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if STARTED.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return Err(crate::Error::Usage(
+            "the charmrs runtime already ran in this process: start it once".into(),
+        ));
+    }
+    let booted = boot(config)?;
     let handles = booted.spawn_pes(1);
     booted.pin(0);
     let shared = Arc::clone(&booted.shared);
@@ -203,7 +227,7 @@ where
         net.announce_exit(code);
         net.goodbye();
     }
-    std::process::exit(code)
+    Ok(code)
 }
 
 /// A job whose PEs all run on background threads, driven from the thread that
