@@ -4,7 +4,7 @@
 # compile-fail, and the integration tests that run the examples as real processes,
 # as jobs of several processes and across network-namespace hosts), the rustdoc of
 # every crate (warnings are errors), the loom models, and a compile check of the
-# benchmarks.
+# benchmarks; then the Python package (ci/python.sh: wheel, install, pytest).
 set -euxo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +19,4 @@ cargo test --workspace
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 ci/loom.sh
 cargo check -p charmrs-benches --benches
+ci/python.sh

@@ -1,0 +1,57 @@
+"""Groups, arrays and one-sided calls, as real jobs through ``python -m charmrs.run``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROGS = Path(__file__).resolve().parent / "progs"
+
+
+def run_job(pes: int, prog: Path, *args: str, ppn: int = 1) -> subprocess.CompletedProcess[str]:
+    """Runs ``prog`` as a job of ``pes`` PEs (``ppn`` per process), with a timeout."""
+    env = dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed")
+    return subprocess.run(
+        [sys.executable, "-m", "charmrs.run", f"+p{pes}", "++ppn", str(ppn), "++timeout", "60", str(prog), *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        cwd=ROOT,  # not python/: its charmrs/ (no native module) would shadow the installed one
+    )
+
+
+@pytest.mark.parametrize("pes", [1, 2, 4])
+def test_hello_reaches_every_pe_and_the_chain_ends_the_job(pes: int) -> None:
+    r = run_job(pes, ROOT / "examples" / "python" / "hello.py")
+    assert r.returncode == 0, r.stderr
+    for pe in range(pes):
+        assert f"Hello from PE {pe} of {pes} (asked by PE 0)" in r.stdout
+    assert f"the chain crossed {2 * pes} elements" in r.stdout
+
+
+def test_two_pes_per_process() -> None:
+    r = run_job(4, ROOT / "examples" / "python" / "hello.py", ppn=2)
+    assert r.returncode == 0, r.stderr
+    assert "the chain crossed 8 elements" in r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2])
+def test_an_exception_nobody_awaits_ends_the_job_with_its_traceback(pes: int) -> None:
+    r = run_job(pes, PROGS / "raises.py")
+    assert r.returncode != 0
+    assert "ValueError: boom on the last PE" in r.stderr
+    assert "method boom" in r.stderr
+
+
+def test_a_bad_launcher_option_is_status_2() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "charmrs.run", "++bogus", "x.py"], capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
+    assert r.returncode == 2
+    assert "unknown launcher option '++bogus'" in r.stderr
