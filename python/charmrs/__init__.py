@@ -1,11 +1,14 @@
 """charmrs: the Charm4py programming model on a Rust runtime.
 
 Work in progress (issue 5): ``charm.start``, ``charm.myPe``, ``charm.numPes``,
-``charm.exit``, ``Chare``, ``Group``, ``Array`` and one-sided calls on proxies.
-Importing the package starts nothing.
+``charm.exit``, ``charm.awaitCreation``, ``Chare`` (base class and ``Chare(C,
+onPE=p)``), ``Group``, ``Array``, proxies with ``ret=True`` / ``awaitable=True``,
+``Future`` and ``@coro``. Importing the package starts nothing.
 """
 
 from .charm import charm
-from .chare import Array, Chare, Group
+from .chare import Array, Chare, Group, coro, threaded
+from .exceptions import Charm4PyError, CharmError
+from .future import Future
 
-__all__ = ["Array", "Chare", "Group", "charm"]
+__all__ = ["Array", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "charm", "coro", "threaded"]

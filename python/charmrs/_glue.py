@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import pickle
 import sys
-from typing import Any
+from typing import Any, Optional
+
+from greenlet import greenlet
 
 
 def _class(path: str) -> type:
@@ -19,16 +21,31 @@ def _class(path: str) -> type:
 
 def construct(path: str, args: bytes, index: list[int], proxy: Any) -> Any:
     """Makes the element ``index`` of a collection of class ``path``."""
-    from .chare import _CollectionProxy
+    from .chare import Proxy
 
     cls = _class(path)
-    obj = cls.__new__(cls)
+    obj = object.__new__(cls)
     obj.thisIndex = tuple(index) if len(index) > 1 else index[0]
-    obj.thisProxy = _CollectionProxy(proxy, cls)
+    obj.thisProxy = Proxy(proxy, cls)
     obj.__init__(*pickle.loads(args))
     return obj
 
 
-def invoke(obj: Any, method: str, args: bytes) -> None:
-    """Runs ``obj.method(*args)``."""
-    getattr(obj, method)(*pickle.loads(args))
+def _result(value: Any, ret: bool) -> Optional[bytes]:
+    return pickle.dumps(value, protocol=5) if ret else None
+
+
+def invoke(obj: Any, method: str, args: bytes, ret: bool) -> Optional[bytes]:
+    """Runs ``obj.method(*args)``; its pickled result if ``ret``."""
+    return _result(getattr(obj, method)(*pickle.loads(args)), ret)
+
+
+def coro(obj: Any, method: str, args: bytes, ret: bool) -> greenlet:
+    """A greenlet that runs ``obj.method(*args)`` (a ``@coro`` method)."""
+    fn = getattr(obj, method)
+    return greenlet(lambda: _result(fn(*pickle.loads(args)), ret))
+
+
+def main(fn: Any, args: list[str]) -> greenlet:
+    """The greenlet of the program's main function."""
+    return greenlet(lambda: _result(fn(args), False))

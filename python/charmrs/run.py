@@ -1,18 +1,39 @@
 """The launcher: ``python -m charmrs.run +p4 [++ppn K] [++nodelist F] prog.py args...``.
 
 Takes the options of ``charmrs-run`` (the same code) and runs ``prog.py`` with this
-interpreter in every process of the job.
+interpreter in every process of the job. Programs written for Charm4py run unchanged:
+in the processes it starts, ``import charm4py`` gives ``charmrs`` (unless the
+environment sets ``CHARMRS_CHARM4PY_ALIAS=0``).
 """
 
 from __future__ import annotations
 
+import os
+import runpy
 import sys
 
-from . import _charmrs
+WORKER = "--charmrs-worker"
+
+
+def _worker(argv: list[str]) -> None:
+    """In a process of the job: runs the program as ``__main__``."""
+    if os.environ.get("CHARMRS_CHARM4PY_ALIAS", "1") != "0":
+        import charmrs
+
+        sys.modules.setdefault("charm4py", charmrs)
+    prog = argv[0]
+    sys.argv = list(argv)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(prog)))
+    runpy.run_path(prog, run_name="__main__")
 
 
 def main() -> int:
     """Runs the job of the command line; returns its exit status."""
+    if len(sys.argv) > 1 and sys.argv[1] == WORKER:
+        _worker(sys.argv[2:])
+        return 0
+    from . import _charmrs
+
     return _charmrs.launch(sys.argv[1:], sys.executable)
 
 

@@ -8,31 +8,72 @@
 //! that runs the method. The PE loop runs without the GIL; each call into Python takes
 //! it.
 //!
-//! Work in progress (issue 5): creation of groups and arrays, element and broadcast
-//! calls without return values. Futures, `ret=True`, coroutines (greenlets),
-//! reductions and the launcher front are the next slices.
+//! Coroutines (`main`, `@coro` methods) are greenlets driven by a Rust task of the PE
+//! (`drive`): a greenlet that waits for a future switches back to the task with the
+//! future, the task awaits it without the GIL and switches back in with the value.
+//!
+//! Work in progress (issue 5): reductions, `when`, channels, sections and the pool are
+//! the next slices.
 
 use charmrs::prelude::*;
 use charmrs::PodVec;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-/// A method call for a Python chare: the method's name and its pickled arguments.
+/// A method call for a Python chare: the method's name, its pickled arguments, and
+/// whether the caller wants the return value (`ret=True`: then it is pickled back).
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct PyMsg {
     method: String,
     args: PodVec<u8>,
+    ret: bool,
 }
+
+/// A pickled value; empty when the caller did not ask for it.
+type Pickled = PodVec<u8>;
 
 /// A Python chare: the Python object, made by `charmrs._glue.construct`.
 pub struct PyChare {
     obj: Py<PyAny>,
 }
 
-/// Ends the job with the Python exception's traceback (printed first).
+pyo3::create_exception!(
+    charmrs.exceptions,
+    CharmError,
+    pyo3::exceptions::PyException,
+    "An error of the charmrs runtime, or an exception raised in a remote method (its traceback is in the message)."
+);
+
+/// The private Python half of the glue.
+fn glue(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import("charmrs._glue")
+}
+
+/// The exception's traceback, as Python prints it.
+fn traceback(py: Python<'_>, e: &PyErr) -> String {
+    let text = py.import("traceback").and_then(|tb| {
+        let v = e.value(py);
+        tb.call_method1("format_exception", (v.get_type(), v, e.traceback(py)))?.extract::<Vec<String>>()
+    });
+    match text {
+        Ok(lines) => lines.concat(),
+        Err(_) => e.to_string(),
+    }
+}
+
+/// Fails the running method with the Python exception: the runtime catches the panic
+/// and hands it to the caller's future, or ends the job with it if nobody waits.
 fn raised(py: Python<'_>, what: &str, e: PyErr) -> ! {
-    e.print(py);
-    panic!("{what} raised {e}")
+    let tb = traceback(py, &e);
+    std::panic::panic_any(format!("{what} raised an exception:\n{}", tb.trim_end()))
+}
+
+/// The bytes of a `bytes` result (or none, for `None`).
+fn pickled(v: &Bound<'_, PyAny>) -> Pickled {
+    match v.cast::<PyBytes>() {
+        Ok(b) => b.as_bytes().to_vec().into(),
+        Err(_) => PodVec::new(),
+    }
 }
 
 #[chare]
@@ -41,8 +82,7 @@ impl PyChare {
         let index: Vec<i32> = ctx.this_index().as_slice().to_vec();
         let proxy = PyProxy { inner: ctx.this_proxy() };
         Python::attach(|py| {
-            let made = py
-                .import("charmrs._glue")
+            let made = glue(py)
                 .and_then(|g| g.call_method1("construct", (&class, PyBytes::new(py, &args), index, proxy)));
             match made {
                 Ok(obj) => PyChare { obj: obj.unbind() },
@@ -51,17 +91,221 @@ impl PyChare {
         })
     }
 
-    /// Calls `msg.method` on the Python object.
-    fn call(&mut self, ctx: &Ctx<Self>, msg: PyMsg) {
+    /// Runs `msg.method` on the Python object (a plain method: it cannot wait).
+    fn call(&mut self, ctx: &Ctx<Self>, msg: PyMsg) -> Pickled {
         let _ = ctx;
         Python::attach(|py| {
-            let done = py.import("charmrs._glue").and_then(|g| {
-                g.call_method1("invoke", (self.obj.bind(py), &msg.method, PyBytes::new(py, &msg.args)))
+            let done = glue(py).and_then(|g| {
+                g.call_method1(
+                    "invoke",
+                    (self.obj.bind(py), &msg.method, PyBytes::new(py, &msg.args), msg.ret),
+                )
             });
-            if let Err(e) = done {
-                raised(py, &format!("method {}", msg.method), e);
+            match done {
+                Ok(v) => pickled(&v),
+                Err(e) => raised(py, &format!("method {}", msg.method), e),
             }
         })
+    }
+
+    /// Runs `msg.method` (a `@coro` method) in a greenlet: it may wait for futures.
+    async fn call_coro(this: Handle<Self>, msg: PyMsg) -> Pickled {
+        let obj = this.with(|c| Python::attach(|py| c.obj.clone_ref(py)));
+        let glet = Python::attach(|py| {
+            glue(py)
+                .and_then(|g| {
+                    g.call_method1("coro", (obj, &msg.method, PyBytes::new(py, &msg.args), msg.ret))
+                })
+                .map(Bound::unbind)
+                .unwrap_or_else(|e| raised(py, &format!("method {}", msg.method), e))
+        });
+        drive(glet, &format!("method {}", msg.method)).await
+    }
+}
+
+/// Runs greenlet `glet` to its end on this PE: each time it switches back with a
+/// future (`Future.get()`), waits for the future without the GIL and switches back in
+/// with its value (or throws its error into it). Returns what the greenlet returned.
+async fn drive(glet: Py<PyAny>, what: &str) -> Pickled {
+    let mut resume: Option<Result<Py<PyAny>, PyErr>> = None;
+    loop {
+        let step = Python::attach(|py| {
+            let g = glet.bind(py);
+            let r = match resume.take() {
+                None => g.call_method0("switch"),
+                Some(Ok(v)) => g.call_method1("switch", (v,)),
+                Some(Err(e)) => {
+                    let v = e.value(py);
+                    g.call_method1("throw", (v.get_type(), v, e.traceback(py)))
+                }
+            };
+            let v = r.unwrap_or_else(|e| raised(py, what, e));
+            if g.getattr("dead").and_then(|d| d.is_truthy()).unwrap_or(true) {
+                return Err(pickled(&v));
+            }
+            match v.extract::<PyRef<'_, PyFuture>>() {
+                Ok(f) => {
+                    f.awaited.set(true);
+                    Ok(f.kind.clone())
+                }
+                Err(_) => raised(
+                    py,
+                    what,
+                    CharmError::new_err(
+                        "a coroutine switched to the runtime without a future (greenlet misuse)",
+                    ),
+                ),
+            }
+        });
+        match step {
+            Err(done) => return done,
+            Ok(kind) => resume = Some(kind.wait().await),
+        }
+    }
+}
+
+/// What a Python `Future` stands for.
+#[derive(Clone)]
+enum FutKind {
+    /// A value (`ret=True` on one element, or an explicit future).
+    Val(charmrs::Future<Pickled>),
+    /// Completion only (`awaitable=True`).
+    Unit(charmrs::Future<()>),
+    /// The values of a broadcast (`ret=True`), by element index.
+    All(charmrs::Future<Vec<Pickled>>),
+}
+
+impl FutKind {
+    /// Waits for the value: unpickled, `None` for completion, a list for a broadcast;
+    /// a remote failure becomes a `CharmError` with the remote traceback.
+    async fn wait(self) -> Result<Py<PyAny>, PyErr> {
+        fn err(e: charmrs::Error) -> PyErr {
+            CharmError::new_err(e.to_string())
+        }
+        fn loads(py: Python<'_>, b: &[u8]) -> PyResult<Py<PyAny>> {
+            if b.is_empty() {
+                return Ok(py.None());
+            }
+            Ok(py.import("pickle")?.call_method1("loads", (PyBytes::new(py, b),))?.unbind())
+        }
+        match self {
+            FutKind::Val(f) => {
+                let v = f.await.map_err(err)?;
+                Python::attach(|py| loads(py, &v))
+            }
+            FutKind::Unit(f) => {
+                f.await.map_err(err)?;
+                Ok(Python::attach(|py| py.None()))
+            }
+            FutKind::All(f) => {
+                let vs = f.await.map_err(err)?;
+                Python::attach(|py| {
+                    let items = vs.iter().map(|v| loads(py, v)).collect::<PyResult<Vec<_>>>()?;
+                    Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind())
+                })
+            }
+        }
+    }
+}
+
+/// A future of the runtime (wrapped by `charmrs.Future`).
+#[pyclass(module = "charmrs._charmrs", name = "RawFuture", unsendable)]
+pub struct PyFuture {
+    kind: FutKind,
+    /// A coroutine waits for it (or it came from another chare): never detached.
+    awaited: std::cell::Cell<bool>,
+}
+
+impl PyFuture {
+    fn new(kind: FutKind) -> PyFuture {
+        PyFuture { kind, awaited: std::cell::Cell::new(false) }
+    }
+}
+
+impl Drop for PyFuture {
+    /// Nobody can wait for it any more: an error it receives ends the job (it is never
+    /// lost silently).
+    fn drop(&mut self) {
+        if !self.awaited.get() && charmrs::__private::on_pe() {
+            match &self.kind {
+                FutKind::Val(f) => f.detach(),
+                FutKind::Unit(f) => f.detach(),
+                FutKind::All(f) => f.detach(),
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl PyFuture {
+    /// A new future owned by this PE, for an explicit `send`.
+    #[new]
+    fn py_new() -> PyResult<Self> {
+        on_pe()?;
+        Ok(PyFuture::new(FutKind::Val(charmrs::Future::new())))
+    }
+
+    /// Sets the value (pickled bytes), from any PE.
+    fn send(&self, value: &[u8]) -> PyResult<()> {
+        on_pe()?;
+        match &self.kind {
+            FutKind::Val(f) => {
+                f.send(value.to_vec().into());
+                Ok(())
+            }
+            _ => Err(CharmError::new_err("only explicit futures (charm.Future()) take a value from send()")),
+        }
+    }
+
+    /// The future as bytes, to send it to another chare.
+    fn to_bytes(&self) -> PyResult<Vec<u8>> {
+        match &self.kind {
+            FutKind::Val(f) => bincode::serde::encode_to_vec(f, bincode::config::standard())
+                .map_err(|e| CharmError::new_err(e.to_string())),
+            _ => {
+                Err(CharmError::new_err("only explicit futures (charm.Future()) can be sent to other chares"))
+            }
+        }
+    }
+
+    /// The future sent as `to_bytes`.
+    #[staticmethod]
+    fn from_bytes(b: &[u8]) -> PyResult<PyFuture> {
+        let (f, _) =
+            bincode::serde::decode_from_slice::<charmrs::Future<Pickled>, _>(b, bincode::config::standard())
+                .map_err(|e| CharmError::new_err(format!("not a future: {e}")))?;
+        // A copy: the original decides whether the future is detached.
+        let f = PyFuture::new(FutKind::Val(f));
+        f.awaited.set(true);
+        Ok(f)
+    }
+}
+
+/// Runs `f`, turning a panic of the runtime (a call it refuses: an index outside the
+/// array, a PE that does not exist) into a `CharmError` with its message, raised in the
+/// Python caller (the panic hook prints nothing on a PE).
+fn refused<R>(f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_else(|| "the runtime refused the call".into());
+            Err(CharmError::new_err(msg))
+        }
+    }
+}
+
+/// `CharmError` off a PE (before `charm.start`, or on a thread of the program's own).
+fn on_pe() -> PyResult<()> {
+    if charmrs::__private::on_pe() {
+        Ok(())
+    } else {
+        Err(CharmError::new_err(
+            "not on a charmrs PE: call this from main or a chare method, after charm.start()",
+        ))
     }
 }
 
@@ -87,28 +331,55 @@ impl PyProxy {
     }
 
     /// Sends a call of `method` with pickled `args` (to every element of a collection
-    /// proxy, or to the one element of an element proxy).
-    fn send(&self, method: String, args: &[u8]) {
-        drop(self.inner.call(PyMsg { method, args: args.to_vec().into() }));
+    /// proxy, or to the one element of an element proxy). `coro`: the method is a
+    /// `@coro` method. `want`: 0 nothing, 1 completion (`awaitable=True`), 2 the return
+    /// value(s) (`ret=True`); then returns the future.
+    fn send(&self, method: String, args: &[u8], coro: bool, want: u8) -> PyResult<Option<PyFuture>> {
+        on_pe()?;
+        let msg = PyMsg { method, args: args.to_vec().into(), ret: want == 2 };
+        let bcast = self.inner.index().is_none();
+        refused(|| {
+            let call = if coro { self.inner.call_coro(msg) } else { self.inner.call(msg) };
+            Ok(match want {
+                0 => {
+                    drop(call);
+                    None
+                }
+                1 => Some(PyFuture::new(FutKind::Unit(call.awaitable()))),
+                _ if bcast => Some(PyFuture::new(FutKind::All(call.ret_all()))),
+                _ => Some(PyFuture::new(FutKind::Val(call.ret()))),
+            })
+        })
+    }
+
+    /// The proxy as bytes, to send it to another chare.
+    #[pyo3(name = "to_bytes")]
+    fn encoded(&self) -> PyResult<Vec<u8>> {
+        bincode::serde::encode_to_vec(self.inner, bincode::config::standard())
+            .map_err(|e| CharmError::new_err(e.to_string()))
+    }
+
+    /// The proxy sent as `to_bytes`.
+    #[staticmethod]
+    fn from_bytes(b: &[u8]) -> PyResult<PyProxy> {
+        let (inner, _) = bincode::serde::decode_from_slice::<PyChareProxy, _>(b, bincode::config::standard())
+            .map_err(|e| CharmError::new_err(format!("not a proxy: {e}")))?;
+        Ok(PyProxy { inner })
     }
 }
 
 /// Starts the runtime on this process with `argv` (runtime options included) and runs
-/// `main` on PE 0; returns the job's exit code when the job ends.
+/// greenlet `main` on PE 0; returns the job's exit code when the job ends.
 #[pyfunction]
 fn start(py: Python<'_>, main: Py<PyAny>, argv: Vec<String>) -> PyResult<i32> {
     let config = charmrs::Config::parse(argv, |k| std::env::var(k).ok())
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
     py.detach(move || {
         charmrs::run_with(config, move |_| async move {
-            Python::attach(|py| {
-                if let Err(e) = main.call0(py) {
-                    raised(py, "main", e);
-                }
-            })
+            drive(main, "main").await;
         })
     })
-    .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+    .map_err(|e| CharmError::new_err(e.to_string()))
 }
 
 /// This PE's number.
@@ -131,14 +402,43 @@ fn exit(code: i32) {
 
 /// Creates a group of `class` (`module:qualname`) with pickled constructor `args`.
 #[pyfunction]
-fn create_group(class: String, args: &[u8]) -> PyProxy {
-    PyProxy { inner: Group::<PyChare>::new((class, args.to_vec().into())).proxy() }
+fn create_group(class: String, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
+    on_pe()?;
+    created(Group::<PyChare>::new((class, args.to_vec().into())))
 }
 
 /// Creates an array of `class` of shape `dims` with pickled constructor `args`.
 #[pyfunction]
-fn create_array(class: String, dims: Vec<i32>, args: &[u8]) -> PyProxy {
-    PyProxy { inner: Array::<PyChare>::new(Index::new(&dims), (class, args.to_vec().into())).proxy() }
+fn create_array(class: String, dims: Vec<i32>, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
+    on_pe()?;
+    if dims.is_empty() || dims.len() > charmrs::MAX_DIMS || dims.iter().any(|&d| d < 0) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "an array has 1 to {} dimensions of sizes >= 0, not {dims:?}",
+            charmrs::MAX_DIMS
+        )));
+    }
+    created(Array::<PyChare>::new(Index::new(&dims), (class, args.to_vec().into())))
+}
+
+/// Creates a single chare of `class` on PE `pe` (or one chosen round-robin if negative).
+#[pyfunction]
+fn create_single(class: String, pe: i64, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
+    on_pe()?;
+    let n = charmrs::num_pes();
+    let args = (class, args.to_vec().into());
+    if pe < 0 {
+        return created(Single::<PyChare>::new(args));
+    }
+    if pe >= i64::from(n) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("onPE={pe}: the job has {n} PEs")));
+    }
+    created(Single::<PyChare>::on_pe(PeId(pe as u32), args))
+}
+
+/// The proxy of a creation, and a future completed when every element exists.
+fn created(c: charmrs::Creation<PyChareProxy>) -> PyResult<(PyProxy, PyFuture)> {
+    let (proxy, done) = c.into_parts();
+    Ok((PyProxy { inner: proxy }, PyFuture::new(FutKind::Unit(done))))
 }
 
 /// Runs a job as `charmrs-run` does, with the launcher's options in `args` (`+p4 ++ppn 2
@@ -155,7 +455,11 @@ fn launch(py: Python<'_>, args: Vec<String>, python: String) -> i32 {
         }
     };
     let script = std::mem::replace(&mut opts.program, python);
-    opts.args.splice(0..0, ["-u".to_string(), script]);
+    // Each process runs `python -u -m charmrs.run --charmrs-worker prog.py args...`.
+    opts.args.splice(
+        0..0,
+        ["-u", "-m", "charmrs.run", "--charmrs-worker"].map(String::from).into_iter().chain([script]),
+    );
     py.detach(|| match local::run(&opts) {
         Ok(out) => {
             if let Some(r) = out.reason {
@@ -174,6 +478,8 @@ fn launch(py: Python<'_>, args: Vec<String>, python: String) -> i32 {
 #[pymodule]
 fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyProxy>()?;
+    m.add_class::<PyFuture>()?;
+    m.add("CharmError", m.py().get_type::<CharmError>())?;
     m.add_function(wrap_pyfunction!(start, m)?)?;
     m.add_function(wrap_pyfunction!(launch, m)?)?;
     m.add_function(wrap_pyfunction!(my_pe, m)?)?;
@@ -181,5 +487,6 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exit, m)?)?;
     m.add_function(wrap_pyfunction!(create_group, m)?)?;
     m.add_function(wrap_pyfunction!(create_array, m)?)?;
+    m.add_function(wrap_pyfunction!(create_single, m)?)?;
     Ok(())
 }

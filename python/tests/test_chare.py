@@ -55,3 +55,23 @@ def test_a_bad_launcher_option_is_status_2() -> None:
     )
     assert r.returncode == 2
     assert "unknown launcher option '++bogus'" in r.stderr
+
+
+@pytest.mark.parametrize("pes", [1, 2, 4])
+def test_futures_ret_awaitable_explicit_coro_and_remote_exceptions(pes: int) -> None:
+    r = run_job(pes, PROGS / "futures.py")
+    assert r.returncode == 0, r.stderr
+    assert "element 1: 1051" in r.stdout
+    assert "awaited: None" in r.stdout
+    assert "explicit: 42" in r.stdout
+    for check in ["outside", "broadcast", "single on the last PE", "relay", "caught", "group"]:
+        assert f"{check}: True" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2])
+def test_waiting_in_a_plain_method_is_a_clear_error(pes: int) -> None:
+    # Also: `from charm4py import ...` runs unchanged under charmrs.run.
+    r = run_job(pes, PROGS / "plain_get.py")
+    assert r.returncode != 0
+    assert "make it from main or from a method decorated with @coro" in r.stderr
+    assert "wait_here" in r.stderr

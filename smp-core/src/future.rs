@@ -161,9 +161,10 @@ impl<T: Payload> Future<T> {
         with_pe(|pe| pe.id == self.id.pe && pe.futures.is_ready(self.id))
     }
 
-    /// Stops caring about the value: an error arriving later ends the job instead of
-    /// waiting to be awaited.
-    pub(crate) fn detach(&self) {
+    /// Stops caring about the value: an error that arrived or arrives later ends the
+    /// job instead of waiting to be awaited, and a value is dropped. Does nothing on a
+    /// PE other than the owner's.
+    pub fn detach(&self) {
         with_pe(|pe| {
             if pe.id == self.id.pe {
                 pe.futures.detach(self.id)

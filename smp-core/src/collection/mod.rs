@@ -243,6 +243,13 @@ impl<P: Proxy> Creation<P> {
         self.done.detach();
         self.proxy.take().expect("proxy taken once")
     }
+
+    /// The proxy, and the future of the creation's end (every element constructed, or
+    /// an error). Await the future, or [`Future::detach`] it: an error nobody awaits is
+    /// kept until then.
+    pub fn into_parts(mut self) -> (P, Future<()>) {
+        (self.proxy.take().expect("proxy taken once"), self.done.clone())
+    }
 }
 
 impl<P> Drop for Creation<P> {

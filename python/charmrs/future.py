@@ -1,0 +1,65 @@
+"""Futures: values that arrive later; ``get()`` suspends the current coroutine."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Optional
+
+from greenlet import getcurrent
+
+from . import _charmrs
+from .exceptions import CharmError
+
+_UNSET = object()
+
+
+def _wait(raw: Any) -> Any:
+    """Suspends the current coroutine until ``raw`` (a runtime future) completes."""
+    g = getcurrent()
+    if g.parent is None:
+        raise CharmError(
+            "this call waits for a future: make it from main or from a method decorated with @coro "
+            "(plain methods cannot suspend)"
+        )
+    return g.parent.switch(raw)
+
+
+class Future:
+    """A value that arrives later: the result of a call made with ``ret=True`` or
+    ``awaitable=True``, the target of a reduction, or an explicit ``Future()`` that any
+    chare can ``send`` a value to. Only the PE that made it can ``get`` it."""
+
+    __slots__ = ("_raw", "_value", "_error")
+
+    def __init__(self, _raw: Optional[Any] = None) -> None:
+        self._raw = _raw if _raw is not None else _charmrs.RawFuture()
+        self._value: Any = _UNSET
+        self._error: Optional[BaseException] = None
+
+    def get(self) -> Any:
+        """The value: suspends the current coroutine until it arrives. A remote
+        exception is raised here, with the remote traceback in its message."""
+        if self._error is not None:
+            raise self._error
+        if self._value is _UNSET:
+            try:
+                self._value = _wait(self._raw)
+            except CharmError as e:
+                self._error = e
+                raise
+        return self._value
+
+    def send(self, value: Any = None) -> None:
+        """Sets the value of an explicit future (from any chare, on any PE)."""
+        self._raw.send(pickle.dumps(value, protocol=5))
+
+    def __call__(self, value: Any = None) -> None:
+        """Same as ``send``: a future is a callback."""
+        self.send(value)
+
+    def __reduce__(self) -> Any:
+        return (_future_from_bytes, (bytes(self._raw.to_bytes()),))
+
+
+def _future_from_bytes(b: bytes) -> Future:
+    return Future(_charmrs.RawFuture.from_bytes(b))

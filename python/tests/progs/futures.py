@@ -1,0 +1,57 @@
+"""Futures of every kind: ret=True on an element and on a broadcast, awaitable=True,
+explicit futures sent to another chare, a @coro method that waits, a remote exception
+re-raised at the caller, awaitCreation and single chares."""
+
+from charmrs import Array, Chare, CharmError, Future, Group, charm, coro
+
+
+class Worker(Chare):
+    def __init__(self, base):
+        self.base = base
+
+    def work(self, x):
+        index = self.thisIndex if isinstance(self.thisIndex, int) else 0
+        return self.base + 10 * x + index
+
+    def where(self):
+        return charm.myPe()
+
+    def fill(self, fut, v):
+        fut.send(v + 1)
+
+    def boom(self):
+        raise KeyError("remote failure")
+
+    @coro
+    def relay(self, other):
+        return other.where(ret=True).get() * 100
+
+
+def main(args):
+    n = charm.numPes()
+    a = Array(Worker, 2 * n, args=[1000])
+    charm.awaitCreation(a)
+    print("element 1:", a[1].work(5, ret=True).get())
+    try:
+        a[2 * n].work(5)
+    except CharmError as e:
+        print("outside:", "outside the array's shape" in str(e))
+    print("broadcast:", a.work(1, ret=True).get() == [1010 + i for i in range(2 * n)])
+    print("awaited:", a.work(1, awaitable=True).get())
+    f = Future()
+    a[2 * n - 1].fill(f, 41)
+    print("explicit:", f.get())
+    s = Chare(Worker, args=[0], onPE=n - 1)
+    print("single on the last PE:", s.where(ret=True).get() == n - 1)
+    print("relay:", a[0].relay(s, ret=True).get() == 100 * (n - 1))
+    try:
+        a[1].boom(ret=True).get()
+        print("no exception (unexpected)")
+    except CharmError as e:
+        print("caught:", "KeyError: 'remote failure'" in str(e))
+    g = Group(Worker, args=[7])
+    print("group:", g.where(ret=True).get() == list(range(n)))
+    charm.exit(0)
+
+
+charm.start(main)
