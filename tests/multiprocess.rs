@@ -134,6 +134,18 @@ fn failures_are_reported_the_same_across_processes() {
 }
 
 #[test]
+fn the_process_that_failed_is_named_not_those_that_followed() {
+    // Element 1 panics on PE 1 (process 1); the other processes see it vanish and end
+    // too, and tell the launcher so: whichever exit the launcher sees first, it names
+    // process 1. Several runs, since the order of the exits varies.
+    for _ in 0..5 {
+        launch(&["+p4", "++ppn", "1"], "failures", &["method-panic"], T)
+            .assert_code(1)
+            .stderr_has("charmrs-run: process 1 (PE 1 on host localhost) exited with status 1");
+    }
+}
+
+#[test]
 fn ending_the_job_while_a_process_floods_another_does_not_hang() {
     for env in [("CHARMRS_SHM_RING", "4096"), ("CHARMRS_SHM", "0")] {
         launch_env(&["+p2", "++ppn", "1"], "failures", &["flood-exit"], &[env], T)

@@ -45,6 +45,8 @@ const REGISTER: u8 = 10;
 const TABLE: u8 = 11;
 /// See [`REGISTER`]: a process tells the launcher the exit code the job chose.
 const EXIT: u8 = 12;
+/// Process → launcher: this process ends because another one is gone (`u32` rank).
+const FOLLOWS: u8 = 13;
 /// Largest bootstrap frame (a table of thousands of processes fits).
 const MAX_CONTROL: u32 = 64 << 20;
 /// Default time a process waits for the rendezvous and its peers.
@@ -287,20 +289,46 @@ pub fn announce_exit(control: &mut TcpStream, rank: u32, code: i32) -> Result<()
     write_control(control, EXIT, rank, &code.to_le_bytes())
 }
 
-/// The launcher's side of [`announce_exit`]: reads the connection of one process until it
-/// ends, and returns the exit code it announced, if any.
-pub fn read_announcement(control: &mut TcpStream) -> Option<i32> {
-    let mut code = None;
+/// Tells the launcher that this process ends because process `gone` vanished: its own
+/// failure is a consequence, and the launcher names `gone` as the cause.
+///
+/// # Errors
+/// The connection to the launcher failed.
+pub fn announce_follows(control: &mut TcpStream, rank: u32, gone: u32) -> Result<(), String> {
+    write_control(control, FOLLOWS, rank, &gone.to_le_bytes())
+}
+
+/// What a process told the launcher before its connection ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Announcement {
+    /// The exit code the job chose ([`announce_exit`]).
+    pub exit: Option<i32>,
+    /// The process whose loss ended this one ([`announce_follows`]).
+    pub follows: Option<u32>,
+}
+
+/// The launcher's side of [`announce_exit`] and [`announce_follows`]: reads the
+/// connection of one process until it ends, and returns what it announced.
+pub fn read_announcement(control: &mut TcpStream) -> Announcement {
+    let mut said = Announcement::default();
     loop {
         let mut head = [0u8; HEADER_LEN];
         if control.read_exact(&mut head).is_err() {
-            return code;
+            return said;
         }
-        let h = parse_header(&head, 64).ok()?;
+        let Ok(h) = parse_header(&head, 64) else { return said };
         let mut payload = vec![0u8; h.len as usize];
-        control.read_exact(&mut payload).ok()?;
-        if h.kind == FrameKind::CONTROL && h.flags == EXIT && payload.len() == 4 {
-            code = Some(i32::from_le_bytes(payload[..4].try_into().expect("4 bytes")));
+        if control.read_exact(&mut payload).is_err() {
+            return said;
+        }
+        let word = <[u8; 4]>::try_from(&payload[..]).ok();
+        match (h.kind == FrameKind::CONTROL, h.flags, word) {
+            (true, EXIT, Some(w)) => said.exit = Some(i32::from_le_bytes(w)),
+            // The first loss it saw is the cause; later ones are other followers.
+            (true, FOLLOWS, Some(w)) => {
+                said.follows.get_or_insert(u32::from_le_bytes(w));
+            }
+            _ => {}
         }
     }
 }

@@ -75,3 +75,5 @@ def test_waiting_in_a_plain_method_is_a_clear_error(pes: int) -> None:
     assert r.returncode != 0
     assert "make it from main or from a method decorated with @coro" in r.stderr
     assert "wait_here" in r.stderr
+    # The launcher names the process that failed (the last), not those that followed.
+    assert f"charmrs.run: process {pes - 1} (PE {pes - 1} on host localhost) exited with status 1" in r.stderr

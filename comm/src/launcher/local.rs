@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::bootstrap::Announcement;
 use crate::handshake::Secret;
 use crate::launcher::nodelist::{self, Host};
 use crate::launcher::options::LaunchOptions;
@@ -387,11 +388,12 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
     }
     let t0 = Instant::now();
     let mut running: Vec<bool> = vec![true; children.len()];
-    // Exit codes processes announced before ending (the job called `exit(code)`), and the
-    // code of such an exit once one happened.
-    // Per process: `None` while its connection is open, then what it announced.
-    let announced: Arc<std::sync::Mutex<Vec<Option<Option<i32>>>>> =
+    // What processes announced before ending (an exit code the job chose, or the process
+    // whose loss ended them). Per process: `None` while its connection is open.
+    let announced: Arc<std::sync::Mutex<Vec<Option<Announcement>>>> =
         Arc::new(std::sync::Mutex::new(vec![None; slots.len()]));
+    // How the processes that ended so far ended.
+    let mut ended: Vec<Option<ExitStatus>> = vec![None; children.len()];
     let mut chosen = 0;
     let outcome = loop {
         if stop.load(Ordering::Relaxed) || term.load(Ordering::Relaxed) {
@@ -415,8 +417,8 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
                         let (mut c, announced) =
                             (c.try_clone().map_err(|e| e.to_string())?, Arc::clone(&announced));
                         thread::spawn(move || {
-                            let code = crate::bootstrap::read_announcement(&mut c);
-                            announced.lock().unwrap_or_else(|e| e.into_inner())[rank] = Some(code);
+                            let said = crate::bootstrap::read_announcement(&mut c);
+                            announced.lock().unwrap_or_else(|e| e.into_inner())[rank] = Some(said);
                         });
                     }
                     _control = conns;
@@ -439,13 +441,14 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
             }
             if let Ok(Some(st)) = c.try_wait() {
                 running[i] = false;
+                ended[i] = Some(st);
                 // Its connection closes as it exits: give the reader a moment to see the
                 // end of it (only for a job of several, where there is a connection).
                 let t = Instant::now();
                 let mut wanted = None;
                 while !st.success() && st.code().is_some() && _control.len() == slots.len() {
                     if let Some(a) = announced.lock().unwrap_or_else(|e| e.into_inner())[i] {
-                        wanted = a;
+                        wanted = a.exit;
                         break;
                     }
                     if t.elapsed() > Duration::from_millis(500) {
@@ -474,10 +477,21 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
                     if running[i] {
                         if let Ok(Some(other)) = c.try_wait() {
                             running[i] = false;
+                            ended[i] = Some(other);
                             if killed_by_signal(other) {
                                 (slot, st) = (*s, other);
                             }
                         }
+                    }
+                }
+                // A process that said it ends because another vanished names that one
+                // (which may have ended first, seen later in this loop's order).
+                let follows = announced.lock().unwrap_or_else(|e| e.into_inner())[slot.rank as usize]
+                    .and_then(|a| a.follows)
+                    .map(|r| r as usize);
+                if let Some(r) = follows.filter(|&r| r < children.len()) {
+                    if let Some(other) = ended[r] {
+                        (slot, st) = (children[r].0, other);
                     }
                 }
                 thread::sleep(Duration::from_millis(10));

@@ -157,6 +157,12 @@ impl Net {
         let _ = charmrs_comm::bootstrap::announce_exit(&mut c, self.rank, code);
     }
 
+    /// Tells the launcher that this process ends because process `gone` vanished.
+    pub(crate) fn announce_follows(&self, gone: u32) {
+        let mut c = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = charmrs_comm::bootstrap::announce_follows(&mut c, self.rank, gone);
+    }
+
     /// Sends `env` to PE `to` of another process.
     pub(crate) fn send(&self, shared: &Shared, to: PeId, env: Envelope) {
         // The job is ending: other processes are leaving too, and nothing will read it.
@@ -254,10 +260,16 @@ impl Receiver for Inbound {
         match how {
             Closed::Goodbye => {}
             Closed::Lost(_) if shared.exiting() => {}
-            Closed::Lost(why) => process_fatal(
-                &shared.layout,
-                &format!("{} is gone ({why}); ending the job", shared.layout.describe(from)),
-            ),
+            Closed::Lost(why) => {
+                // A consequence, not the cause: the launcher names `from` instead.
+                if let Some(net) = shared.net.get() {
+                    net.announce_follows(from);
+                }
+                process_fatal(
+                    &shared.layout,
+                    &format!("{} is gone ({why}); ending the job", shared.layout.describe(from)),
+                )
+            }
         }
     }
 }
