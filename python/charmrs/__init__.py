@@ -3,12 +3,14 @@
 Work in progress (issue 5): ``charm.start``, ``charm.myPe``, ``charm.numPes``,
 ``charm.exit``, ``charm.awaitCreation``, ``Chare`` (base class and ``Chare(C,
 onPE=p)``), ``Group``, ``Array``, proxies with ``ret=True`` / ``awaitable=True``,
-``Future`` and ``@coro``. Importing the package starts nothing.
+``Future``, ``@coro``, reductions (``contribute``, ``reduce``, ``allreduce``,
+``Reducer`` with custom reducers). Importing the package starts nothing.
 """
 
 from .charm import charm
 from .chare import Array, Chare, Group, coro, threaded
 from .exceptions import Charm4PyError, CharmError
 from .future import Future
+from .reduction import Reducer
 
-__all__ = ["Array", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "charm", "coro", "threaded"]
+__all__ = ["Array", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "Reducer", "charm", "coro", "threaded"]

@@ -35,15 +35,44 @@ def _result(value: Any, ret: bool) -> Optional[bytes]:
     return pickle.dumps(value, protocol=5) if ret else None
 
 
-def invoke(obj: Any, method: str, args: bytes, ret: bool) -> Optional[bytes]:
+def _args(args: bytes, shape: int) -> tuple[Any, ...]:
+    if shape == 0:
+        return pickle.loads(args)  # type: ignore[no-any-return]
+    if shape == 1:
+        return (pickle.loads(args),)
+    return ()
+
+
+def invoke(obj: Any, method: str, args: bytes, shape: int, ret: bool) -> Optional[bytes]:
     """Runs ``obj.method(*args)``; its pickled result if ``ret``."""
-    return _result(getattr(obj, method)(*pickle.loads(args)), ret)
+    return _result(getattr(obj, method)(*_args(args, shape)), ret)
 
 
-def coro(obj: Any, method: str, args: bytes, ret: bool) -> greenlet:
+def coro(obj: Any, method: str, args: bytes, shape: int, ret: bool) -> greenlet:
     """A greenlet that runs ``obj.method(*args)`` (a ``@coro`` method)."""
     fn = getattr(obj, method)
-    return greenlet(lambda: _result(fn(*pickle.loads(args)), ret))
+    return greenlet(lambda: _result(fn(*_args(args, shape)), ret))
+
+
+def combine(reducer: str, a: bytes, b: bytes) -> bytes:
+    """Combines two pickled contributions with ``Reducer.<reducer>``."""
+    from .reduction import Reducer
+
+    fn = getattr(Reducer, reducer).func
+    return pickle.dumps(fn([pickle.loads(a), pickle.loads(b)]), protocol=5)
+
+
+def finish(reducer: str, data: bytes) -> bytes:
+    """The reduction's result after the reducer's ``post`` step, if it has one."""
+    from .reduction import Reducer
+
+    post = getattr(Reducer, reducer).post
+    return data if post is None else pickle.dumps(post(pickle.loads(data)), protocol=5)
+
+
+def gather_list(items: list[bytes]) -> bytes:
+    """The pickled list of gathered contributions."""
+    return pickle.dumps([pickle.loads(b) for b in items], protocol=5)
 
 
 def main(fn: Any, args: list[str]) -> greenlet:

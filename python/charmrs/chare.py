@@ -47,22 +47,32 @@ class Proxy:
         method = getattr(self._cls, name, None)
         if name.startswith("_") or not callable(method):
             raise AttributeError(f"{self._cls.__qualname__} has no entry method {name!r}")
-        raw = self._raw
-        is_coro = bool(getattr(method, "_charmrs_coro", False))
-
-        def call(*args: Any, ret: bool = False, awaitable: bool = False) -> Optional[Future]:
-            want = 2 if ret else 1 if awaitable else 0
-            fut = raw.send(name, pickle.dumps(args, protocol=5), is_coro, want)
-            return None if fut is None else Future(fut)
-
-        call.__name__ = name
-        return call
+        return _BoundMethod(self._raw, name, bool(getattr(method, "_charmrs_coro", False)))
 
     def __reduce__(self) -> Any:
         return (_proxy_from_bytes, (bytes(self._raw.to_bytes()), _path(self._cls)))
 
     def __repr__(self) -> str:
         return f"<proxy of {self._cls.__qualname__}>"
+
+
+class _BoundMethod:
+    """``proxy.method``: call it to send the call, or pass it as a reduction's target."""
+
+    __slots__ = ("_raw", "_name", "_coro")
+
+    def __init__(self, raw: Any, name: str, coro: bool) -> None:
+        self._raw = raw
+        self._name = name
+        self._coro = coro
+
+    def __call__(self, *args: Any, ret: bool = False, awaitable: bool = False) -> Optional[Future]:
+        want = 2 if ret else 1 if awaitable else 0
+        fut = self._raw.send(self._name, pickle.dumps(args, protocol=5), self._coro, want)
+        return None if fut is None else Future(fut)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._name}>"
 
 
 def _proxy_from_bytes(b: bytes, path: str) -> Proxy:
@@ -80,10 +90,59 @@ class Chare:
     thisIndex: Any
     thisProxy: Any
 
+    def _elem(self) -> Any:
+        proxy = self.thisProxy
+        index = self.thisIndex
+        return proxy._raw.elem([index] if isinstance(index, int) else list(index))
+
+    def contribute(self, data: Any, reducer: Any, callback: Any, section: Any = None) -> None:
+        """Gives this element's ``data`` to the next reduction of its collection,
+        combined by ``reducer`` (a ``Reducer``); the result goes to ``callback``: a
+        ``Future`` or a remote method (``proxy.method``, on one element or all)."""
+        _reduce(self, data, reducer, callback, section)
+
+    def reduce(self, callback: Any, data: Any = None, reducer: Any = None, section: Any = None) -> None:
+        """Same as ``contribute`` with Charm4py's other argument order; with neither
+        ``data`` nor ``reducer``, an empty reduction (``callback`` gets no value)."""
+        _reduce(self, data, reducer, callback, section)
+
+    def allreduce(self, data: Any = None, reducer: Any = None, section: Any = None) -> Future:
+        """A reduction whose result every element gets: returns a ``Future`` (wait for
+        it in a ``@coro`` method)."""
+        fut = _reduce(self, data, reducer, None, section)
+        assert fut is not None
+        return fut
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if cls is Chare and args and isinstance(args[0], type) and issubclass(args[0], Chare):
             return _create_single(args[0], *args[1:], **kwargs)
         return super().__new__(cls)
+
+
+def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) -> Optional[Future]:
+    from .reduction import _Reducer
+
+    if section is not None:
+        raise NotImplementedError("reductions over sections are not in charmrs yet (issue 6)")
+    if reducer is None and data is not None:
+        raise ValueError("a reduction with data needs a reducer (Reducer.sum, ...)")
+    if reducer is not None and not isinstance(reducer, _Reducer):
+        raise TypeError(f"{reducer!r} is not a reducer: use Reducer.sum, Reducer.gather, ... or Reducer.addReducer")
+    name = None if reducer is None else reducer.name
+    if reducer is not None and reducer.pre is not None:
+        data = reducer.pre(data, chare)
+    payload = None if reducer is None else pickle.dumps(data, protocol=5)
+    elem = chare._elem()
+    if callback is None:
+        fut = _charmrs.contribute(elem, payload, name)
+        return Future(fut)
+    if isinstance(callback, Future):
+        _charmrs.contribute(elem, payload, name, future=callback._raw)
+    elif isinstance(callback, _BoundMethod):
+        _charmrs.contribute(elem, payload, name, proxy=callback._raw, method=callback._name, coro=callback._coro)
+    else:
+        raise TypeError(f"a reduction's callback is a Future or a remote method (proxy.method), not {callback!r}")
+    return None
 
 
 def _create_single(cls: type, args: Sequence[Any] = (), onPE: int = -1) -> Proxy:  # noqa: N803

@@ -12,8 +12,8 @@
 //! (`drive`): a greenlet that waits for a future switches back to the task with the
 //! future, the task awaits it without the GIL and switches back in with the value.
 //!
-//! Work in progress (issue 5): reductions, `when`, channels, sections and the pool are
-//! the next slices.
+//! Work in progress (issue 5): `when`, channels, sections and the pool are the next
+//! slices.
 
 use charmrs::prelude::*;
 use charmrs::PodVec;
@@ -27,7 +27,16 @@ pub struct PyMsg {
     method: String,
     args: PodVec<u8>,
     ret: bool,
+    /// How `args` are passed: [`ARGS_TUPLE`], [`ARGS_ONE`] or [`ARGS_NONE`].
+    shape: u8,
 }
+
+/// `args` is a pickled tuple of the arguments.
+const ARGS_TUPLE: u8 = 0;
+/// `args` is one pickled value, the one argument (a reduction's result).
+const ARGS_ONE: u8 = 1;
+/// No arguments (an empty reduction's callback).
+const ARGS_NONE: u8 = 2;
 
 /// A pickled value; empty when the caller did not ask for it.
 type Pickled = PodVec<u8>;
@@ -98,7 +107,7 @@ impl PyChare {
             let done = glue(py).and_then(|g| {
                 g.call_method1(
                     "invoke",
-                    (self.obj.bind(py), &msg.method, PyBytes::new(py, &msg.args), msg.ret),
+                    (self.obj.bind(py), &msg.method, PyBytes::new(py, &msg.args), msg.shape, msg.ret),
                 )
             });
             match done {
@@ -114,7 +123,10 @@ impl PyChare {
         let glet = Python::attach(|py| {
             glue(py)
                 .and_then(|g| {
-                    g.call_method1("coro", (obj, &msg.method, PyBytes::new(py, &msg.args), msg.ret))
+                    g.call_method1(
+                        "coro",
+                        (obj, &msg.method, PyBytes::new(py, &msg.args), msg.shape, msg.ret),
+                    )
                 })
                 .map(Bound::unbind)
                 .unwrap_or_else(|e| raised(py, &format!("method {}", msg.method), e))
@@ -173,6 +185,10 @@ enum FutKind {
     Unit(charmrs::Future<()>),
     /// The values of a broadcast (`ret=True`), by element index.
     All(charmrs::Future<Vec<Pickled>>),
+    /// The result of an allreduce.
+    Red(charmrs::Future<PyRed>),
+    /// The result of a gathering allreduce, by element index.
+    Gathered(charmrs::Future<Vec<PyRed>>),
 }
 
 impl FutKind {
@@ -204,6 +220,18 @@ impl FutKind {
                     Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind())
                 })
             }
+            FutKind::Red(f) => {
+                let v = f.await.map_err(err)?;
+                let data = finish(&v);
+                Python::attach(|py| loads(py, &data))
+            }
+            FutKind::Gathered(f) => {
+                let vs = f.await.map_err(err)?;
+                Python::attach(|py| {
+                    let items = vs.iter().map(|v| loads(py, &v.data)).collect::<PyResult<Vec<_>>>()?;
+                    Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind())
+                })
+            }
         }
     }
 }
@@ -231,6 +259,8 @@ impl Drop for PyFuture {
                 FutKind::Val(f) => f.detach(),
                 FutKind::Unit(f) => f.detach(),
                 FutKind::All(f) => f.detach(),
+                FutKind::Red(f) => f.detach(),
+                FutKind::Gathered(f) => f.detach(),
             }
         }
     }
@@ -336,7 +366,7 @@ impl PyProxy {
     /// value(s) (`ret=True`); then returns the future.
     fn send(&self, method: String, args: &[u8], coro: bool, want: u8) -> PyResult<Option<PyFuture>> {
         on_pe()?;
-        let msg = PyMsg { method, args: args.to_vec().into(), ret: want == 2 };
+        let msg = PyMsg { method, args: args.to_vec().into(), ret: want == 2, shape: ARGS_TUPLE };
         let bcast = self.inner.index().is_none();
         refused(|| {
             let call = if coro { self.inner.call_coro(msg) } else { self.inner.call(msg) };
@@ -366,6 +396,148 @@ impl PyProxy {
             .map_err(|e| CharmError::new_err(format!("not a proxy: {e}")))?;
         Ok(PyProxy { inner })
     }
+}
+
+/// A contribution to a reduction: its pickled value, and the name of the reducer that
+/// combines two of them (`charmrs._glue.combine`).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct PyRed {
+    reducer: String,
+    data: Pickled,
+}
+
+/// Combines two contributions with their Python reducer (with the GIL).
+fn py_fold(a: PyRed, b: PyRed) -> PyRed {
+    Python::attach(|py| {
+        let r = glue(py).and_then(|g| {
+            g.call_method1("combine", (&a.reducer, PyBytes::new(py, &a.data), PyBytes::new(py, &b.data)))
+        });
+        match r {
+            Ok(v) => PyRed { data: pickled(&v), reducer: a.reducer },
+            Err(e) => raised(py, &format!("reducer {}", a.reducer), e),
+        }
+    })
+}
+
+/// Where a reduction's result goes, as Python gave it.
+#[derive(Clone)]
+enum PyTarget {
+    /// An explicit future.
+    Future(charmrs::Future<Pickled>),
+    /// A method of a proxy (one element, or a broadcast): `(proxy, method, coro)`.
+    Method(PyChareProxy, String, bool),
+}
+
+impl PyTarget {
+    /// Delivers a result: `data` is the pickled value (`None`: no value, for an empty
+    /// reduction).
+    fn deliver(&self, data: Option<Pickled>) {
+        match self {
+            PyTarget::Future(f) => f.send(data.unwrap_or_default()),
+            PyTarget::Method(p, method, coro) => {
+                let (args, shape) = match data {
+                    Some(d) => (d, ARGS_ONE),
+                    None => (PodVec::new(), ARGS_NONE),
+                };
+                let msg = PyMsg { method: method.clone(), args, ret: false, shape };
+                drop(if *coro { p.call_coro(msg) } else { p.call(msg) });
+            }
+        }
+    }
+}
+
+/// The result of a fold after its reducer's `post` step (with the GIL).
+fn finish(v: &PyRed) -> Pickled {
+    Python::attach(|py| {
+        match glue(py).and_then(|g| g.call_method1("finish", (&v.reducer, PyBytes::new(py, &v.data)))) {
+            Ok(b) => pickled(&b),
+            Err(e) => raised(py, &format!("the post step of reducer {}", v.reducer), e),
+        }
+    })
+}
+
+/// The pickled list of gathered values (with the GIL).
+fn gathered(vs: Vec<PyRed>) -> Pickled {
+    Python::attach(|py| {
+        let items: Vec<_> = vs.iter().map(|v| PyBytes::new(py, &v.data)).collect();
+        match glue(py).and_then(|g| g.call_method1("gather_list", (items,))) {
+            Ok(v) => pickled(&v),
+            Err(e) => raised(py, "gathering a reduction's values", e),
+        }
+    })
+}
+
+/// Contributes to the next reduction of the collection of element `elem` (which must
+/// live on this PE): `data` pickled, combined by Python reducer `reducer` (`"gather"`
+/// collects the values by element index; no reducer and no data: an empty reduction).
+/// The result goes to `future` or to `method` of `proxy`; with neither, every element
+/// gets it (allreduce) through the returned future.
+#[pyfunction]
+#[pyo3(signature = (elem, data, reducer, future=None, proxy=None, method=None, coro=false))]
+#[allow(clippy::too_many_arguments)]
+fn contribute(
+    elem: &PyProxy,
+    data: Option<&[u8]>,
+    reducer: Option<String>,
+    future: Option<PyRef<'_, PyFuture>>,
+    proxy: Option<PyRef<'_, PyProxy>>,
+    method: Option<String>,
+    coro: bool,
+) -> PyResult<Option<PyFuture>> {
+    on_pe()?;
+    let Some(h) = Handle::<PyChare>::of(&elem.inner) else {
+        return Err(CharmError::new_err(
+            "contribute/allreduce is called by a chare element, on its own PE, after its constructor",
+        ));
+    };
+    let target = match (future, proxy, method) {
+        (Some(f), None, None) => match &f.kind {
+            FutKind::Val(f) => Some(PyTarget::Future(f.clone())),
+            _ => return Err(CharmError::new_err("a reduction's target future must be an explicit Future()")),
+        },
+        (None, Some(p), Some(m)) => Some(PyTarget::Method(p.inner, m, coro)),
+        (None, None, None) => None,
+        _ => return Err(CharmError::new_err("a reduction goes to a Future or to one proxy method")),
+    };
+    refused(|| {
+        Ok(match (reducer.as_deref(), data) {
+            (None, _) => {
+                let r = Reducer::<()>::nop();
+                match target {
+                    Some(t) => {
+                        h.contribute((), r, RedTarget::from_fn(move |()| t.deliver(None)));
+                        None
+                    }
+                    None => Some(PyFuture::new(FutKind::Unit(h.allreduce((), r)))),
+                }
+            }
+            (Some("gather"), Some(d)) => {
+                let v = PyRed { reducer: "gather".into(), data: d.to_vec().into() };
+                let r = Reducer::<PyRed, Vec<PyRed>>::gather();
+                match target {
+                    Some(t) => {
+                        h.contribute(v, r, RedTarget::from_fn(move |vs| t.deliver(Some(gathered(vs)))));
+                        None
+                    }
+                    None => Some(PyFuture::new(FutKind::Gathered(h.allreduce(v, r)))),
+                }
+            }
+            (Some(name), Some(d)) => {
+                let v = PyRed { reducer: name.to_string(), data: d.to_vec().into() };
+                let r = Reducer::custom("python", py_fold);
+                match target {
+                    Some(t) => {
+                        h.contribute(v, r, RedTarget::from_fn(move |v: PyRed| t.deliver(Some(finish(&v)))));
+                        None
+                    }
+                    None => Some(PyFuture::new(FutKind::Red(h.allreduce(v, r)))),
+                }
+            }
+            (Some(name), None) => {
+                return Err(CharmError::new_err(format!("reducer {name} needs data to reduce")));
+            }
+        })
+    })
 }
 
 /// Starts the runtime on this process with `argv` (runtime options included) and runs
@@ -488,5 +660,6 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create_group, m)?)?;
     m.add_function(wrap_pyfunction!(create_array, m)?)?;
     m.add_function(wrap_pyfunction!(create_single, m)?)?;
+    m.add_function(wrap_pyfunction!(contribute, m)?)?;
     Ok(())
 }

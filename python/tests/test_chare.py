@@ -77,3 +77,13 @@ def test_waiting_in_a_plain_method_is_a_clear_error(pes: int) -> None:
     assert "wait_here" in r.stderr
     # The launcher names the process that failed (the last), not those that followed.
     assert f"charmrs.run: process {pes - 1} (PE {pes - 1} on host localhost) exited with status 1" in r.stderr
+
+
+@pytest.mark.parametrize("pes", [1, 2, 4])
+def test_reductions(pes: int) -> None:
+    r = run_job(pes, PROGS / "reductions.py")
+    assert r.returncode == 0, r.stderr
+    for check in ["sum", "vector sum", "max", "gather", "custom", "allreduce", "group allreduce"]:
+        assert f"{check}: True" in r.stdout, r.stdout
+    assert "empty reduction arrived" in r.stdout
+    assert "allreduce: True True" in r.stdout

@@ -219,6 +219,17 @@ impl<C: Chare> Clone for Handle<C> {
 }
 
 impl<C: Chare> Handle<C> {
+    /// The handle of the element `proxy` names, if it lives on the calling PE: for code
+    /// outside an entry method's own arguments that acts for the element (a language
+    /// binding's callbacks). `None` for a collection proxy, an element of another PE,
+    /// or off a PE.
+    pub fn of(proxy: &C::Proxy) -> Option<Handle<C>> {
+        let raw = proxy.__raw();
+        let key = ElemKey { coll: raw.coll, index: raw.elem? };
+        let elem = crate::pe::local::try_with_pe(|pe| pe.elem(&key))??;
+        elem.into_any_rc().downcast::<Slot<C>>().ok().map(Handle)
+    }
+
     /// Runs `f` with the chare borrowed mutably.
     ///
     /// # Panics

@@ -86,6 +86,12 @@ impl<R: Payload> RedTarget<R> {
         }
     }
 
+    /// Send the result to a closure, run on the PE where the reduction ends (for
+    /// targets only known at run time, such as a language binding's callbacks).
+    pub fn from_fn(f: impl Fn(R) + Send + Sync + 'static) -> RedTarget<R> {
+        RedTarget { kind: TargetKind::Call(Arc::new(f)) }
+    }
+
     pub(crate) fn from_id(id: FutureId) -> RedTarget<R> {
         RedTarget { kind: TargetKind::Future(id) }
     }

@@ -1,0 +1,109 @@
+"""Reducers: how the contributions of a reduction combine (Charm4py's ``Reducer``)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable, Optional
+
+ReduceFn = Callable[[list[Any]], Any]
+
+
+class _Reducer:
+    """A reducer, as passed to ``contribute``/``reduce``/``allreduce``."""
+
+    __slots__ = ("name", "func", "pre", "post")
+
+    def __init__(
+        self,
+        name: str,
+        func: Optional[ReduceFn],
+        pre: Optional[Callable[[Any, Any], Any]] = None,
+        post: Optional[Callable[[Any], Any]] = None,
+    ) -> None:
+        self.name = name
+        self.func = func
+        self.pre = pre
+        self.post = post
+
+    def __repr__(self) -> str:
+        return f"<Reducer.{self.name}>"
+
+    def __reduce__(self) -> Any:
+        return (_by_name, (self.name,))
+
+
+def _pairwise(op: Callable[[Any, Any], Any]) -> ReduceFn:
+    """Folds contributions with ``op``: numbers and numpy arrays directly (numpy
+    broadcasts), lists and tuples element by element."""
+
+    def two(a: Any, b: Any) -> Any:
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            if len(a) != len(b):
+                raise ValueError(f"contributions of different lengths ({len(a)} and {len(b)}) cannot be combined")
+            return type(a)(two(x, y) for x, y in zip(a, b))
+        return op(a, b)
+
+    def fold(contribs: list[Any]) -> Any:
+        it = iter(contribs)
+        acc = next(it)
+        for c in it:
+            acc = two(acc, c)
+        return acc
+
+    return fold
+
+
+def _np_or(name: str, fallback: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """numpy's element-wise ``name`` for arrays, ``fallback`` for plain values."""
+
+    def op(a: Any, b: Any) -> Any:
+        if hasattr(a, "__array__") or hasattr(b, "__array__"):
+            import numpy
+
+            return getattr(numpy, name)(a, b)
+        return fallback(a, b)
+
+    return op
+
+
+class _ReducerRegistry:
+    """Charm4py's ``Reducer``: the built-in reducers as attributes, and ``addReducer``."""
+
+    def __init__(self) -> None:
+        self._all: dict[str, _Reducer] = {}
+        for name, op in [
+            ("sum", operator.add),
+            ("product", operator.mul),
+            ("max", _np_or("maximum", max)),
+            ("min", _np_or("minimum", min)),
+            ("logical_and", _np_or("logical_and", lambda a, b: bool(a) and bool(b))),
+            ("logical_or", _np_or("logical_or", lambda a, b: bool(a) or bool(b))),
+            ("logical_xor", _np_or("logical_xor", lambda a, b: bool(a) != bool(b))),
+        ]:
+            self._all[name] = _Reducer(name, _pairwise(op))
+        self._all["gather"] = _Reducer("gather", None)
+
+    def addReducer(  # noqa: N802 (Charm4py's name)
+        self,
+        func: ReduceFn,
+        pre: Optional[Callable[[Any, Any], Any]] = None,
+        post: Optional[Callable[[Any], Any]] = None,
+    ) -> None:
+        """Registers ``func`` (which takes a list of contributions and returns their
+        reduction) as ``Reducer.<func.__name__>``. ``pre(data, chare)`` transforms each
+        contribution, ``post(result)`` the final result. Register it in every process
+        (at import time of the program), before it is used."""
+        self._all[func.__name__] = _Reducer(func.__name__, func, pre, post)
+
+    def __getattr__(self, name: str) -> _Reducer:
+        try:
+            return self._all[name]
+        except KeyError:
+            raise AttributeError(f"no reducer {name!r} (register it with Reducer.addReducer)") from None
+
+
+Reducer = _ReducerRegistry()
+
+
+def _by_name(name: str) -> _Reducer:
+    return getattr(Reducer, name)  # type: ignore[no-any-return]
