@@ -75,6 +75,26 @@ def gather_list(items: list[bytes]) -> bytes:
     return pickle.dumps([pickle.loads(b) for b in items], protocol=5)
 
 
+def pickle_exception(exc: BaseException) -> Optional[bytes]:
+    """The exception pickled, or None if it cannot be (then the caller gets a
+    ``CharmError`` with the traceback text)."""
+    try:
+        b = pickle.dumps(exc, protocol=5)
+        pickle.loads(b)
+        return b
+    except Exception:
+        return None
+
+
+def unpickle_exception(b: bytes, remote: str) -> BaseException:
+    """A remote exception, to raise at the caller, with the remote report attached."""
+    exc: BaseException = pickle.loads(b)
+    exc.remote_traceback = remote  # type: ignore[attr-defined]
+    if hasattr(exc, "add_note"):
+        exc.add_note(remote)
+    return exc
+
+
 def main(fn: Any, args: list[str]) -> greenlet:
     """The greenlet of the program's main function."""
     return greenlet(lambda: _result(fn(args), False))

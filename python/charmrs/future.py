@@ -37,14 +37,17 @@ class Future:
         self._error: Optional[BaseException] = None
 
     def get(self) -> Any:
-        """The value: suspends the current coroutine until it arrives. A remote
-        exception is raised here, with the remote traceback in its message."""
+        """The value: suspends the current coroutine until it arrives. An exception
+        raised by the remote method is raised here with its own type (its
+        ``remote_traceback`` attribute and notes hold the remote report; one that
+        cannot be pickled arrives as a ``CharmError`` with the report)."""
         if self._error is not None:
             raise self._error
         if self._value is _UNSET:
             try:
                 self._value = _wait(self._raw)
-            except CharmError as e:
+            except Exception as e:
+                # The remote exception (or a CharmError): raised again by later gets.
                 self._error = e
                 raise
         return self._value

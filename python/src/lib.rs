@@ -71,10 +71,37 @@ fn traceback(py: Python<'_>, e: &PyErr) -> String {
 }
 
 /// Fails the running method with the Python exception: the runtime catches the panic
-/// and hands it to the caller's future, or ends the job with it if nobody waits.
+/// and hands it to the caller's future (the exception itself, pickled, when it can be:
+/// the caller re-raises it with its own type), or ends the job with it if nobody waits.
 fn raised(py: Python<'_>, what: &str, e: PyErr) -> ! {
     let tb = traceback(py, &e);
-    std::panic::panic_any(format!("{what} raised an exception:\n{}", tb.trim_end()))
+    let detail = glue(py)
+        .and_then(|g| g.call_method1("pickle_exception", (e.value(py),)))
+        .map(|b| pickled(&b).into_inner())
+        .unwrap_or_default();
+    std::panic::panic_any(charmrs::__private::Raised {
+        message: format!("{what} raised an exception:\n{}", tb.trim_end()),
+        detail,
+    })
+}
+
+/// A runtime error as a Python exception: a remote exception with its own type (the
+/// remote traceback in its notes and `remote_traceback`), anything else a `CharmError`.
+fn py_err(e: charmrs::Error) -> PyErr {
+    if let charmrs::Error::RemotePanic { detail: Some(d), .. } = &e {
+        if !d.is_empty() {
+            let text = e.to_string();
+            let exc = Python::attach(|py| {
+                glue(py)
+                    .and_then(|g| g.call_method1("unpickle_exception", (PyBytes::new(py, d), text)))
+                    .map(Bound::unbind)
+            });
+            if let Ok(exc) = exc {
+                return Python::attach(|py| PyErr::from_value(exc.into_bound(py)));
+            }
+        }
+    }
+    CharmError::new_err(e.to_string())
 }
 
 /// The bytes of a `bytes` result (or none, for `None`).
@@ -195,9 +222,7 @@ impl FutKind {
     /// Waits for the value: unpickled, `None` for completion, a list for a broadcast;
     /// a remote failure becomes a `CharmError` with the remote traceback.
     async fn wait(self) -> Result<Py<PyAny>, PyErr> {
-        fn err(e: charmrs::Error) -> PyErr {
-            CharmError::new_err(e.to_string())
-        }
+        let err = py_err;
         fn loads(py: Python<'_>, b: &[u8]) -> PyResult<Py<PyAny>> {
             if b.is_empty() {
                 return Ok(py.None());

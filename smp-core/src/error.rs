@@ -21,6 +21,11 @@ pub enum Error {
         index: Option<String>,
         /// The panic message.
         message: String,
+        /// What a language binding attached to the failure (the Python package: the
+        /// pickled exception, re-raised with its own type at the caller); see
+        /// `__private::Raised`.
+        #[serde(default)]
+        detail: Option<Vec<u8>>,
     },
     /// A future was awaited on a PE other than the one that created it.
     #[error(

@@ -100,7 +100,9 @@ pub mod prelude {
 /// Items used by the code that `#[chare]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::chare::invoke::{invoke_async, invoke_ctor, invoke_mut, invoke_ref, when_check, Invoke};
+    pub use crate::chare::invoke::{
+        invoke_async, invoke_ctor, invoke_mut, invoke_ref, when_check, Invoke, Raised,
+    };
     pub use crate::chare::proxy::{call, RawProxy};
     pub use crate::chare::registry::{EntryDesc, WhenFn, ENTRIES};
     pub use crate::collection::{MapDesc, MAPS};

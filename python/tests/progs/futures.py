@@ -5,6 +5,12 @@ re-raised at the caller, awaitCreation and single chares."""
 from charmrs import Array, Chare, CharmError, Future, Group, charm, coro
 
 
+class Unpicklable(Exception):
+    def __init__(self, why):
+        super().__init__(why)
+        self.lock = __import__("threading").Lock()
+
+
 class Worker(Chare):
     def __init__(self, base):
         self.base = base
@@ -21,6 +27,9 @@ class Worker(Chare):
 
     def boom(self):
         raise KeyError("remote failure")
+
+    def unpicklable(self):
+        raise Unpicklable("no")
 
     @coro
     def relay(self, other):
@@ -44,11 +53,20 @@ def main(args):
     s = Chare(Worker, args=[0], onPE=n - 1)
     print("single on the last PE:", s.where(ret=True).get() == n - 1)
     print("relay:", a[0].relay(s, ret=True).get() == 100 * (n - 1))
+    fut = a[1].boom(ret=True)
     try:
-        a[1].boom(ret=True).get()
+        fut.get()
         print("no exception (unexpected)")
+    except KeyError as e:
+        print("caught:", e.args == ("remote failure",) and "in boom" in e.remote_traceback)
+    try:
+        fut.get()
+    except KeyError:
+        print("caught again: True")
+    try:
+        a[1].unpicklable(awaitable=True).get()
     except CharmError as e:
-        print("caught:", "KeyError: 'remote failure'" in str(e))
+        print("unpicklable:", "Unpicklable: no" in str(e))
     g = Group(Worker, args=[7])
     print("group:", g.where(ret=True).get() == list(range(n)))
     charm.exit(0)

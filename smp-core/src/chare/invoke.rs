@@ -62,8 +62,32 @@ pub(crate) fn install_panic_hook() {
     });
 }
 
+/// The payload a language binding panics with to fail an entry method with an error of
+/// its own: `message` is what the runtime reports, `detail` reaches the caller's
+/// future in [`crate::Error::RemotePanic`] (the Python package pickles the exception
+/// there). Not a public API.
+#[doc(hidden)]
+pub struct Raised {
+    /// The failure, as reported (a traceback).
+    pub message: String,
+    /// The binding's own encoding of the failure.
+    pub detail: Vec<u8>,
+}
+
+thread_local! {
+    /// The `detail` of the last caught [`Raised`], until `remote_panic` takes it.
+    static LAST_DETAIL: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
 /// The message of a caught panic, with its location.
 fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    if let Some(r) = payload.downcast_ref::<Raised>() {
+        // The binding's own report; the Rust location of its `panic_any` is noise.
+        LAST_PANIC_AT.with(|p| p.borrow_mut().take());
+        LAST_DETAIL.with(|d| *d.borrow_mut() = Some(r.detail.clone()));
+        return r.message.clone();
+    }
+    LAST_DETAIL.with(|d| d.borrow_mut().take());
     let msg = if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -98,6 +122,7 @@ fn remote_panic(meta: &ElemMeta, desc: &EntryDesc, message: String) -> Error {
         method: desc.method().to_string(),
         index,
         message,
+        detail: LAST_DETAIL.with(|d| d.borrow_mut().take()),
     }
 }
 
