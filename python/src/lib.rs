@@ -575,8 +575,9 @@ fn start(py: Python<'_>, main: Py<PyAny>, argv: Vec<String>) -> PyResult<i32> {
         charmrs::run_with(config, move |_| async move {
             drive(main, "main").await;
         })
+        .map_err(|e| e.to_string())
     })
-    .map_err(|e| CharmError::new_err(e.to_string()))
+    .map_err(CharmError::new_err)
 }
 
 /// This PE's number.
