@@ -35,23 +35,37 @@ def _result(value: Any, ret: bool) -> Optional[bytes]:
     return pickle.dumps(value, protocol=5) if ret else None
 
 
-def _args(args: bytes, shape: int) -> tuple[Any, ...]:
+def _call(fn: Any, args: bytes, shape: int) -> Any:
+    """``fn`` with the arguments of a message; ``exit()`` in a method ends the job."""
     if shape == 0:
-        return pickle.loads(args)  # type: ignore[no-any-return]
-    if shape == 1:
-        return (pickle.loads(args),)
-    return ()
+        a, kw = pickle.loads(args), {}
+    elif shape == 1:
+        a, kw = (pickle.loads(args),), {}
+    elif shape == 3:
+        a, kw = pickle.loads(args)
+    else:
+        a, kw = (), {}
+    try:
+        return fn(*a, **kw)
+    except SystemExit as e:
+        from . import _charmrs
+
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)
+        _charmrs.exit(code)
+        return None
 
 
 def invoke(obj: Any, method: str, args: bytes, shape: int, ret: bool) -> Optional[bytes]:
     """Runs ``obj.method(*args)``; its pickled result if ``ret``."""
-    return _result(getattr(obj, method)(*_args(args, shape)), ret)
+    return _result(_call(getattr(obj, method), args, shape), ret)
 
 
 def coro(obj: Any, method: str, args: bytes, shape: int, ret: bool) -> greenlet:
     """A greenlet that runs ``obj.method(*args)`` (a ``@coro`` method)."""
     fn = getattr(obj, method)
-    return greenlet(lambda: _result(fn(*_args(args, shape)), ret))
+    return greenlet(lambda: _result(_call(fn, args, shape), ret))
 
 
 def combine(reducer: str, a: bytes, b: bytes) -> bytes:
@@ -97,4 +111,4 @@ def unpickle_exception(b: bytes, remote: str) -> BaseException:
 
 def main(fn: Any, args: list[str]) -> greenlet:
     """The greenlet of the program's main function."""
-    return greenlet(lambda: _result(fn(args), False))
+    return greenlet(lambda: _result(_call(fn, pickle.dumps((args,)), 0), False))

@@ -66,9 +66,12 @@ class _BoundMethod:
         self._name = name
         self._coro = coro
 
-    def __call__(self, *args: Any, ret: bool = False, awaitable: bool = False) -> Optional[Future]:
+    def __call__(self, *args: Any, ret: bool = False, awaitable: bool = False, **kwargs: Any) -> Optional[Future]:
         want = 2 if ret else 1 if awaitable else 0
-        fut = self._raw.send(self._name, pickle.dumps(args, protocol=5), self._coro, want)
+        if kwargs:
+            fut = self._raw.send(self._name, pickle.dumps((args, kwargs), protocol=5), self._coro, want, True)
+        else:
+            fut = self._raw.send(self._name, pickle.dumps(args, protocol=5), self._coro, want)
         return None if fut is None else Future(fut)
 
     def __repr__(self) -> str:

@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+from greenlet import getcurrent
 
 from . import _charmrs, _glue
 from .exceptions import CharmError
+from .future import Future, _wait_any
 
 
 class _Charm:
     """The runtime facade (Charm4py's ``charm``). Nothing starts before ``start``."""
 
-    def start(self, main: Callable[[list[str]], Any]) -> None:
-        """Starts the runtime and runs ``main(args)`` as a coroutine on PE 0 of the
-        job; ends the process with the job's exit code when the job ends."""
+    def start(self, entry: Any = None, classes: Sequence[type] = (), modules: Sequence[str] = (), interactive: bool = False) -> None:
+        """Starts the runtime and runs ``entry(args)`` as a coroutine on PE 0 of the
+        job (``entry`` is a function, or a chare class created on PE 0 with ``args``);
+        ends the process with the job's exit code when the job ends. Chare classes
+        need no registration (``classes`` and ``modules`` are accepted and ignored)."""
+        if interactive:
+            raise NotImplementedError("interactive mode (++interactive) is not in charmrs yet")
+        if entry is None:
+            raise TypeError("charm.start needs an entry point: a function or a chare class")
         argv = list(sys.argv)
-        code = _charmrs.start(_glue.main(main, argv), argv)
+        from .chare import Chare
+
+        if isinstance(entry, type) and issubclass(entry, Chare):
+            cls = entry
+
+            def entry(args: list[str]) -> None:
+                Chare(cls, args=[args], onPE=0)
+
+        code = _charmrs.start(_glue.main(entry, argv), argv)
         sys.stdout.flush()
         sys.stderr.flush()
         sys.exit(code)
@@ -32,6 +50,118 @@ class _Charm:
     def exit(self, exit_code: int = 0) -> None:
         """Ends the job with ``exit_code`` once the current method returns."""
         _charmrs.exit(exit_code)
+
+    def abort(self, message: str) -> None:
+        """Ends the job at once, printing ``message`` (exit status 1)."""
+        _charmrs.abort(message)
+
+    # Hosts, processes and PEs.
+
+    def numHosts(self) -> int:  # noqa: N802
+        """The number of hosts of the job."""
+        return _charmrs.topology()[0]
+
+    def myHost(self) -> int:  # noqa: N802
+        """The host this PE runs on (hosts are numbered in the order of their PEs)."""
+        return _charmrs.topology()[1]
+
+    def myNode(self) -> int:  # noqa: N802
+        """The process this PE runs in."""
+        return _charmrs.topology()[2]
+
+    def numNodes(self) -> int:  # noqa: N802
+        """The number of processes of the job."""
+        return _charmrs.topology()[3]
+
+    def getHostPes(self, host: int) -> list[int]:  # noqa: N802
+        """The PEs of ``host``."""
+        return _charmrs.host_pes(host)
+
+    def getHostFirstPe(self, host: int) -> int:  # noqa: N802
+        """The first PE of ``host``."""
+        pes = _charmrs.host_pes(host)
+        if not pes:
+            raise ValueError(f"host {host} does not exist")
+        return pes[0]
+
+    def getHostNumPes(self, host: int) -> int:  # noqa: N802
+        """The number of PEs of ``host``."""
+        return len(_charmrs.host_pes(host))
+
+    def getPeHost(self, pe: int) -> int:  # noqa: N802
+        """The host of PE ``pe``."""
+        return _charmrs.pe_host(pe)[0]
+
+    def getPeHostRank(self, pe: int) -> int:  # noqa: N802
+        """The rank of PE ``pe`` among the PEs of its host."""
+        return _charmrs.pe_host(pe)[1]
+
+    def getNodeFirstPe(self, node: int) -> int:  # noqa: N802
+        """The first PE of process ``node``."""
+        return _charmrs.node_first_pe(node)
+
+    def getTopoTreeEdges(  # noqa: N802
+        self, pe: int, root_pe: int, pes: Optional[Sequence[int]] = None, bfactor: int = 4
+    ) -> tuple[Optional[int], list[int]]:
+        """``(parent, children)`` of ``pe`` in the topology-aware spanning tree rooted at
+        ``root_pe`` over ``pes`` (all PEs by default)."""
+        return _charmrs.topo_tree_edges(pe, root_pe, None if pes is None else list(pes), bfactor)
+
+    def getTopoSubtrees(  # noqa: N802
+        self, root_pe: int, pes: Optional[Sequence[int]] = None, bfactor: int = 4
+    ) -> list[list[int]]:
+        """The subtrees under ``root_pe`` of that tree, one list per child."""
+        return _charmrs.topo_subtrees(root_pe, None if pes is None else list(pes), bfactor)
+
+    # Waiting.
+
+    def wait(self, awaitables: Iterable[Any]) -> None:
+        """Suspends the current coroutine until every future in ``awaitables`` is ready."""
+        for f in awaitables:
+            f.get()
+
+    def iwait(self, awaitables: Iterable[Any]) -> Iterator[Any]:
+        """Yields the futures of ``awaitables`` as they become ready (in a coroutine)."""
+        pending = []
+        for f in awaitables:
+            if f._ready():
+                yield f
+            else:
+                pending.append(f)
+        while pending:
+            i = _wait_any(pending)
+            yield pending.pop(i)
+
+    def sleep(self, secs: float) -> None:
+        """Suspends the current coroutine for ``secs`` seconds while the PE runs other
+        work; outside a coroutine, sleeps like ``time.sleep``."""
+        if getcurrent().parent is None:
+            time.sleep(secs)
+        else:
+            Future(_charmrs.timer(secs)).get()
+
+    def scheduleCallableAfter(self, callable_obj: Callable[..., Any], secs: float, args: Sequence[Any] = ()) -> None:  # noqa: N802
+        """Calls ``callable_obj(*args)`` on this PE after at least ``secs`` seconds (a
+        function, a ``Future`` or a remote method)."""
+        _charmrs.call_after(callable_obj, secs, tuple(args))
+
+    def startQD(self, callback: Any) -> None:  # noqa: N802
+        """Starts quiescence detection: ``callback`` (a ``Future`` or a remote method) is
+        called once no PE has work and no message is in flight."""
+        from .chare import _BoundMethod
+
+        if isinstance(callback, Future):
+            _charmrs.start_qd(future=callback._raw)
+        elif isinstance(callback, _BoundMethod):
+            _charmrs.start_qd(proxy=callback._raw, method=callback._name, coro=callback._coro)
+        else:
+            raise TypeError(f"startQD's callback is a Future or a remote method, not {callback!r}")
+
+    def waitQD(self) -> None:  # noqa: N802
+        """Suspends the current coroutine until quiescence."""
+        f = Future()
+        self.startQD(f)
+        f.get()
 
     def awaitCreation(self, *proxies: Any) -> None:  # noqa: N802
         """Suspends the current coroutine until every element of the collections of

@@ -24,6 +24,20 @@ def _wait(raw: Any) -> Any:
     return g.parent.switch(raw)
 
 
+def _wait_any(futures: list["Future"]) -> int:
+    """Suspends the current coroutine until one of ``futures`` is ready; stores its
+    value (or error) in it and returns its position."""
+    g = getcurrent()
+    if g.parent is None:
+        raise CharmError("iwait waits for futures: use it in main or a @coro method")
+    i, ok, value = g.parent.switch([f._raw for f in futures])
+    if ok:
+        futures[i]._value = value
+    else:
+        futures[i]._error = value
+    return i  # type: ignore[no-any-return]
+
+
 class Future:
     """A value that arrives later: the result of a call made with ``ret=True`` or
     ``awaitable=True``, the target of a reduction, or an explicit ``Future()`` that any
@@ -51,6 +65,9 @@ class Future:
                 self._error = e
                 raise
         return self._value
+
+    def _ready(self) -> bool:
+        return self._value is not _UNSET or self._error is not None
 
     def send(self, value: Any = None) -> None:
         """Sets the value of an explicit future (from any chare, on any PE)."""

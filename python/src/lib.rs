@@ -37,6 +37,8 @@ const ARGS_TUPLE: u8 = 0;
 const ARGS_ONE: u8 = 1;
 /// No arguments (an empty reduction's callback).
 const ARGS_NONE: u8 = 2;
+/// `args` is a pickled pair `(args, kwargs)`.
+const ARGS_KW: u8 = 3;
 
 /// A pickled value; empty when the caller did not ask for it.
 type Pickled = PodVec<u8>;
@@ -182,25 +184,70 @@ async fn drive(glet: Py<PyAny>, what: &str) -> Pickled {
             if g.getattr("dead").and_then(|d| d.is_truthy()).unwrap_or(true) {
                 return Err(pickled(&v));
             }
-            match v.extract::<PyRef<'_, PyFuture>>() {
-                Ok(f) => {
-                    f.awaited.set(true);
-                    Ok(f.kind.clone())
-                }
-                Err(_) => raised(
-                    py,
-                    what,
-                    CharmError::new_err(
-                        "a coroutine switched to the runtime without a future (greenlet misuse)",
-                    ),
-                ),
+            if let Ok(f) = v.extract::<PyRef<'_, PyFuture>>() {
+                f.awaited.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Ok(Wait::One(f.kind.clone()));
             }
+            if let Ok(list) = v.cast::<pyo3::types::PyList>() {
+                let kinds = list
+                    .iter()
+                    .map(|x| {
+                        let f = x.extract::<PyRef<'_, PyFuture>>()?;
+                        f.awaited.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Ok::<_, PyErr>(f.kind.clone())
+                    })
+                    .collect::<Result<Vec<_>, _>>();
+                if let Ok(kinds) = kinds {
+                    if !kinds.is_empty() {
+                        return Ok(Wait::Any(kinds));
+                    }
+                }
+            }
+            raised(
+                py,
+                what,
+                CharmError::new_err("a coroutine switched to the runtime without a future (greenlet misuse)"),
+            )
         });
         match step {
             Err(done) => return done,
-            Ok(kind) => resume = Some(kind.wait().await),
+            Ok(Wait::One(kind)) => resume = Some(kind.wait().await),
+            Ok(Wait::Any(kinds)) => {
+                let (i, r) = first_of(kinds).await;
+                resume = Some(Ok(Python::attach(|py| {
+                    let (ok, v) = match r {
+                        Ok(v) => (true, v),
+                        Err(e) => (false, e.value(py).clone().into_any().unbind()),
+                    };
+                    (i, ok, v).into_pyobject(py).map(|t| t.into_any().unbind()).expect("a tuple")
+                })));
+            }
         }
     }
+}
+
+/// What a coroutine waits for.
+enum Wait {
+    /// One future (`Future.get()`).
+    One(FutKind),
+    /// The first of several to complete (`charm.iwait`): the coroutine gets `(index,
+    /// ok, value or exception)`.
+    Any(Vec<FutKind>),
+}
+
+/// Waits for the first of `kinds` to complete; the others are left untouched (their
+/// values stay in their futures).
+async fn first_of(kinds: Vec<FutKind>) -> (usize, Result<Py<PyAny>, PyErr>) {
+    let mut waits: Vec<_> = kinds.into_iter().map(|k| Box::pin(k.wait())).collect();
+    std::future::poll_fn(|cx| {
+        for (i, w) in waits.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(r) = std::future::Future::poll(w.as_mut(), cx) {
+                return std::task::Poll::Ready((i, r));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// What a Python `Future` stands for.
@@ -262,16 +309,16 @@ impl FutKind {
 }
 
 /// A future of the runtime (wrapped by `charmrs.Future`).
-#[pyclass(module = "charmrs._charmrs", name = "RawFuture", unsendable)]
+#[pyclass(module = "charmrs._charmrs", name = "RawFuture")]
 pub struct PyFuture {
     kind: FutKind,
     /// A coroutine waits for it (or it came from another chare): never detached.
-    awaited: std::cell::Cell<bool>,
+    awaited: std::sync::atomic::AtomicBool,
 }
 
 impl PyFuture {
     fn new(kind: FutKind) -> PyFuture {
-        PyFuture { kind, awaited: std::cell::Cell::new(false) }
+        PyFuture { kind, awaited: std::sync::atomic::AtomicBool::new(false) }
     }
 }
 
@@ -279,7 +326,7 @@ impl Drop for PyFuture {
     /// Nobody can wait for it any more: an error it receives ends the job (it is never
     /// lost silently).
     fn drop(&mut self) {
-        if !self.awaited.get() && charmrs::__private::on_pe() {
+        if !self.awaited.load(std::sync::atomic::Ordering::Relaxed) && charmrs::__private::on_pe() {
             match &self.kind {
                 FutKind::Val(f) => f.detach(),
                 FutKind::Unit(f) => f.detach(),
@@ -331,7 +378,7 @@ impl PyFuture {
                 .map_err(|e| CharmError::new_err(format!("not a future: {e}")))?;
         // A copy: the original decides whether the future is detached.
         let f = PyFuture::new(FutKind::Val(f));
-        f.awaited.set(true);
+        f.awaited.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(f)
     }
 }
@@ -389,9 +436,18 @@ impl PyProxy {
     /// proxy, or to the one element of an element proxy). `coro`: the method is a
     /// `@coro` method. `want`: 0 nothing, 1 completion (`awaitable=True`), 2 the return
     /// value(s) (`ret=True`); then returns the future.
-    fn send(&self, method: String, args: &[u8], coro: bool, want: u8) -> PyResult<Option<PyFuture>> {
+    #[pyo3(signature = (method, args, coro, want, kwargs=false))]
+    fn send(
+        &self,
+        method: String,
+        args: &[u8],
+        coro: bool,
+        want: u8,
+        kwargs: bool,
+    ) -> PyResult<Option<PyFuture>> {
         on_pe()?;
-        let msg = PyMsg { method, args: args.to_vec().into(), ret: want == 2, shape: ARGS_TUPLE };
+        let shape = if kwargs { ARGS_KW } else { ARGS_TUPLE };
+        let msg = PyMsg { method, args: args.to_vec().into(), ret: want == 2, shape };
         let bcast = self.inner.index().is_none();
         refused(|| {
             let call = if coro { self.inner.call_coro(msg) } else { self.inner.call(msg) };
@@ -569,6 +625,10 @@ fn contribute(
 /// greenlet `main` on PE 0; returns the job's exit code when the job ends.
 #[pyfunction]
 fn start(py: Python<'_>, main: Py<PyAny>, argv: Vec<String>) -> PyResult<i32> {
+    // Each PE thread keeps its interpreter thread state for its whole life (attached
+    // once, then detached while it runs): greenlets belong to a thread state, and
+    // attaching per call would make and destroy one each time.
+    charmrs::__private::set_pe_thread_wrapper(|run| Python::attach(|py| py.detach(run)));
     let config = charmrs::Config::parse(argv, |k| std::env::var(k).ok())
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
     py.detach(move || {
@@ -672,6 +732,155 @@ fn launch(py: Python<'_>, args: Vec<String>, python: String) -> i32 {
     })
 }
 
+/// Ends the job at once with `message` (status 1).
+#[pyfunction]
+fn abort(message: &str) -> PyResult<()> {
+    on_pe()?;
+    charmrs::abort(message)
+}
+
+/// A future completed after `secs` seconds (for `charm.sleep`).
+#[pyfunction]
+fn timer(secs: f64) -> PyResult<PyFuture> {
+    on_pe()?;
+    let d = duration(secs)?;
+    let f = charmrs::Future::<()>::new();
+    let done = f.clone();
+    charmrs::call_after(d, move || done.send(()));
+    Ok(PyFuture::new(FutKind::Unit(f)))
+}
+
+fn duration(secs: f64) -> PyResult<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| {
+        pyo3::exceptions::PyValueError::new_err(format!("{secs} is not a number of seconds >= 0"))
+    })
+}
+
+/// Calls `callable(*args)` on this PE after `secs` seconds (`charm.scheduleCallableAfter`).
+/// An exception it raises ends the job with its traceback.
+#[pyfunction]
+fn call_after(callable: Py<PyAny>, secs: f64, args: Py<pyo3::types::PyTuple>) -> PyResult<()> {
+    on_pe()?;
+    let d = duration(secs)?;
+    charmrs::call_after(d, move || {
+        Python::attach(|py| {
+            if let Err(e) = callable.call1(py, args.bind(py)) {
+                let tb = traceback(py, &e);
+                charmrs::abort(&format!(
+                    "a callable scheduled with scheduleCallableAfter raised:\n{}",
+                    tb.trim_end()
+                ))
+            }
+        })
+    });
+    Ok(())
+}
+
+/// Starts quiescence detection: when no PE runs or has a message to run and none is in
+/// flight, the `future` is set or `method` of `proxy` is called.
+#[pyfunction]
+#[pyo3(signature = (future=None, proxy=None, method=None, coro=false))]
+fn start_qd(
+    future: Option<PyRef<'_, PyFuture>>,
+    proxy: Option<PyRef<'_, PyProxy>>,
+    method: Option<String>,
+    coro: bool,
+) -> PyResult<()> {
+    on_pe()?;
+    let t = match (future, proxy, method) {
+        (Some(f), None, None) => match &f.kind {
+            FutKind::Val(f) => PyTarget::Future(f.clone()),
+            _ => return Err(CharmError::new_err("startQD's callback future must be an explicit Future()")),
+        },
+        (None, Some(p), Some(m)) => PyTarget::Method(p.inner, m, coro),
+        _ => return Err(CharmError::new_err("startQD's callback is a Future or one proxy method")),
+    };
+    charmrs::start_qd(RedTarget::from_fn(move |()| t.deliver(None)));
+    Ok(())
+}
+
+/// `(number of hosts, this PE's host, this process, number of processes)`.
+#[pyfunction]
+fn topology() -> PyResult<(u32, u32, u32, u32)> {
+    on_pe()?;
+    Ok((charmrs::num_hosts(), charmrs::my_host(), charmrs::my_node(), charmrs::num_nodes()))
+}
+
+/// The PEs of host `host`.
+#[pyfunction]
+fn host_pes(host: u32) -> PyResult<Vec<u32>> {
+    on_pe()?;
+    Ok(charmrs::get_host_pes(host).into_iter().map(|p| p.0).collect())
+}
+
+/// `(host of pe, rank of pe on its host)`.
+#[pyfunction]
+fn pe_host(pe: u32) -> PyResult<(u32, u32)> {
+    on_pe()?;
+    if pe >= charmrs::num_pes() {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("PE {pe} does not exist")));
+    }
+    Ok((charmrs::get_pe_host(PeId(pe)), charmrs::get_pe_host_rank(PeId(pe))))
+}
+
+/// The first PE of process `node`.
+#[pyfunction]
+fn node_first_pe(node: u32) -> PyResult<u32> {
+    on_pe()?;
+    if node >= charmrs::num_nodes() {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("process {node} does not exist")));
+    }
+    Ok(charmrs::get_node_first_pe(node).0)
+}
+
+fn pe_list(pes: Option<Vec<u32>>) -> PyResult<Option<Vec<PeId>>> {
+    let n = charmrs::num_pes();
+    pes.map(|v| {
+        v.into_iter()
+            .map(|p| {
+                if p < n {
+                    Ok(PeId(p))
+                } else {
+                    Err(pyo3::exceptions::PyValueError::new_err(format!("PE {p} does not exist")))
+                }
+            })
+            .collect()
+    })
+    .transpose()
+}
+
+/// `(parent, children)` of `pe` in the spanning tree rooted at `root` over `pes`.
+#[pyfunction]
+#[pyo3(signature = (pe, root, pes=None, bfactor=4))]
+fn topo_tree_edges(
+    pe: u32,
+    root: u32,
+    pes: Option<Vec<u32>>,
+    bfactor: u32,
+) -> PyResult<(Option<u32>, Vec<u32>)> {
+    on_pe()?;
+    let pes = pe_list(pes)?;
+    refused(|| {
+        let (parent, children) =
+            charmrs::get_topo_tree_edges(PeId(pe), PeId(root), pes.as_deref(), bfactor.max(1));
+        Ok((parent.map(|p| p.0), children.into_iter().map(|p| p.0).collect()))
+    })
+}
+
+/// The subtrees under `root` of the spanning tree over `pes`.
+#[pyfunction]
+#[pyo3(signature = (root, pes=None, bfactor=4))]
+fn topo_subtrees(root: u32, pes: Option<Vec<u32>>, bfactor: u32) -> PyResult<Vec<Vec<u32>>> {
+    on_pe()?;
+    let pes = pe_list(pes)?;
+    refused(|| {
+        Ok(charmrs::get_topo_subtrees(PeId(root), pes.as_deref(), bfactor.max(1))
+            .into_iter()
+            .map(|t| t.into_iter().map(|p| p.0).collect())
+            .collect())
+    })
+}
+
 /// The module `charmrs._charmrs`.
 #[pymodule]
 fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -687,5 +896,19 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create_array, m)?)?;
     m.add_function(wrap_pyfunction!(create_single, m)?)?;
     m.add_function(wrap_pyfunction!(contribute, m)?)?;
+    for f in [
+        wrap_pyfunction!(abort, m)?,
+        wrap_pyfunction!(timer, m)?,
+        wrap_pyfunction!(call_after, m)?,
+        wrap_pyfunction!(start_qd, m)?,
+        wrap_pyfunction!(topology, m)?,
+        wrap_pyfunction!(host_pes, m)?,
+        wrap_pyfunction!(pe_host, m)?,
+        wrap_pyfunction!(node_first_pe, m)?,
+        wrap_pyfunction!(topo_tree_edges, m)?,
+        wrap_pyfunction!(topo_subtrees, m)?,
+    ] {
+        m.add_function(f)?;
+    }
     Ok(())
 }

@@ -87,3 +87,25 @@ def test_reductions(pes: int) -> None:
         assert f"{check}: True" in r.stdout, r.stdout
     assert "empty reduction arrived" in r.stdout
     assert "allreduce: True True" in r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2, 4])
+def test_the_charm_object(pes: int) -> None:
+    r = run_job(pes, PROGS / "runtime.py")
+    assert r.returncode == 3, r.stderr  # exit(3) in a chare method ends the job with 3
+    assert "kwargs: True" in r.stdout, r.stdout
+    assert "iwait: True True" in r.stdout
+    assert "scheduled: later" in r.stdout
+    assert "quiescence: True" in r.stdout
+    assert "hosts: True True True True True True True True" in r.stdout
+    assert "tree: True True True" in r.stdout
+
+
+@pytest.mark.parametrize("prog", ["futures.py", "reductions.py", "runtime.py"])
+def test_several_pes_in_one_process(prog: str) -> None:
+    # PE threads share the interpreter (the GIL); each keeps its own thread state, which
+    # its greenlets belong to.
+    r = run_job(2, PROGS / prog, ppn=2)
+    assert r.returncode == (3 if prog == "runtime.py" else 0), r.stderr
+    assert "True" in r.stdout and "False" not in r.stdout, r.stdout
+    assert "Error" not in r.stderr, r.stderr

@@ -108,6 +108,7 @@ pub mod __private {
     pub use crate::collection::{MapDesc, MAPS};
     pub use crate::msg::wire::ArgCodec;
     pub use crate::msg::{sizes, Sizes};
+    pub use crate::pe::set_pe_thread_wrapper;
     /// Whether the calling thread is a running PE.
     pub fn on_pe() -> bool {
         crate::pe::local::try_with_pe(|_| ()).is_some()

@@ -11,6 +11,7 @@ pub(crate) mod worker;
 
 pub(crate) use executor::TaskId;
 pub(crate) use local::{with_pe, PeLocal};
+pub use runtime::set_pe_thread_wrapper;
 pub(crate) use runtime::Shared;
 pub use runtime::{
     abort, exit, get_host_first_pe, get_host_num_pes, get_host_pes, get_node_first_pe, get_pe_host,

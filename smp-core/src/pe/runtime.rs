@@ -404,12 +404,35 @@ impl Booted {
                     .name(format!("pe-{p}"))
                     .spawn(move || {
                         pin_for(&shared, cpu, &warned);
-                        run_pe(PeId(p), shared, None);
+                        let mut body = Some(move || run_pe(PeId(p), shared, None));
+                        let mut run = || {
+                            if let Some(b) = body.take() {
+                                b()
+                            }
+                        };
+                        match PE_THREAD_WRAPPER.get() {
+                            Some(wrap) => wrap(&mut run),
+                            None => run(),
+                        }
                     })
                     .expect("spawning a PE thread")
             })
             .collect()
     }
+}
+
+/// Runs around the whole life of each PE thread the runtime starts (see
+/// [`set_pe_thread_wrapper`]).
+static PE_THREAD_WRAPPER: std::sync::OnceLock<fn(&mut (dyn FnMut() + Send))> = std::sync::OnceLock::new();
+
+/// Makes every PE thread the runtime starts run its loop inside `wrap` (which must call
+/// the function it is given, once): for a language binding that needs per-thread state
+/// for the thread's whole life (the Python package keeps each PE thread's interpreter
+/// state, which greenlets belong to). Set once, before the runtime starts; later calls
+/// are ignored. Not a public API.
+#[doc(hidden)]
+pub fn set_pe_thread_wrapper(wrap: fn(&mut (dyn FnMut() + Send))) {
+    let _ = PE_THREAD_WRAPPER.set(wrap);
 }
 
 fn pin_for(shared: &Shared, cpu: Option<usize>, warned: &AtomicBool) {
