@@ -8,9 +8,9 @@ onPE=p)``), ``Group``, ``Array``, proxies with ``ret=True`` / ``awaitable=True``
 """
 
 from .charm import charm
-from .chare import Array, Chare, Group, coro, threaded
+from .chare import Array, Chare, Group, coro, threaded, when
 from .exceptions import Charm4PyError, CharmError
 from .future import Future
 from .reduction import Reducer
 
-__all__ = ["Array", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "Reducer", "charm", "coro", "threaded"]
+__all__ = ["Array", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "Reducer", "charm", "coro", "threaded", "when"]

@@ -35,16 +35,25 @@ def _result(value: Any, ret: bool) -> Optional[bytes]:
     return pickle.dumps(value, protocol=5) if ret else None
 
 
+def _decode(args: bytes, shape: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if shape == 0:
+        return pickle.loads(args), {}
+    if shape == 1:
+        return (pickle.loads(args),), {}
+    if shape == 3:
+        return pickle.loads(args)  # type: ignore[no-any-return]
+    return (), {}
+
+
+def when_holds(obj: Any, method: str, args: bytes, shape: int) -> bool:
+    """Whether the ``@when`` condition of ``method`` holds for these arguments."""
+    a, kw = _decode(args, shape)
+    return bool(getattr(type(obj), method)._charmrs_when(obj, *a, **kw))
+
+
 def _call(fn: Any, args: bytes, shape: int) -> Any:
     """``fn`` with the arguments of a message; ``exit()`` in a method ends the job."""
-    if shape == 0:
-        a, kw = pickle.loads(args), {}
-    elif shape == 1:
-        a, kw = (pickle.loads(args),), {}
-    elif shape == 3:
-        a, kw = pickle.loads(args)
-    else:
-        a, kw = (), {}
+    a, kw = _decode(args, shape)
     try:
         return fn(*a, **kw)
     except SystemExit as e:

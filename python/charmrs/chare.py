@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import pickle
 from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
@@ -20,6 +21,44 @@ def coro(fn: F) -> F:
 
 #: Charm4py's older name for ``coro``.
 threaded = coro
+
+
+def when(condition: Union[str, Callable[..., bool]]) -> Callable[[F], F]:
+    """Delays each call of the decorated method until ``condition`` holds on the
+    chare: a Python expression over ``self`` and the method's parameters (compiled
+    here, once), a callable ``condition(self, *args, **kwargs)``, or (Charm4py's older
+    form) the name of an attribute that must equal the first argument. Calls that
+    wait are re-checked after each method of the chare runs."""
+
+    def decorate(fn: F) -> F:
+        check: Callable[..., bool]
+        if callable(condition):
+            check = condition
+        elif isinstance(condition, str) and condition.isidentifier():
+            attr = condition
+
+            def check(self: Any, first: Any = None, *args: Any, **kwargs: Any) -> bool:
+                return bool(getattr(self, attr) == first)
+
+        elif isinstance(condition, str):
+            try:
+                code = compile(condition, f"<@when of {fn.__qualname__}>", "eval")
+            except SyntaxError as e:
+                raise SyntaxError(f"the @when condition {condition!r} of {fn.__qualname__} does not compile: {e.msg}") from e
+            sig = inspect.signature(fn)
+            env = fn.__globals__
+
+            def check(self: Any, *args: Any, **kwargs: Any) -> bool:
+                bound = sig.bind(self, *args, **kwargs)
+                bound.apply_defaults()
+                return bool(eval(code, env, dict(bound.arguments)))
+
+        else:
+            raise TypeError(f"@when takes a condition string or a callable, not {condition!r}")
+        fn._charmrs_when = check  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
 
 
 def _path(cls: type) -> str:
@@ -47,7 +86,12 @@ class Proxy:
         method = getattr(self._cls, name, None)
         if name.startswith("_") or not callable(method):
             raise AttributeError(f"{self._cls.__qualname__} has no entry method {name!r}")
-        return _BoundMethod(self._raw, name, bool(getattr(method, "_charmrs_coro", False)))
+        return _BoundMethod(
+            self._raw,
+            name,
+            bool(getattr(method, "_charmrs_coro", False)),
+            hasattr(method, "_charmrs_when"),
+        )
 
     def __reduce__(self) -> Any:
         return (_proxy_from_bytes, (bytes(self._raw.to_bytes()), _path(self._cls)))
@@ -59,23 +103,29 @@ class Proxy:
 class _BoundMethod:
     """``proxy.method``: call it to send the call, or pass it as a reduction's target."""
 
-    __slots__ = ("_raw", "_name", "_coro")
+    __slots__ = ("_raw", "_name", "_coro", "_when")
 
-    def __init__(self, raw: Any, name: str, coro: bool) -> None:
+    def __init__(self, raw: Any, name: str, coro: bool, when: bool = False) -> None:
         self._raw = raw
         self._name = name
         self._coro = coro
+        self._when = when
 
     def __call__(self, *args: Any, ret: bool = False, awaitable: bool = False, **kwargs: Any) -> Optional[Future]:
         want = 2 if ret else 1 if awaitable else 0
-        if kwargs:
-            fut = self._raw.send(self._name, pickle.dumps((args, kwargs), protocol=5), self._coro, want, True)
-        else:
-            fut = self._raw.send(self._name, pickle.dumps(args, protocol=5), self._coro, want)
+        payload = pickle.dumps((args, kwargs) if kwargs else args, protocol=5)
+        fut = self._raw.send(self._name, payload, self._coro, want, bool(kwargs), self._when)
         return None if fut is None else Future(fut)
 
     def __repr__(self) -> str:
         return f"<remote method {self._name}>"
+
+    def __reduce__(self) -> Any:
+        return (_bound_from_bytes, (bytes(self._raw.to_bytes()), self._name, self._coro, self._when))
+
+
+def _bound_from_bytes(b: bytes, name: str, coro: bool, when: bool) -> _BoundMethod:
+    return _BoundMethod(_charmrs.Proxy.from_bytes(b), name, coro, when)
 
 
 def _proxy_from_bytes(b: bytes, path: str) -> Proxy:

@@ -146,6 +146,13 @@ impl PyChare {
         })
     }
 
+    /// Runs `msg.method`, a method with a `@when` condition: the runtime keeps the
+    /// message until the condition holds (re-checked after each method of the element).
+    #[when(self.holds(msg))]
+    fn call_when(&mut self, ctx: &Ctx<Self>, msg: PyMsg) -> Pickled {
+        self.call(ctx, msg)
+    }
+
     /// Runs `msg.method` (a `@coro` method) in a greenlet: it may wait for futures.
     async fn call_coro(this: Handle<Self>, msg: PyMsg) -> Pickled {
         let obj = this.with(|c| Python::attach(|py| c.obj.clone_ref(py)));
@@ -161,6 +168,20 @@ impl PyChare {
                 .unwrap_or_else(|e| raised(py, &format!("method {}", msg.method), e))
         });
         drive(glet, &format!("method {}", msg.method)).await
+    }
+}
+
+impl PyChare {
+    /// Whether the `@when` condition of `msg.method` holds for these arguments (with
+    /// the GIL). A condition that raises ends the job with its traceback.
+    fn holds(&self, msg: &PyMsg) -> bool {
+        Python::attach(|py| {
+            let r = glue(py).and_then(|g| {
+                let args = PyBytes::new(py, &msg.args);
+                g.call_method1("when_holds", (self.obj.bind(py), &msg.method, args, msg.shape))?.is_truthy()
+            });
+            r.unwrap_or_else(|e| raised(py, &format!("the @when condition of {}", msg.method), e))
+        })
     }
 }
 
@@ -435,8 +456,10 @@ impl PyProxy {
     /// Sends a call of `method` with pickled `args` (to every element of a collection
     /// proxy, or to the one element of an element proxy). `coro`: the method is a
     /// `@coro` method. `want`: 0 nothing, 1 completion (`awaitable=True`), 2 the return
-    /// value(s) (`ret=True`); then returns the future.
-    #[pyo3(signature = (method, args, coro, want, kwargs=false))]
+    /// value(s) (`ret=True`); then returns the future. `kwargs`: `args` is a pickled
+    /// `(args, kwargs)` pair. `when`: the method has a `@when` condition.
+    #[pyo3(signature = (method, args, coro, want, kwargs=false, when=false))]
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
         method: String,
@@ -444,13 +467,24 @@ impl PyProxy {
         coro: bool,
         want: u8,
         kwargs: bool,
+        when: bool,
     ) -> PyResult<Option<PyFuture>> {
         on_pe()?;
         let shape = if kwargs { ARGS_KW } else { ARGS_TUPLE };
         let msg = PyMsg { method, args: args.to_vec().into(), ret: want == 2, shape };
         let bcast = self.inner.index().is_none();
         refused(|| {
-            let call = if coro { self.inner.call_coro(msg) } else { self.inner.call(msg) };
+            let call = match (coro, when) {
+                (false, false) => self.inner.call(msg),
+                (true, false) => self.inner.call_coro(msg),
+                (false, true) => self.inner.call_when(msg),
+                (true, true) => {
+                    return Err(CharmError::new_err(format!(
+                        "{}: a method cannot be both @coro and @when in charmrs yet",
+                        msg.method
+                    )))
+                }
+            };
             Ok(match want {
                 0 => {
                     drop(call);

@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-PROGS = Path(__file__).resolve().parent / "progs"
-
-
-def run_job(pes: int, prog: Path, *args: str, ppn: int = 1) -> subprocess.CompletedProcess[str]:
-    """Runs ``prog`` as a job of ``pes`` PEs (``ppn`` per process), with a timeout."""
-    env = dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed")
-    return subprocess.run(
-        [sys.executable, "-m", "charmrs.run", f"+p{pes}", "++ppn", str(ppn), "++timeout", "60", str(prog), *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env=env,
-        cwd=ROOT,  # not python/: its charmrs/ (no native module) would shadow the installed one
-    )
+from _jobs import PROGS, ROOT, run_job
 
 
 @pytest.mark.parametrize("pes", [1, 2, 4])
@@ -109,3 +92,11 @@ def test_several_pes_in_one_process(prog: str) -> None:
     assert r.returncode == (3 if prog == "runtime.py" else 0), r.stderr
     assert "True" in r.stdout and "False" not in r.stdout, r.stdout
     assert "Error" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("pes", [1, 2])
+def test_when_delays_calls_until_their_condition_holds(pes: int) -> None:
+    r = run_job(pes, PROGS / "when.py")
+    assert r.returncode == 0, r.stderr
+    for check in ["order", "returns", "old style", "bad condition"]:
+        assert f"{check}: True" in r.stdout, r.stdout
