@@ -21,12 +21,12 @@ def _class(path: str) -> type:
 
 def construct(path: str, args: bytes, index: list[int], proxy: Any) -> Any:
     """Makes the element ``index`` of a collection of class ``path``."""
-    from .chare import Proxy
+    from .chare import _make_proxy
 
     cls = _class(path)
     obj = object.__new__(cls)
     obj.thisIndex = tuple(index) if len(index) > 1 else index[0]
-    obj.thisProxy = Proxy(proxy, cls)
+    obj.thisProxy = _make_proxy(proxy, cls)
     obj.__init__(*pickle.loads(args))
     return obj
 

@@ -69,7 +69,9 @@ class Proxy:
     """A proxy: calling a method on it sends the call to every element of the
     collection, or to one element (``proxy[i]``). Keyword arguments ``ret=True`` (the
     return value, a list for a broadcast) and ``awaitable=True`` (completion) make the
-    call return a ``Future``."""
+    call return a ``Future``. ``proxy.method`` (not called) is a callback for
+    reductions and ``startQD``. Each chare class gets its own proxy class, with one
+    method per entry method."""
 
     __slots__ = ("_raw", "_cls", "_created")
 
@@ -80,18 +82,11 @@ class Proxy:
 
     def __getitem__(self, index: Union[int, Sequence[int]]) -> "Proxy":
         idx = [index] if isinstance(index, int) else list(index)
-        return Proxy(self._raw.elem(idx), self._cls)
+        return self.__class__(self._raw.elem(idx), self._cls)
 
     def __getattr__(self, name: str) -> Any:
-        method = getattr(self._cls, name, None)
-        if name.startswith("_") or not callable(method):
-            raise AttributeError(f"{self._cls.__qualname__} has no entry method {name!r}")
-        return _BoundMethod(
-            self._raw,
-            name,
-            bool(getattr(method, "_charmrs_coro", False)),
-            hasattr(method, "_charmrs_when"),
-        )
+        # Only names that are not entry methods get here.
+        raise AttributeError(f"{self._cls.__qualname__} has no entry method {name!r}")
 
     def __reduce__(self) -> Any:
         return (_proxy_from_bytes, (bytes(self._raw.to_bytes()), _path(self._cls)))
@@ -100,38 +95,57 @@ class Proxy:
         return f"<proxy of {self._cls.__qualname__}>"
 
 
-class _BoundMethod:
-    """``proxy.method``: call it to send the call, or pass it as a reduction's target."""
+#: The proxy class of each chare class.
+_PROXY_CLASSES: dict[type, type] = {}
 
-    __slots__ = ("_raw", "_name", "_coro", "_when")
 
-    def __init__(self, raw: Any, name: str, coro: bool, when: bool = False) -> None:
-        self._raw = raw
-        self._name = name
-        self._coro = coro
-        self._when = when
+def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]:
+    dumps = pickle.dumps
 
-    def __call__(self, *args: Any, ret: bool = False, awaitable: bool = False, **kwargs: Any) -> Optional[Future]:
+    def method(self: Proxy, *args: Any, ret: bool = False, awaitable: bool = False, **kwargs: Any) -> Optional[Future]:
         want = 2 if ret else 1 if awaitable else 0
-        payload = pickle.dumps((args, kwargs) if kwargs else args, protocol=5)
-        fut = self._raw.send(self._name, payload, self._coro, want, bool(kwargs), self._when)
+        if kwargs:
+            fut = self._raw.send(name, dumps((args, kwargs), 5), coro, want, True, when)
+        else:
+            fut = self._raw.send(name, dumps(args, 5), coro, want, False, when)
         return None if fut is None else Future(fut)
 
-    def __repr__(self) -> str:
-        return f"<remote method {self._name}>"
-
-    def __reduce__(self) -> Any:
-        return (_bound_from_bytes, (bytes(self._raw.to_bytes()), self._name, self._coro, self._when))
+    method.__name__ = name
+    method._charmrs_entry = (name, coro)  # type: ignore[attr-defined]
+    return method
 
 
-def _bound_from_bytes(b: bytes, name: str, coro: bool, when: bool) -> _BoundMethod:
-    return _BoundMethod(_charmrs.Proxy.from_bytes(b), name, coro, when)
+def _proxy_class(cls: type) -> type:
+    pc = _PROXY_CLASSES.get(cls)
+    if pc is None:
+        ns: dict[str, Any] = {"__slots__": ()}
+        for name in dir(cls):
+            if name.startswith("_") or hasattr(Chare, name):
+                continue
+            m = getattr(cls, name, None)
+            if callable(m):
+                ns[name] = _entry(name, bool(getattr(m, "_charmrs_coro", False)), hasattr(m, "_charmrs_when"))
+        pc = type(f"{cls.__qualname__}Proxy", (Proxy,), ns)
+        _PROXY_CLASSES[cls] = pc
+    return pc
+
+
+def _make_proxy(raw: Any, cls: type, created: Optional[Future] = None) -> Proxy:
+    return _proxy_class(cls)(raw, cls, created)  # type: ignore[no-any-return]
+
+
+def _callback(cb: Any) -> Optional[tuple[Any, str, bool]]:
+    """``(raw proxy, method, coro)`` if ``cb`` is a remote method (``proxy.method``)."""
+    entry = getattr(getattr(cb, "__func__", None), "_charmrs_entry", None)
+    if entry is None or not isinstance(getattr(cb, "__self__", None), Proxy):
+        return None
+    return (cb.__self__._raw, entry[0], entry[1])
 
 
 def _proxy_from_bytes(b: bytes, path: str) -> Proxy:
     from ._glue import _class
 
-    return Proxy(_charmrs.Proxy.from_bytes(b), _class(path))
+    return _make_proxy(_charmrs.Proxy.from_bytes(b), _class(path))
 
 
 class Chare:
@@ -191,26 +205,28 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
         return Future(fut)
     if isinstance(callback, Future):
         _charmrs.contribute(elem, payload, name, future=callback._raw)
-    elif isinstance(callback, _BoundMethod):
-        _charmrs.contribute(elem, payload, name, proxy=callback._raw, method=callback._name, coro=callback._coro)
-    else:
+        return None
+    target = _callback(callback)
+    if target is None:
         raise TypeError(f"a reduction's callback is a Future or a remote method (proxy.method), not {callback!r}")
+    raw, method, coro = target
+    _charmrs.contribute(elem, payload, name, proxy=raw, method=method, coro=coro)
     return None
 
 
 def _create_single(cls: type, args: Sequence[Any] = (), onPE: int = -1) -> Proxy:  # noqa: N803
     raw, created = _charmrs.create_single(_path(cls), onPE, pickle.dumps(tuple(args), protocol=5))
-    return Proxy(raw, cls, Future(created))
+    return _make_proxy(raw, cls, Future(created))
 
 
 def Group(cls: type, args: Sequence[Any] = ()) -> Proxy:  # noqa: N802 (Charm4py's name)
     """Creates one element of ``cls`` on every PE; returns the group's proxy at once."""
     raw, created = _charmrs.create_group(_path(cls), pickle.dumps(tuple(args), protocol=5))
-    return Proxy(raw, cls, Future(created))
+    return _make_proxy(raw, cls, Future(created))
 
 
 def Array(cls: type, dims: Union[int, Sequence[int]], args: Sequence[Any] = ()) -> Proxy:  # noqa: N802
     """Creates an array of ``cls`` elements of shape ``dims``; returns its proxy at once."""
     shape = [dims] if isinstance(dims, int) else list(dims)
     raw, created = _charmrs.create_array(_path(cls), shape, pickle.dumps(tuple(args), protocol=5))
-    return Proxy(raw, cls, Future(created))
+    return _make_proxy(raw, cls, Future(created))

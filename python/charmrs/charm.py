@@ -148,12 +148,13 @@ class _Charm:
     def startQD(self, callback: Any) -> None:  # noqa: N802
         """Starts quiescence detection: ``callback`` (a ``Future`` or a remote method) is
         called once no PE has work and no message is in flight."""
-        from .chare import _BoundMethod
+        from .chare import _callback
 
+        target = _callback(callback)
         if isinstance(callback, Future):
             _charmrs.start_qd(future=callback._raw)
-        elif isinstance(callback, _BoundMethod):
-            _charmrs.start_qd(proxy=callback._raw, method=callback._name, coro=callback._coro)
+        elif target is not None:
+            _charmrs.start_qd(proxy=target[0], method=target[1], coro=target[2])
         else:
             raise TypeError(f"startQD's callback is a Future or a remote method, not {callback!r}")
 

@@ -55,9 +55,12 @@ pyo3::create_exception!(
     "An error of the charmrs runtime, or an exception raised in a remote method (its traceback is in the message)."
 );
 
-/// The private Python half of the glue.
-fn glue(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    py.import("charmrs._glue")
+/// A function of the private Python half of the glue (`charmrs._glue`), looked up once.
+macro_rules! glue_fn {
+    ($py:expr, $name:literal) => {{
+        static F: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        F.import($py, "charmrs._glue", $name)
+    }};
 }
 
 /// The exception's traceback, as Python prints it.
@@ -77,8 +80,8 @@ fn traceback(py: Python<'_>, e: &PyErr) -> String {
 /// the caller re-raises it with its own type), or ends the job with it if nobody waits.
 fn raised(py: Python<'_>, what: &str, e: PyErr) -> ! {
     let tb = traceback(py, &e);
-    let detail = glue(py)
-        .and_then(|g| g.call_method1("pickle_exception", (e.value(py),)))
+    let detail = glue_fn!(py, "pickle_exception")
+        .and_then(|f| f.call1((e.value(py),)))
         .map(|b| pickled(&b).into_inner())
         .unwrap_or_default();
     std::panic::panic_any(charmrs::__private::Raised {
@@ -94,8 +97,8 @@ fn py_err(e: charmrs::Error) -> PyErr {
         if !d.is_empty() {
             let text = e.to_string();
             let exc = Python::attach(|py| {
-                glue(py)
-                    .and_then(|g| g.call_method1("unpickle_exception", (PyBytes::new(py, d), text)))
+                glue_fn!(py, "unpickle_exception")
+                    .and_then(|f| f.call1((PyBytes::new(py, d), text)))
                     .map(Bound::unbind)
             });
             if let Ok(exc) = exc {
@@ -120,8 +123,8 @@ impl PyChare {
         let index: Vec<i32> = ctx.this_index().as_slice().to_vec();
         let proxy = PyProxy { inner: ctx.this_proxy() };
         Python::attach(|py| {
-            let made = glue(py)
-                .and_then(|g| g.call_method1("construct", (&class, PyBytes::new(py, &args), index, proxy)));
+            let made = glue_fn!(py, "construct")
+                .and_then(|f| f.call1((&class, PyBytes::new(py, &args), index, proxy)));
             match made {
                 Ok(obj) => PyChare { obj: obj.unbind() },
                 Err(e) => raised(py, &format!("the constructor of {class}"), e),
@@ -132,17 +135,9 @@ impl PyChare {
     /// Runs `msg.method` on the Python object (a plain method: it cannot wait).
     fn call(&mut self, ctx: &Ctx<Self>, msg: PyMsg) -> Pickled {
         let _ = ctx;
-        Python::attach(|py| {
-            let done = glue(py).and_then(|g| {
-                g.call_method1(
-                    "invoke",
-                    (self.obj.bind(py), &msg.method, PyBytes::new(py, &msg.args), msg.shape, msg.ret),
-                )
-            });
-            match done {
-                Ok(v) => pickled(&v),
-                Err(e) => raised(py, &format!("method {}", msg.method), e),
-            }
+        Python::attach(|py| match invoke(py, self.obj.bind(py), &msg) {
+            Ok(v) => v,
+            Err(e) => raised(py, &format!("method {}", msg.method), e),
         })
     }
 
@@ -157,13 +152,8 @@ impl PyChare {
     async fn call_coro(this: Handle<Self>, msg: PyMsg) -> Pickled {
         let obj = this.with(|c| Python::attach(|py| c.obj.clone_ref(py)));
         let glet = Python::attach(|py| {
-            glue(py)
-                .and_then(|g| {
-                    g.call_method1(
-                        "coro",
-                        (obj, &msg.method, PyBytes::new(py, &msg.args), msg.shape, msg.ret),
-                    )
-                })
+            glue_fn!(py, "coro")
+                .and_then(|f| f.call1((obj, &msg.method, PyBytes::new(py, &msg.args), msg.shape, msg.ret)))
                 .map(Bound::unbind)
                 .unwrap_or_else(|e| raised(py, &format!("method {}", msg.method), e))
         });
@@ -171,14 +161,67 @@ impl PyChare {
     }
 }
 
+/// `pickle.loads` and `pickle.dumps`, looked up once.
+fn pickle_fn<'py>(py: Python<'py>, dumps: bool) -> PyResult<&'py Bound<'py, PyAny>> {
+    static LOADS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    static DUMPS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    if dumps {
+        DUMPS.import(py, "pickle", "dumps")
+    } else {
+        LOADS.import(py, "pickle", "loads")
+    }
+}
+
+/// Runs `obj.<msg.method>(*args, **kwargs)` (the arguments unpickled here); returns the
+/// pickled result if the caller asked for it. `exit()` in the method ends the job with
+/// its code (the method returns normally).
+fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, msg: &PyMsg) -> PyResult<Pickled> {
+    let method = obj.getattr(pyo3::types::PyString::new(py, &msg.method))?;
+    let loads = pickle_fn(py, false)?;
+    let unpickle = || loads.call1((PyBytes::new(py, &msg.args),));
+    let r = match msg.shape {
+        ARGS_TUPLE => method.call1(unpickle()?.cast_into::<pyo3::types::PyTuple>()?),
+        ARGS_ONE => method.call1((unpickle()?,)),
+        ARGS_KW => {
+            let (a, kw): (Bound<'_, pyo3::types::PyTuple>, Bound<'_, pyo3::types::PyDict>) =
+                unpickle()?.extract()?;
+            method.call(a, Some(&kw))
+        }
+        _ => method.call0(),
+    };
+    let v = match r {
+        Ok(v) => v,
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => {
+            let code = e.value(py).getattr("code").ok();
+            let code = match code {
+                Some(c) if c.is_none() => 0,
+                Some(c) => c.extract::<i32>().unwrap_or_else(|_| {
+                    eprintln!("{c}");
+                    1
+                }),
+                None => 0,
+            };
+            charmrs::exit(code);
+            return Ok(PodVec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    if !msg.ret {
+        return Ok(PodVec::new());
+    }
+    Ok(pickled(&pickle_fn(py, true)?.call1((v, 5))?))
+}
+
 impl PyChare {
     /// Whether the `@when` condition of `msg.method` holds for these arguments (with
     /// the GIL). A condition that raises ends the job with its traceback.
     fn holds(&self, msg: &PyMsg) -> bool {
         Python::attach(|py| {
-            let r = glue(py).and_then(|g| {
+            let r = Ok::<_, PyErr>(()).and_then(|()| {
                 let args = PyBytes::new(py, &msg.args);
-                g.call_method1("when_holds", (self.obj.bind(py), &msg.method, args, msg.shape))?.is_truthy()
+                glue_fn!(py, "when_holds")?
+                    .call1((self.obj.bind(py), &msg.method, args, msg.shape))?
+                    .is_truthy()
             });
             r.unwrap_or_else(|e| raised(py, &format!("the @when condition of {}", msg.method), e))
         })
@@ -524,9 +567,8 @@ pub struct PyRed {
 /// Combines two contributions with their Python reducer (with the GIL).
 fn py_fold(a: PyRed, b: PyRed) -> PyRed {
     Python::attach(|py| {
-        let r = glue(py).and_then(|g| {
-            g.call_method1("combine", (&a.reducer, PyBytes::new(py, &a.data), PyBytes::new(py, &b.data)))
-        });
+        let r = glue_fn!(py, "combine")
+            .and_then(|f| f.call1((&a.reducer, PyBytes::new(py, &a.data), PyBytes::new(py, &b.data))));
         match r {
             Ok(v) => PyRed { data: pickled(&v), reducer: a.reducer },
             Err(e) => raised(py, &format!("reducer {}", a.reducer), e),
@@ -564,7 +606,7 @@ impl PyTarget {
 /// The result of a fold after its reducer's `post` step (with the GIL).
 fn finish(v: &PyRed) -> Pickled {
     Python::attach(|py| {
-        match glue(py).and_then(|g| g.call_method1("finish", (&v.reducer, PyBytes::new(py, &v.data)))) {
+        match glue_fn!(py, "finish").and_then(|f| f.call1((&v.reducer, PyBytes::new(py, &v.data)))) {
             Ok(b) => pickled(&b),
             Err(e) => raised(py, &format!("the post step of reducer {}", v.reducer), e),
         }
@@ -575,7 +617,7 @@ fn finish(v: &PyRed) -> Pickled {
 fn gathered(vs: Vec<PyRed>) -> Pickled {
     Python::attach(|py| {
         let items: Vec<_> = vs.iter().map(|v| PyBytes::new(py, &v.data)).collect();
-        match glue(py).and_then(|g| g.call_method1("gather_list", (items,))) {
+        match glue_fn!(py, "gather_list").and_then(|f| f.call1((items,))) {
             Ok(v) => pickled(&v),
             Err(e) => raised(py, "gathering a reduction's values", e),
         }
