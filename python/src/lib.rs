@@ -26,9 +26,21 @@ use pyo3::types::PyBytes;
 pub struct PyMsg {
     method: String,
     args: PodVec<u8>,
+    /// The numpy arrays among the positional arguments (`None` in the pickle): raw
+    /// bytes beside the message between processes, never pickled.
+    arrays: Vec<PyArrayArg>,
     ret: bool,
     /// How `args` are passed: [`ARGS_TUPLE`], [`ARGS_ONE`] or [`ARGS_NONE`].
     shape: u8,
+}
+
+/// A numpy array argument: its position, dtype (`dtype.str`), shape and data.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct PyArrayArg {
+    index: u32,
+    dtype: String,
+    shape: Vec<i64>,
+    data: PodVec<u8>,
 }
 
 /// `args` is a pickled tuple of the arguments.
@@ -161,6 +173,51 @@ impl PyChare {
     }
 }
 
+/// The data of a C-contiguous numpy array, copied once. (The buffer protocol is not in
+/// the stable ABI before Python 3.11: the address comes from `__array_interface__`.)
+fn array_bytes(a: &Bound<'_, PyAny>) -> PyResult<PodVec<u8>> {
+    let py = a.py();
+    if !a.getattr(pyo3::intern!(py, "flags"))?.getattr(pyo3::intern!(py, "c_contiguous"))?.is_truthy()? {
+        return Err(pyo3::exceptions::PyValueError::new_err("a numpy argument must be C-contiguous here"));
+    }
+    let len: usize = a.getattr(pyo3::intern!(py, "nbytes"))?.extract()?;
+    let iface = a.getattr(pyo3::intern!(py, "__array_interface__"))?;
+    let (addr, _readonly): (usize, bool) = iface.get_item("data")?.extract()?;
+    if len == 0 {
+        return Ok(PodVec::new());
+    }
+    // SAFETY: `addr` is the address of the array's data, `len` its size in bytes, and
+    // the array is C-contiguous (checked above), so `addr..addr + len` is its memory.
+    // We hold the GIL and a reference to the array until the copy below is done:
+    // nothing frees or resizes it meanwhile (a concurrent writer in another thread
+    // would race on the values only, as any reader of a shared array does).
+    let data = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
+    Ok(PodVec::from(data.to_vec()))
+}
+
+/// Keeps large allocations (message buffers, numpy arrays of arguments) in glibc's
+/// heap instead of a fresh `mmap` each: with the default threshold every message of a
+/// few MiB was mapped, faulted in page by page and unmapped again (measured: a third
+/// of a 1 MiB ping-pong's time in page faults). `CHARMRS_MALLOC_TUNE=0` leaves glibc
+/// as it is.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var("CHARMRS_MALLOC_TUNE").as_deref() != Ok("0") {
+        // SAFETY: `mallopt` only changes allocator parameters; it is called before the
+        // runtime starts its threads, with valid parameter codes and values.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        }
+    }
+}
+
+/// `numpy.frombuffer`, looked up once.
+fn frombuffer(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static F: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    F.import(py, "numpy", "frombuffer")
+}
+
 /// `pickle.loads` and `pickle.dumps`, looked up once.
 fn pickle_fn<'py>(py: Python<'py>, dumps: bool) -> PyResult<&'py Bound<'py, PyAny>> {
     static LOADS: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
@@ -180,6 +237,19 @@ fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, msg: &PyMsg) -> PyResult<Pickl
     let loads = pickle_fn(py, false)?;
     let unpickle = || loads.call1((PyBytes::new(py, &msg.args),));
     let r = match msg.shape {
+        ARGS_TUPLE if !msg.arrays.is_empty() => {
+            let args = unpickle()?.cast_into::<pyo3::types::PyTuple>()?;
+            let list = args.to_list();
+            for a in &msg.arrays {
+                // A writable copy: the array is the receiver's own.
+                let buf = pyo3::types::PyByteArray::new(py, &a.data);
+                let arr = frombuffer(py)?
+                    .call1((buf, a.dtype.as_str()))?
+                    .call_method1("reshape", (a.shape.clone(),))?;
+                list.set_item(a.index as usize, arr)?;
+            }
+            method.call1(list.to_tuple())
+        }
         ARGS_TUPLE => method.call1(unpickle()?.cast_into::<pyo3::types::PyTuple>()?),
         ARGS_ONE => method.call1((unpickle()?,)),
         ARGS_KW => {
@@ -501,7 +571,7 @@ impl PyProxy {
     /// `@coro` method. `want`: 0 nothing, 1 completion (`awaitable=True`), 2 the return
     /// value(s) (`ret=True`); then returns the future. `kwargs`: `args` is a pickled
     /// `(args, kwargs)` pair. `when`: the method has a `@when` condition.
-    #[pyo3(signature = (method, args, coro, want, kwargs=false, when=false))]
+    #[pyo3(signature = (method, args, coro, want, kwargs=false, when=false, arrays=None))]
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
@@ -511,10 +581,16 @@ impl PyProxy {
         want: u8,
         kwargs: bool,
         when: bool,
+        arrays: Option<Vec<(u32, String, Vec<i64>, Bound<'_, PyAny>)>>,
     ) -> PyResult<Option<PyFuture>> {
         on_pe()?;
+        let arrays = arrays
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(index, dtype, shape, a)| Ok(PyArrayArg { index, dtype, shape, data: array_bytes(&a)? }))
+            .collect::<PyResult<Vec<_>>>()?;
         let shape = if kwargs { ARGS_KW } else { ARGS_TUPLE };
-        let msg = PyMsg { method, args: args.to_vec().into(), ret: want == 2, shape };
+        let msg = PyMsg { method, args: args.to_vec().into(), arrays, ret: want == 2, shape };
         let bcast = self.inner.index().is_none();
         refused(|| {
             let call = match (coro, when) {
@@ -596,7 +672,7 @@ impl PyTarget {
                     Some(d) => (d, ARGS_ONE),
                     None => (PodVec::new(), ARGS_NONE),
                 };
-                let msg = PyMsg { method: method.clone(), args, ret: false, shape };
+                let msg = PyMsg { method: method.clone(), args, arrays: Vec::new(), ret: false, shape };
                 drop(if *coro { p.call_coro(msg) } else { p.call(msg) });
             }
         }
@@ -705,6 +781,7 @@ fn start(py: Python<'_>, main: Py<PyAny>, argv: Vec<String>) -> PyResult<i32> {
     // once, then detached while it runs): greenlets belong to a thread state, and
     // attaching per call would make and destroy one each time.
     charmrs::__private::set_pe_thread_wrapper(|run| Python::attach(|py| py.detach(run)));
+    tune_malloc();
     let config = charmrs::Config::parse(argv, |k| std::env::var(k).ok())
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
     py.detach(move || {

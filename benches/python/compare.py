@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Runs bench_prog.py on charmrs and on Charm4py 1.1, side by side, and prints the
+medians of several runs and the ratio (how many times faster charmrs is).
+
+    python3 benches/python/compare.py [--runs N] [--quick] [--venv DIR]
+
+Charm4py 1.1 goes into its own virtual environment (``--venv``, default
+``target/charm4py-venv``), made with ``pip install charm4py==1.1 numpy`` on first use;
+it runs with its own launcher (``python -m charmrun.start +p2``). charmrs must be
+installed in this Python (``ci/python.sh`` does it) and runs with ``python -m
+charmrs.run +p2 ++ppn 1`` (two processes, as Charm4py's two PEs are). Both run the same
+file: it imports ``charm4py``, which charmrs.run maps to charmrs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PROG = Path(__file__).resolve().parent / "bench_prog.py"
+
+# Lower is better except for rates.
+RATES = {"msgs_per_s"}
+
+
+def charm4py_python(venv_dir: Path) -> Path:
+    py = venv_dir / "bin" / "python"
+    if not py.exists():
+        print(f"making {venv_dir} with charm4py==1.1 ...", file=sys.stderr)
+        venv.create(venv_dir, with_pip=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "charm4py==1.1", "numpy"], check=True)
+    return py
+
+
+def run(cmd: list[str], env: dict[str, str]) -> dict[str, tuple[float, str]]:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    out = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT "):
+            _, name, value, unit = line.split()
+            out[name] = (float(value), unit)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
+    ap.add_argument("--venv", type=Path, default=ROOT / "target" / "charm4py-venv")
+    args = ap.parse_args()
+    extra = ["--quick"] if args.quick else []
+    env = dict(os.environ, CHARMRS_WARN="hwloc")
+    c4p = charm4py_python(args.venv)
+    runtimes = {
+        "charmrs": [sys.executable, "-m", "charmrs.run", "+p2", "++ppn", "1", str(PROG), *extra],
+        "charm4py": [str(c4p), "-m", "charmrun.start", "+p2", str(PROG), *extra],
+    }
+    results: dict[str, dict[str, list[float]]] = {k: {} for k in runtimes}
+    units: dict[str, str] = {}
+    for i in range(args.runs):
+        for name, cmd in runtimes.items():  # interleaved, so that drift hits both
+            for scenario, (value, unit) in run(cmd, env).items():
+                results[name].setdefault(scenario, []).append(value)
+                units[scenario] = unit
+        print(f"run {i + 1}/{args.runs} done", file=sys.stderr)
+    print(f"| scenario (+p2, medians of {args.runs} runs) | charmrs | Charm4py 1.1 | charmrs is faster by |")
+    print("|---|---|---|---|")
+    for scenario in results["charm4py"]:
+        ours = statistics.median(results["charmrs"].get(scenario, [float("nan")]))
+        theirs = statistics.median(results["charm4py"][scenario])
+        speedup = ours / theirs if scenario in RATES else theirs / ours
+        unit = units[scenario]
+        print(f"| {scenario} | {ours:.1f} {unit} | {theirs:.1f} {unit} | {speedup:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
