@@ -43,6 +43,9 @@ pub struct PyArrayArg {
     data: PodVec<u8>,
 }
 
+/// A numpy array argument as Python hands it over: position, `dtype.str`, shape, array.
+type ArraySpec<'py> = (u32, String, Vec<i64>, Bound<'py, PyAny>);
+
 /// `args` is a pickled tuple of the arguments.
 const ARGS_TUPLE: u8 = 0;
 /// `args` is one pickled value, the one argument (a reduction's result).
@@ -581,7 +584,7 @@ impl PyProxy {
         want: u8,
         kwargs: bool,
         when: bool,
-        arrays: Option<Vec<(u32, String, Vec<i64>, Bound<'_, PyAny>)>>,
+        arrays: Option<Vec<ArraySpec<'_>>>,
     ) -> PyResult<Option<PyFuture>> {
         on_pe()?;
         let arrays = arrays
