@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 import pickle
 import sys
 from typing import Any, Callable, Optional, Sequence, TypeVar, Union
@@ -209,6 +210,10 @@ class Chare:
         return super().__new__(cls)
 
 
+#: Built-in reducers that numbers go through in Rust.
+_NUMBER_REDUCERS = frozenset(["sum", "product", "max", "min"])
+
+
 def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) -> Optional[Future]:
     from .reduction import _Reducer
 
@@ -221,8 +226,22 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
     name = None if reducer is None else reducer.name
     if reducer is not None and reducer.pre is not None:
         data = reducer.pre(data, chare)
-    payload = None if reducer is None else pickle.dumps(data, protocol=5)
     elem = chare._elem()
+    if name in _NUMBER_REDUCERS and isinstance(data, numbers.Real) and not isinstance(data, bool):
+        # Numbers are reduced in Rust (ints of 64 bits stay ints).
+        number = int(data) if isinstance(data, numbers.Integral) else float(data)
+        if not isinstance(number, int) or -(2**63) <= number < 2**63:
+            if callback is None:
+                return Future(_charmrs.contribute(elem, None, name, number=number))
+            if isinstance(callback, Future):
+                _charmrs.contribute(elem, None, name, future=callback._raw, number=number)
+                return None
+            target = _callback(callback)
+            if target is None:
+                raise TypeError(f"a reduction's callback is a Future or a remote method (proxy.method), not {callback!r}")
+            _charmrs.contribute(elem, None, name, proxy=target[0], method=target[1], coro=target[2], number=number)
+            return None
+    payload = None if reducer is None else pickle.dumps(data, protocol=5)
     if callback is None:
         fut = _charmrs.contribute(elem, payload, name)
         return Future(fut)

@@ -400,6 +400,8 @@ enum FutKind {
     Red(charmrs::Future<PyRed>),
     /// The result of a gathering allreduce, by element index.
     Gathered(charmrs::Future<Vec<PyRed>>),
+    /// The result of an allreduce of numbers.
+    Num(charmrs::Future<PyNum>),
 }
 
 impl FutKind {
@@ -433,6 +435,10 @@ impl FutKind {
                 let v = f.await.map_err(err)?;
                 let data = finish(&v);
                 Python::attach(|py| loads(py, &data))
+            }
+            FutKind::Num(f) => {
+                let v = f.await.map_err(err)?;
+                Python::attach(|py| Ok(v.into_py(py)?.unbind()))
             }
             FutKind::Gathered(f) => {
                 let vs = f.await.map_err(err)?;
@@ -470,6 +476,7 @@ impl Drop for PyFuture {
                 FutKind::All(f) => f.detach(),
                 FutKind::Red(f) => f.detach(),
                 FutKind::Gathered(f) => f.detach(),
+                FutKind::Num(f) => f.detach(),
             }
         }
     }
@@ -635,12 +642,97 @@ impl PyProxy {
     }
 }
 
+/// A number as Python passes it to `contribute`.
+#[derive(FromPyObject)]
+pub enum PyNumArg {
+    /// An `int` of 64 bits.
+    I(i64),
+    /// A `float`.
+    F(f64),
+}
+
 /// A contribution to a reduction: its pickled value, and the name of the reducer that
 /// combines two of them (`charmrs._glue.combine`).
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct PyRed {
     reducer: String,
     data: Pickled,
+}
+
+/// A number contributed to `sum`, `product`, `max` or `min`: reduced in Rust, without
+/// the GIL or pickling.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub enum PyNum {
+    /// A Python `int` that fits 64 bits.
+    I(i64),
+    /// A Python `float` (or a mix).
+    F(f64),
+}
+
+impl PyNum {
+    fn f(self) -> f64 {
+        match self {
+            PyNum::I(i) => i as f64,
+            PyNum::F(f) => f,
+        }
+    }
+
+    fn combine(
+        a: PyNum,
+        b: PyNum,
+        int: fn(i64, i64) -> Option<i64>,
+        float: fn(f64, f64) -> f64,
+        what: &str,
+    ) -> PyNum {
+        match (a, b) {
+            (PyNum::I(x), PyNum::I(y)) => PyNum::I(int(x, y).unwrap_or_else(|| {
+                panic!("an integer {what} reduction overflowed 64 bits: contribute floats, or use a custom reducer")
+            })),
+            _ => PyNum::F(float(a.f(), b.f())),
+        }
+    }
+
+    fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        Ok(match self {
+            PyNum::I(i) => i.into_pyobject(py)?.into_any(),
+            PyNum::F(f) => f.into_pyobject(py)?.into_any(),
+        })
+    }
+
+    /// The number pickled (for a target that takes pickled values).
+    fn pickled(self) -> Pickled {
+        Python::attach(|py| {
+            let r = self.into_py(py).and_then(|v| pickle_fn(py, true)?.call1((v, 5)));
+            match r {
+                Ok(b) => pickled(&b),
+                Err(e) => raised(py, "pickling a reduction's result", e),
+            }
+        })
+    }
+}
+
+fn num_sum(a: PyNum, b: PyNum) -> PyNum {
+    PyNum::combine(a, b, i64::checked_add, |x, y| x + y, "sum")
+}
+fn num_product(a: PyNum, b: PyNum) -> PyNum {
+    PyNum::combine(a, b, i64::checked_mul, |x, y| x * y, "product")
+}
+fn num_max(a: PyNum, b: PyNum) -> PyNum {
+    PyNum::combine(a, b, |x, y| Some(x.max(y)), f64::max, "max")
+}
+fn num_min(a: PyNum, b: PyNum) -> PyNum {
+    PyNum::combine(a, b, |x, y| Some(x.min(y)), f64::min, "min")
+}
+
+/// The Rust reducer of built-in reducer `name` on numbers, if there is one.
+fn num_reducer(name: &str) -> Option<Reducer<PyNum>> {
+    Some(match name {
+        "sum" => Reducer::custom("python-number-sum", num_sum),
+        "product" => Reducer::custom("python-number-product", num_product),
+        "max" => Reducer::custom("python-number-max", num_max),
+        "min" => Reducer::custom("python-number-min", num_min),
+        _ => return None,
+    })
 }
 
 /// Combines two contributions with their Python reducer (with the GIL).
@@ -709,7 +801,7 @@ fn gathered(vs: Vec<PyRed>) -> Pickled {
 /// The result goes to `future` or to `method` of `proxy`; with neither, every element
 /// gets it (allreduce) through the returned future.
 #[pyfunction]
-#[pyo3(signature = (elem, data, reducer, future=None, proxy=None, method=None, coro=false))]
+#[pyo3(signature = (elem, data, reducer, future=None, proxy=None, method=None, coro=false, number=None))]
 #[allow(clippy::too_many_arguments)]
 fn contribute(
     elem: &PyProxy,
@@ -719,6 +811,7 @@ fn contribute(
     proxy: Option<PyRef<'_, PyProxy>>,
     method: Option<String>,
     coro: bool,
+    number: Option<PyNumArg>,
 ) -> PyResult<Option<PyFuture>> {
     on_pe()?;
     let Some(h) = Handle::<PyChare>::of(&elem.inner) else {
@@ -735,6 +828,22 @@ fn contribute(
         (None, None, None) => None,
         _ => return Err(CharmError::new_err("a reduction goes to a Future or to one proxy method")),
     };
+    // A number to `sum`/`product`/`max`/`min`: reduced in Rust.
+    if let (Some(n), Some(r)) = (number, reducer.as_deref().and_then(num_reducer)) {
+        let v = match n {
+            PyNumArg::I(i) => PyNum::I(i),
+            PyNumArg::F(f) => PyNum::F(f),
+        };
+        return refused(|| {
+            Ok(match target {
+                Some(t) => {
+                    h.contribute(v, r, RedTarget::from_fn(move |v: PyNum| t.deliver(Some(v.pickled()))));
+                    None
+                }
+                None => Some(PyFuture::new(FutKind::Num(h.allreduce(v, r)))),
+            })
+        });
+    }
     refused(|| {
         Ok(match (reducer.as_deref(), data) {
             (None, _) => {

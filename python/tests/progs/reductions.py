@@ -36,7 +36,10 @@ class Member(Chare):
         product = self.allreduce(2, Reducer.product).get()
         everyone = self.allreduce(self.thisIndex, Reducer.gather).get()
         self.allreduce().get()
-        return (total, product, everyone)
+        half = self.allreduce(0.5, Reducer.sum).get()
+        mixed = self.allreduce(self.thisIndex if self.thisIndex % 2 else float(self.thisIndex), Reducer.max).get()
+        types = (type(total).__name__, type(half).__name__, type(mixed).__name__)
+        return (total, product, everyone, half, mixed, types)
 
 
 def main(args):
@@ -52,7 +55,7 @@ def main(args):
     print("custom:", fs[4].get() == tuple(range(n)))
     print(done.get())
     results = a.together(ret=True).get()
-    want = (n * (n + 1) // 2, 2**n, list(range(n)))
+    want = (n * (n + 1) // 2, 2**n, list(range(n)), n * 0.5, float(n - 1), ("int", "float", "float"))
     print("allreduce:", all(r == want for r in results), len(results) == n)
     g = Group(Member, args=[None])
     print("group allreduce:", g.together(ret=True).get()[0][0] == charm.numPes() * (charm.numPes() + 1) // 2)
