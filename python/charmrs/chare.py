@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 from . import _charmrs
 from .future import Future
+from .reduction import _Reducer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -215,8 +216,6 @@ _NUMBER_REDUCERS = frozenset(["sum", "product", "max", "min"])
 
 
 def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) -> Optional[Future]:
-    from .reduction import _Reducer
-
     if section is not None:
         raise NotImplementedError("reductions over sections are not in charmrs yet (issue 6)")
     if reducer is None and data is not None:
@@ -227,9 +226,12 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
     if reducer is not None and reducer.pre is not None:
         data = reducer.pre(data, chare)
     elem = chare._elem()
-    if name in _NUMBER_REDUCERS and isinstance(data, numbers.Real) and not isinstance(data, bool):
+    t = type(data)
+    if name in _NUMBER_REDUCERS and (
+        t is int or t is float or (t is not bool and isinstance(data, numbers.Real))
+    ):
         # Numbers are reduced in Rust (ints of 64 bits stay ints).
-        number = int(data) if isinstance(data, numbers.Integral) else float(data)
+        number = data if t is int or t is float else int(data) if isinstance(data, numbers.Integral) else float(data)
         if not isinstance(number, int) or -(2**63) <= number < 2**63:
             if callback is None:
                 return Future(_charmrs.contribute(elem, None, name, number=number))
