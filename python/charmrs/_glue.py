@@ -24,7 +24,7 @@ def construct(path: str, args: bytes, index: list[int], proxy: Any) -> Any:
     from .chare import _make_proxy
 
     cls = _class(path)
-    obj = object.__new__(cls)
+    obj: Any = object.__new__(cls)
     obj.thisIndex = tuple(index) if len(index) > 1 else index[0]
     obj.thisProxy = _make_proxy(proxy, cls)
     obj.__init__(*pickle.loads(args))

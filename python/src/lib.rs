@@ -923,16 +923,16 @@ fn exit(code: i32) {
     charmrs::exit(code)
 }
 
-/// Creates a group of `class` (`module:qualname`) with pickled constructor `args`.
+/// Creates a group of `cls` (`module:qualname`) with pickled constructor `args`.
 #[pyfunction]
-fn create_group(class: String, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
+fn create_group(cls: String, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
     on_pe()?;
-    created(Group::<PyChare>::new((class, args.to_vec().into())))
+    created(Group::<PyChare>::new((cls, args.to_vec().into())))
 }
 
-/// Creates an array of `class` of shape `dims` with pickled constructor `args`.
+/// Creates an array of `cls` of shape `dims` with pickled constructor `args`.
 #[pyfunction]
-fn create_array(class: String, dims: Vec<i32>, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
+fn create_array(cls: String, dims: Vec<i32>, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
     on_pe()?;
     if dims.is_empty() || dims.len() > charmrs::MAX_DIMS || dims.iter().any(|&d| d < 0) {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
@@ -940,15 +940,15 @@ fn create_array(class: String, dims: Vec<i32>, args: &[u8]) -> PyResult<(PyProxy
             charmrs::MAX_DIMS
         )));
     }
-    created(Array::<PyChare>::new(Index::new(&dims), (class, args.to_vec().into())))
+    created(Array::<PyChare>::new(Index::new(&dims), (cls, args.to_vec().into())))
 }
 
-/// Creates a single chare of `class` on PE `pe` (or one chosen round-robin if negative).
+/// Creates a single chare of `cls` on PE `pe` (or one chosen round-robin if negative).
 #[pyfunction]
-fn create_single(class: String, pe: i64, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
+fn create_single(cls: String, pe: i64, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
     on_pe()?;
     let n = charmrs::num_pes();
-    let args = (class, args.to_vec().into());
+    let args = (cls, args.to_vec().into());
     if pe < 0 {
         return created(Single::<PyChare>::new(args));
     }

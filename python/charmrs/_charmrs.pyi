@@ -1,0 +1,136 @@
+"""The native module of charmrs (private: use the ``charmrs`` package)."""
+
+from typing import Any, Callable, Optional, Sequence, final
+
+__all__ = [
+    "CharmError",
+    "Proxy",
+    "RawFuture",
+    "abort",
+    "call_after",
+    "contribute",
+    "create_array",
+    "create_group",
+    "create_single",
+    "exit",
+    "host_pes",
+    "launch",
+    "my_pe",
+    "node_first_pe",
+    "num_pes",
+    "pe_host",
+    "start",
+    "start_qd",
+    "timer",
+    "topo_subtrees",
+    "topo_tree_edges",
+    "topology",
+]
+
+class CharmError(Exception):
+    """An error of the charmrs runtime, or a remote exception that could not be pickled."""
+
+@final
+class Proxy:
+    """A proxy of a chare collection, or of one element of it."""
+
+    def elem(self, index: Sequence[int]) -> Proxy:
+        """The proxy of element ``index`` of this collection."""
+    def send(
+        self,
+        method: str,
+        args: bytes,
+        coro: bool,
+        want: int,
+        kwargs: bool = False,
+        when: bool = False,
+        arrays: Optional[Sequence[tuple[int, str, Sequence[int], Any]]] = None,
+    ) -> Optional[RawFuture]:
+        """Sends a call of ``method`` with pickled ``args``; a future if ``want`` > 0."""
+    def to_bytes(self) -> bytes:
+        """The proxy as bytes."""
+    @staticmethod
+    def from_bytes(b: bytes) -> Proxy:
+        """The proxy sent as ``to_bytes``."""
+
+@final
+class RawFuture:
+    """A future of the runtime (wrapped by ``charmrs.Future``)."""
+
+    def __init__(self) -> None:
+        """A new future owned by this PE."""
+    def send(self, value: bytes) -> None:
+        """Sets the value (pickled), from any PE."""
+    def to_bytes(self) -> bytes:
+        """The future as bytes."""
+    @staticmethod
+    def from_bytes(b: bytes) -> RawFuture:
+        """The future sent as ``to_bytes``."""
+
+def start(main: Any, argv: Sequence[str]) -> int:
+    """Runs the runtime with greenlet ``main`` on PE 0; returns the job's exit code."""
+
+def launch(args: Sequence[str], python: str) -> int:
+    """Runs a job as ``charmrs-run`` does; returns its exit status."""
+
+def my_pe() -> int:
+    """This PE's number."""
+
+def num_pes() -> int:
+    """The number of PEs of the job."""
+
+def exit(code: int) -> None:
+    """Ends the job with ``code`` once the current method returns."""
+
+def abort(message: str) -> None:
+    """Ends the job at once with ``message``."""
+
+def create_group(cls: str, args: bytes) -> tuple[Proxy, RawFuture]:
+    """Creates a group of class ``cls`` (``module:qualname``)."""
+
+def create_array(cls: str, dims: Sequence[int], args: bytes) -> tuple[Proxy, RawFuture]:
+    """Creates an array of class ``cls`` of shape ``dims``."""
+
+def create_single(cls: str, pe: int, args: bytes) -> tuple[Proxy, RawFuture]:
+    """Creates one chare of class ``cls`` on PE ``pe`` (any PE if negative)."""
+
+def contribute(
+    elem: Proxy,
+    data: Optional[bytes],
+    reducer: Optional[str],
+    future: Optional[RawFuture] = None,
+    proxy: Optional[Proxy] = None,
+    method: Optional[str] = None,
+    coro: bool = False,
+    number: Optional[float] = None,
+) -> Optional[RawFuture]:
+    """Contributes to the next reduction of the collection of ``elem``."""
+
+def timer(secs: float) -> RawFuture:
+    """A future completed after ``secs`` seconds."""
+
+def call_after(callable: Callable[..., Any], secs: float, args: tuple[Any, ...]) -> None:
+    """Calls ``callable(*args)`` on this PE after ``secs`` seconds."""
+
+def start_qd(
+    future: Optional[RawFuture] = None, proxy: Optional[Proxy] = None, method: Optional[str] = None, coro: bool = False
+) -> None:
+    """Starts quiescence detection."""
+
+def topology() -> tuple[int, int, int, int]:
+    """``(hosts, this host, this process, processes)``."""
+
+def host_pes(host: int) -> list[int]:
+    """The PEs of ``host``."""
+
+def pe_host(pe: int) -> tuple[int, int]:
+    """``(host of pe, rank of pe on its host)``."""
+
+def node_first_pe(node: int) -> int:
+    """The first PE of process ``node``."""
+
+def topo_tree_edges(pe: int, root: int, pes: Optional[Sequence[int]] = None, bfactor: int = 4) -> tuple[Optional[int], list[int]]:
+    """``(parent, children)`` of ``pe`` in the spanning tree rooted at ``root``."""
+
+def topo_subtrees(root: int, pes: Optional[Sequence[int]] = None, bfactor: int = 4) -> list[list[int]]:
+    """The subtrees under ``root``."""
