@@ -7,10 +7,10 @@ onPE=p)``), ``Group``, ``Array``, proxies with ``ret=True`` / ``awaitable=True``
 ``Reducer`` with custom reducers). Importing the package starts nothing.
 """
 
-from .charm import charm
+from .charm import Options, charm
 from .chare import Array, Chare, Group, coro, threaded, when
 from .exceptions import Charm4PyError, CharmError
 from .future import Future
 from .reduction import Reducer
 
-__all__ = ["Array", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "Reducer", "charm", "coro", "threaded", "when"]
+__all__ = ["Array", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "Options", "Reducer", "charm", "coro", "threaded", "when"]

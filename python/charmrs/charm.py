@@ -10,11 +10,41 @@ from greenlet import getcurrent
 
 from . import _charmrs, _glue
 from .exceptions import CharmError
+from .chare import Chare
 from .future import Future, _wait_any
+
+
+class Options:
+    """``charm.options``: set before ``charm.start()``.
+
+    - ``remote_exec`` (default False): allows ``charm.thisProxy[...].exec(code)`` and
+      ``.eval(expression)``.
+    - ``pickle_protocol`` (default -1, the highest): charmrs always uses protocol 5
+      (out-of-band numpy data needs it); a lower value is accepted and has no effect.
+    - ``local_msg_optim``, ``local_msg_buf_size``: accepted for compatibility; charmrs
+      pickles every call's arguments, also on the same PE, so a callee never shares
+      mutable arguments with its caller.
+    - ``profiling``, ``quiet``: accepted; the runtime's own statistics come with the
+      ``+stats`` option, and charmrs prints no banner.
+    """
+
+    def __init__(self) -> None:
+        self.remote_exec = False
+        self.pickle_protocol = -1
+        self.local_msg_optim = True
+        self.local_msg_buf_size = 50
+        self.profiling = False
+        self.quiet = False
 
 
 class _Charm:
     """The runtime facade (Charm4py's ``charm``). Nothing starts before ``start``."""
+
+    def __init__(self) -> None:
+        self.options = Options()
+        #: The proxy of the runtime's own group (``charm.thisProxy[pe].method(...)``),
+        #: set when the runtime starts.
+        self.thisProxy: Any = None
 
     def start(self, entry: Any = None, classes: Sequence[type] = (), modules: Sequence[str] = (), interactive: bool = False) -> None:
         """Starts the runtime and runs ``entry(args)`` as a coroutine on PE 0 of the
@@ -26,15 +56,23 @@ class _Charm:
         if entry is None:
             raise TypeError("charm.start needs an entry point: a function or a chare class")
         argv = list(sys.argv)
-        from .chare import Chare
-
+        user = entry
         if isinstance(entry, type) and issubclass(entry, Chare):
             cls = entry
 
-            def entry(args: list[str]) -> None:
+            def user(args: list[str]) -> None:
                 Chare(cls, args=[args], onPE=0)
 
-        code = _charmrs.start(_glue.main(entry, argv), argv)
+        def main(args: list[str]) -> None:
+            from .chare import Group
+
+            # The runtime's own group first: charm.thisProxy works on every PE before
+            # the program's code runs.
+            self.thisProxy = Group(_CharmRemote)
+            self.awaitCreation(self.thisProxy)
+            user(args)
+
+        code = _charmrs.start(_glue.main(main, argv), argv)
         sys.stdout.flush()
         sys.stderr.flush()
         sys.exit(code)
@@ -175,3 +213,42 @@ class _Charm:
 
 
 charm = _Charm()
+
+
+class _CharmRemote(Chare):
+    """The methods of ``charm`` that can be called remotely, through
+    ``charm.thisProxy`` (a group: one element per PE)."""
+
+    def __init__(self) -> None:
+        charm.thisProxy = self.thisProxy
+
+    def exit(self, exit_code: int = 0) -> None:
+        """Ends the job with ``exit_code`` (usable as a reduction's callback)."""
+        charm.exit(exit_code)
+
+    def myPe(self) -> int:  # noqa: N802
+        """This PE's number."""
+        return charm.myPe()
+
+    def numPes(self) -> int:  # noqa: N802
+        """The number of PEs."""
+        return charm.numPes()
+
+    def updateGlobals(self, globals_dict: dict[str, Any], module_name: str = "__main__") -> None:  # noqa: N802
+        """Sets the globals of module ``module_name`` on this PE's process."""
+        sys.modules[module_name].__dict__.update(globals_dict)
+
+    def exec(self, code: str, module_name: str = "__main__") -> None:
+        """``exec(code)`` in module ``module_name`` (needs ``charm.options.remote_exec``)."""
+        _remote_exec_allowed()
+        exec(code, sys.modules[module_name].__dict__)
+
+    def eval(self, expression: str, module_name: str = "__main__") -> Any:
+        """``eval(expression)`` in module ``module_name`` (needs ``charm.options.remote_exec``)."""
+        _remote_exec_allowed()
+        return eval(expression, sys.modules[module_name].__dict__)
+
+
+def _remote_exec_allowed() -> None:
+    if not charm.options.remote_exec:
+        raise CharmError("remote exec/eval is off: set charm.options.remote_exec = True before charm.start()")

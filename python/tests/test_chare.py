@@ -100,3 +100,14 @@ def test_when_delays_calls_until_their_condition_holds(pes: int) -> None:
     assert r.returncode == 0, r.stderr
     for check in ["order", "returns", "old style", "bad condition"]:
         assert f"{check}: True" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2])
+def test_charm_this_proxy(pes: int) -> None:
+    r = run_job(pes, PROGS / "thisproxy.py")
+    assert r.returncode == 0, r.stderr  # charm.thisProxy[0].exit ended the job
+    assert "remote myPe: True" in r.stdout
+    assert "globals: True" in r.stdout
+    r = run_job(pes, PROGS / "thisproxy.py", "--no-exec")
+    assert r.returncode == 5, r.stderr
+    assert "refused: True" in r.stdout
