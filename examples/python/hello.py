@@ -16,11 +16,12 @@ class Link(Chare):
         self.n = n
 
     def hop(self, count):
-        if self.thisIndex == self.n - 1:
+        i = self.thisIndex[0]  # an array's index is a tuple
+        if i == self.n - 1:
             print(f"the chain crossed {count + 1} elements", flush=True)
             charm.exit(0)
         else:
-            self.thisProxy[self.thisIndex + 1].hop(count + 1)
+            self.thisProxy[i + 1].hop(count + 1)
 
 
 def main(args):

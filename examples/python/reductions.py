@@ -20,11 +20,11 @@ class RedTest(Chare):
         self.reduce(callback, data, Reducer.sum)
 
     def printResult(self, result):  # noqa: N802 (the manual's name)
-        print("[" + str(self.thisIndex) + "] Result is", result, flush=True)
+        print("[" + str(self.thisIndex[0]) + "] Result is", result, flush=True)
         charm.exit(0)
 
     def names(self, future):
-        self.contribute("x" * (self.thisIndex % 7), Reducer.longest, future)
+        self.contribute("x" * (self.thisIndex[0] % 7), Reducer.longest, future)
 
     def where(self, future):
         self.contribute(charm.myPe(), Reducer.gather, future)

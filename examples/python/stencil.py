@@ -13,10 +13,11 @@ class Block(Chare):
         self.n = n
         self.iter = 0
         self.u = [0.0] * (cells + 2)
-        if self.thisIndex == 0:
+        i = self.thisIndex[0]  # an array's index is a tuple
+        if i == 0:
             self.u[0] = 1.0  # a hot left edge
         self.received = 0
-        self.expected = (self.thisIndex > 0) + (self.thisIndex < n - 1)
+        self.expected = (i > 0) + (i < n - 1)
         self.ready = Future()  # set when this iteration's halos are in
 
     @coro
@@ -40,7 +41,7 @@ class Block(Chare):
         return (self.iter, change)
 
     def send_halos(self):
-        i, p = self.thisIndex, self.thisProxy
+        i, p = self.thisIndex[0], self.thisProxy
         if i > 0:
             p[i - 1].halo(self.iter, "right", self.u[1])
         if i < self.n - 1:

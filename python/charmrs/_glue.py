@@ -19,14 +19,23 @@ def _class(path: str) -> type:
     return obj  # type: ignore[no-any-return]
 
 
-def construct(path: str, args: bytes, index: list[int], proxy: Any) -> Any:
-    """Makes the element ``index`` of a collection of class ``path``."""
+def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -> Any:
+    """Makes the element ``index`` of a collection of class ``path``: ``kind`` 0 is a
+    group (``thisIndex`` is the PE), 1 an array (``thisIndex`` is a tuple, ``(i,)`` in
+    one dimension), 2 a single chare (``thisProxy`` names the chare itself)."""
     from .chare import _make_proxy
 
     cls = _class(path)
     obj: Any = object.__new__(cls)
-    obj.thisIndex = tuple(index) if len(index) > 1 else index[0]
-    obj.thisProxy = _make_proxy(proxy, cls)
+    if kind == 0:
+        obj.thisIndex = index[0]
+        obj.thisProxy = _make_proxy(proxy, cls)
+    elif kind == 1:
+        obj.thisIndex = tuple(index)
+        obj.thisProxy = _make_proxy(proxy, cls)
+    else:
+        obj.thisIndex = tuple(index)
+        obj.thisProxy = _make_proxy(proxy.elem(index), cls)
     obj.__init__(*pickle.loads(args))
     return obj
 

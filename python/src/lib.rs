@@ -34,6 +34,13 @@ pub struct PyMsg {
     shape: u8,
 }
 
+/// A group element.
+const KIND_GROUP: u8 = 0;
+/// An array element.
+const KIND_ARRAY: u8 = 1;
+/// A single chare.
+const KIND_SINGLE: u8 = 2;
+
 /// A numpy array argument: its position, dtype (`dtype.str`), shape and data.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct PyArrayArg {
@@ -134,12 +141,15 @@ fn pickled(v: &Bound<'_, PyAny>) -> Pickled {
 
 #[chare]
 impl PyChare {
-    fn new(ctx: &Ctx<Self>, class: String, args: PodVec<u8>) -> Self {
+    /// Makes the Python object: `kind` is [`KIND_GROUP`], [`KIND_ARRAY`] or
+    /// [`KIND_SINGLE`] (Charm4py's `thisIndex` is an int for a group, a tuple for an
+    /// array).
+    fn new(ctx: &Ctx<Self>, class: String, kind: u8, args: PodVec<u8>) -> Self {
         let index: Vec<i32> = ctx.this_index().as_slice().to_vec();
         let proxy = PyProxy { inner: ctx.this_proxy() };
         Python::attach(|py| {
             let made = glue_fn!(py, "construct")
-                .and_then(|f| f.call1((&class, PyBytes::new(py, &args), index, proxy)));
+                .and_then(|f| f.call1((&class, PyBytes::new(py, &args), index, proxy, kind)));
             match made {
                 Ok(obj) => PyChare { obj: obj.unbind() },
                 Err(e) => raised(py, &format!("the constructor of {class}"), e),
@@ -927,7 +937,7 @@ fn exit(code: i32) {
 #[pyfunction]
 fn create_group(cls: String, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
     on_pe()?;
-    created(Group::<PyChare>::new((cls, args.to_vec().into())))
+    created(Group::<PyChare>::new((cls, KIND_GROUP, args.to_vec().into())))
 }
 
 /// Creates an array of `cls` of shape `dims` with pickled constructor `args`.
@@ -940,7 +950,7 @@ fn create_array(cls: String, dims: Vec<i32>, args: &[u8]) -> PyResult<(PyProxy, 
             charmrs::MAX_DIMS
         )));
     }
-    created(Array::<PyChare>::new(Index::new(&dims), (cls, args.to_vec().into())))
+    created(Array::<PyChare>::new(Index::new(&dims), (cls, KIND_ARRAY, args.to_vec().into())))
 }
 
 /// Creates a single chare of `cls` on PE `pe` (or one chosen round-robin if negative).
@@ -948,7 +958,7 @@ fn create_array(cls: String, dims: Vec<i32>, args: &[u8]) -> PyResult<(PyProxy, 
 fn create_single(cls: String, pe: i64, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
     on_pe()?;
     let n = charmrs::num_pes();
-    let args = (cls, args.to_vec().into());
+    let args = (cls, KIND_SINGLE, args.to_vec().into());
     if pe < 0 {
         return created(Single::<PyChare>::new(args));
     }

@@ -47,7 +47,8 @@ def test_futures_ret_awaitable_explicit_coro_and_remote_exceptions(pes: int) -> 
     assert "element 1: 1051" in r.stdout
     assert "awaited: None" in r.stdout
     assert "explicit: 42" in r.stdout
-    for check in ["caught again", "unpicklable", "outside", "broadcast", "single on the last PE", "relay", "caught", "group"]:
+    assert "indices: True True" in r.stdout, r.stdout
+    for check in ["2-d index", "caught again", "unpicklable", "outside", "broadcast", "single on the last PE", "relay", "caught", "group"]:
         assert f"{check}: True" in r.stdout, r.stdout
 
 

@@ -16,11 +16,14 @@ class Worker(Chare):
         self.base = base
 
     def work(self, x):
-        index = self.thisIndex if isinstance(self.thisIndex, int) else 0
+        index = self.thisIndex if isinstance(self.thisIndex, int) else self.thisIndex[0]
         return self.base + 10 * x + index
 
     def where(self):
         return charm.myPe()
+
+    def index(self):
+        return self.thisIndex
 
     def fill(self, fut, v):
         fut.send(v + 1)
@@ -69,6 +72,9 @@ def main(args):
         print("unpicklable:", "Unpicklable: no" in str(e))
     g = Group(Worker, args=[7])
     print("group:", g.where(ret=True).get() == list(range(n)))
+    print("indices:", a[1].index(ret=True).get() == (1,), g[n - 1].index(ret=True).get() == n - 1)
+    a2 = Array(Worker, [2, 3], args=[0])
+    print("2-d index:", a2[1, 2].index(ret=True).get() == (1, 2))
     charm.exit(0)
 
 

@@ -18,8 +18,11 @@ class Member(Chare):
     def __init__(self, done):
         self.done = done
 
+    def index(self):
+        return self.thisIndex if isinstance(self.thisIndex, int) else self.thisIndex[0]
+
     def work(self, f_sum, f_vec, f_max, f_gather, f_custom):
-        i = self.thisIndex
+        i = self.index()
         self.contribute(i, Reducer.sum, f_sum)
         self.contribute([i, 2 * i, 1], Reducer.sum, f_vec)
         self.reduce(f_max, i * 7 % 5, Reducer.max)
@@ -32,12 +35,13 @@ class Member(Chare):
 
     @coro
     def together(self):
-        total = self.allreduce(self.thisIndex + 1, Reducer.sum).get()
+        i = self.index()
+        total = self.allreduce(i + 1, Reducer.sum).get()
         product = self.allreduce(2, Reducer.product).get()
-        everyone = self.allreduce(self.thisIndex, Reducer.gather).get()
+        everyone = self.allreduce(i, Reducer.gather).get()
         self.allreduce().get()
         half = self.allreduce(0.5, Reducer.sum).get()
-        mixed = self.allreduce(self.thisIndex if self.thisIndex % 2 else float(self.thisIndex), Reducer.max).get()
+        mixed = self.allreduce(i if i % 2 else float(i), Reducer.max).get()
         types = (type(total).__name__, type(half).__name__, type(mixed).__name__)
         return (total, product, everyone, half, mixed, types)
 
