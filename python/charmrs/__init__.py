@@ -8,9 +8,10 @@ onPE=p)``), ``Group``, ``Array``, proxies with ``ret=True`` / ``awaitable=True``
 """
 
 from .charm import Options, charm
+from .channel import Channel
 from .chare import Array, Chare, Group, coro, threaded, when
 from .exceptions import Charm4PyError, CharmError
 from .future import Future
 from .reduction import Reducer
 
-__all__ = ["Array", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "Options", "Reducer", "charm", "coro", "threaded", "when"]
+__all__ = ["Array", "Channel", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "Options", "Reducer", "charm", "coro", "threaded", "when"]

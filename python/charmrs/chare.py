@@ -187,6 +187,11 @@ class Chare:
         index = self.thisIndex
         return proxy._raw.elem([index] if isinstance(index, int) else list(index))
 
+    def _charmrs_channel_msg(self, key: tuple[bytes, int], seq: int, payload: bytes) -> None:
+        from .channel import _deliver
+
+        _deliver(self, key, seq, payload)
+
     def contribute(self, data: Any, reducer: Any, callback: Any, section: Any = None) -> None:
         """Gives this element's ``data`` to the next reduction of its collection,
         combined by ``reducer`` (a ``Reducer``); the result goes to ``callback``: a

@@ -154,20 +154,33 @@ class _Charm:
     # Waiting.
 
     def wait(self, awaitables: Iterable[Any]) -> None:
-        """Suspends the current coroutine until every future in ``awaitables`` is ready."""
-        for f in awaitables:
-            f.get()
+        """Suspends the current coroutine until every future and channel in
+        ``awaitables`` is ready (a channel: it has something to receive)."""
+        for a in awaitables:
+            if isinstance(a, Future):
+                a.get()
+            elif not a._ready():
+                a._wait_future().get()
 
     def iwait(self, awaitables: Iterable[Any]) -> Iterator[Any]:
-        """Yields the futures of ``awaitables`` as they become ready (in a coroutine)."""
+        """Yields the futures and channels of ``awaitables`` as they become ready (in a
+        coroutine)."""
         pending = []
-        for f in awaitables:
-            if f._ready():
-                yield f
+        for a in awaitables:
+            if a._ready():
+                yield a
             else:
-                pending.append(f)
+                pending.append(a)
         while pending:
-            i = _wait_any(pending)
+            # A channel may have received while this coroutine waited for another.
+            ready = next((i for i, a in enumerate(pending) if a._ready()), None)
+            if ready is not None:
+                yield pending.pop(ready)
+                continue
+            waits = [a if isinstance(a, Future) else a._wait_future() for a in pending]
+            i = _wait_any(waits)
+            if not isinstance(pending[i], Future):
+                waits[i].get()  # consumes the wake-up (its value is already here)
             yield pending.pop(i)
 
     def sleep(self, secs: float) -> None:

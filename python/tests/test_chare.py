@@ -112,3 +112,11 @@ def test_charm_this_proxy(pes: int) -> None:
     r = run_job(pes, PROGS / "thisproxy.py", "--no-exec")
     assert r.returncode == 5, r.stderr
     assert "refused: True" in r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2, 4])
+def test_channels(pes: int) -> None:
+    r = run_job(pes, PROGS / "channels.py")
+    assert r.returncode == 0, r.stderr
+    assert "ring: True" in r.stdout, r.stdout
+    assert "order: True" in r.stdout

@@ -31,3 +31,10 @@ def test_stencil_gives_the_same_result_at_every_pe_count() -> None:
         line = next(line for line in r.stdout.splitlines() if line.startswith("stencil:"))
         results.add(line.split(" PEs: ")[1])
     assert len(results) == 1, results
+
+
+@pytest.mark.parametrize("pes", [1, 2])
+def test_channels_example(pes: int) -> None:
+    r = run_job(pes, EXAMPLES / "channels.py")
+    assert r.returncode == 0, r.stderr
+    assert f"channels: {8 * pes} chares exchanged 100 steps with both neighbours" in r.stdout
