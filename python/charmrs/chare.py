@@ -76,16 +76,30 @@ class Proxy:
     reductions and ``startQD``. Each chare class gets its own proxy class, with one
     method per entry method."""
 
-    __slots__ = ("_raw", "_cls", "_created")
+    __slots__ = ("_raw", "_cls", "_created", "_elems")
 
     def __init__(self, raw: Any, cls: type, created: Optional[Future] = None) -> None:
         self._raw = raw
         self._cls = cls
         self._created = created
+        self._elems: Optional[dict[Any, Proxy]] = None
 
     def __getitem__(self, index: Union[int, Sequence[int]]) -> "Proxy":
+        # Element proxies are immutable: the ones used are kept (up to a bound), which
+        # saves making one per call in loops like `self.thisProxy[i + 1].m()`.
+        elems = self._elems
+        if elems is None:
+            elems = self._elems = {}
+        hashable = not isinstance(index, list)
+        if hashable:
+            p = elems.get(index)
+            if p is not None:
+                return p
         idx = [index] if isinstance(index, int) else list(index)
-        return self.__class__(self._raw.elem(idx), self._cls)
+        p = self.__class__(self._raw.elem(idx), self._cls)
+        if hashable and len(elems) < 4096:
+            elems[index] = p
+        return p
 
     def __getattr__(self, name: str) -> Any:
         # Only names that are not entry methods get here.

@@ -48,7 +48,8 @@ def test_futures_ret_awaitable_explicit_coro_and_remote_exceptions(pes: int) -> 
     assert "awaited: None" in r.stdout
     assert "explicit: 42" in r.stdout
     assert "indices: True True" in r.stdout, r.stdout
-    for check in ["2-d index", "caught again", "unpicklable", "outside", "broadcast", "single on the last PE", "relay", "caught", "group"]:
+    assert "2-d index: True True" in r.stdout, r.stdout
+    for check in ["caught again", "unpicklable", "outside", "broadcast", "single on the last PE", "relay", "caught", "group"]:
         assert f"{check}: True" in r.stdout, r.stdout
 
 

@@ -74,7 +74,7 @@ def main(args):
     print("group:", g.where(ret=True).get() == list(range(n)))
     print("indices:", a[1].index(ret=True).get() == (1,), g[n - 1].index(ret=True).get() == n - 1)
     a2 = Array(Worker, [2, 3], args=[0])
-    print("2-d index:", a2[1, 2].index(ret=True).get() == (1, 2))
+    print("2-d index:", a2[1, 2].index(ret=True).get() == (1, 2), a2[[1, 2]].index(ret=True).get() == (1, 2))
     charm.exit(0)
 
 
