@@ -65,6 +65,21 @@ fn fifo_per_sender_and_reductions() {
 }
 
 #[test]
+fn awaiting_a_method_that_returns_a_value_waits_for_completion_only() {
+    // `awaitable()` on one element of a method with a return value (a bug once: the
+    // value reached a `Future<()>` and ended the job), and on a broadcast.
+    let job = Job::launch(config(2)).expect("launched");
+    let v = job.run(|| async {
+        let arr = Array::<Counter>::new(4, (7,)).await.expect("created");
+        arr.elem(3).get().awaitable().await.expect("awaited one element");
+        arr.get().awaitable().await.expect("awaited a broadcast");
+        arr.elem(1).get().ret().await.expect("value")
+    });
+    assert_eq!(v, 7);
+    assert_eq!(job.shutdown(), 0);
+}
+
+#[test]
 fn exit_code_from_a_chare_reaches_shutdown() {
     let job = Job::launch(config(2)).expect("launched");
     let (tx, rx) = std::sync::mpsc::channel();

@@ -165,6 +165,7 @@ fn complete<R: Payload>(meta: &ElemMeta, desc: &EntryDesc, reply: Reply, result:
             fatal(&format!("unhandled {e}"))
         }
         (Reply::Future(f), r) => Future::<R>::from_id(f).complete(r),
+        (Reply::Done(f), r) => Future::<()>::from_id(f).complete(r.map(|_| ())),
         (Reply::Bcast { fut, gather: true }, r) => reduction::contribute(
             meta,
             Stream::Bcast(fut),

@@ -95,7 +95,7 @@ impl<R: Payload> Call<R> {
         let p = self.pending.take().expect("call sent once");
         let fut = Future::<()>::new();
         let reply = match p.raw.elem {
-            Some(_) => Reply::Future(fut.id()),
+            Some(_) => Reply::Done(fut.id()),
             None => Reply::Bcast { fut: fut.id(), gather: false },
         };
         send(p, reply);

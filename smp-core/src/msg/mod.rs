@@ -48,8 +48,11 @@ pub(crate) enum Args {
 pub(crate) enum Reply {
     /// Fire and forget.
     None,
-    /// Set this future with the return value (or `()` for an awaitable call).
+    /// Set this future with the return value.
     Future(FutureId),
+    /// Set this `Future<()>` when the method has run, whatever it returns (an
+    /// awaitable call on one element).
+    Done(FutureId),
     /// A broadcast awaited or with return values: every element contributes to an
     /// internal reduction keyed by this future, whose result sets the future.
     Bcast {
