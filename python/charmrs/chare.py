@@ -108,6 +108,13 @@ class Proxy:
     def __reduce__(self) -> Any:
         return (_proxy_from_bytes, (bytes(self._raw.to_bytes()), _path(self._cls)))
 
+    def __eq__(self, other: object) -> bool:
+        """Proxies are equal when they name the same collection or element."""
+        return isinstance(other, Proxy) and bytes(self._raw.to_bytes()) == bytes(other._raw.to_bytes())
+
+    def __hash__(self) -> int:
+        return hash(bytes(self._raw.to_bytes()))
+
     def __repr__(self) -> str:
         return f"<proxy of {self._cls.__qualname__}>"
 
@@ -147,7 +154,7 @@ def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]
         else:
             args, arrays = _split_arrays(args)
             fut = self._raw.send(name, dumps(args, 5), coro, want, False, when, arrays)
-        return None if fut is None else Future(fut)
+        return None if fut is None else Future(_raw=fut)
 
     method.__name__ = name
     method._charmrs_entry = (name, coro)  # type: ignore[attr-defined]
@@ -237,6 +244,8 @@ _NUMBER_REDUCERS = frozenset(["sum", "product", "max", "min"])
 def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) -> Optional[Future]:
     if section is not None:
         raise NotImplementedError("reductions over sections are not in charmrs yet (issue 6)")
+    if reducer is not None and getattr(reducer, "name", None) == "nop":
+        reducer, data = None, None  # Reducer.nop: an empty reduction
     if reducer is None and data is not None:
         raise ValueError("a reduction with data needs a reducer (Reducer.sum, ...)")
     if reducer is not None and not isinstance(reducer, _Reducer):
@@ -253,7 +262,7 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
         number = data if t is int or t is float else int(data) if isinstance(data, numbers.Integral) else float(data)
         if not isinstance(number, int) or -(2**63) <= number < 2**63:
             if callback is None:
-                return Future(_charmrs.contribute(elem, None, name, number=number))
+                return Future(_raw=_charmrs.contribute(elem, None, name, number=number))
             if isinstance(callback, Future):
                 _charmrs.contribute(elem, None, name, future=callback._raw, number=number)
                 return None
@@ -265,7 +274,7 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
     payload = None if reducer is None else pickle.dumps(data, protocol=5)
     if callback is None:
         fut = _charmrs.contribute(elem, payload, name)
-        return Future(fut)
+        return Future(_raw=fut)
     if isinstance(callback, Future):
         _charmrs.contribute(elem, payload, name, future=callback._raw)
         return None
@@ -279,17 +288,17 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
 
 def _create_single(cls: type, args: Sequence[Any] = (), onPE: int = -1) -> Proxy:  # noqa: N803
     raw, created = _charmrs.create_single(_path(cls), onPE, pickle.dumps(tuple(args), protocol=5))
-    return _make_proxy(raw, cls, Future(created))
+    return _make_proxy(raw, cls, Future(_raw=created))
 
 
 def Group(cls: type, args: Sequence[Any] = ()) -> Proxy:  # noqa: N802 (Charm4py's name)
     """Creates one element of ``cls`` on every PE; returns the group's proxy at once."""
     raw, created = _charmrs.create_group(_path(cls), pickle.dumps(tuple(args), protocol=5))
-    return _make_proxy(raw, cls, Future(created))
+    return _make_proxy(raw, cls, Future(_raw=created))
 
 
 def Array(cls: type, dims: Union[int, Sequence[int]], args: Sequence[Any] = ()) -> Proxy:  # noqa: N802
     """Creates an array of ``cls`` elements of shape ``dims``; returns its proxy at once."""
     shape = [dims] if isinstance(dims, int) else list(dims)
     raw, created = _charmrs.create_array(_path(cls), shape, pickle.dumps(tuple(args), protocol=5))
-    return _make_proxy(raw, cls, Future(created))
+    return _make_proxy(raw, cls, Future(_raw=created))

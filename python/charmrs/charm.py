@@ -183,13 +183,21 @@ class _Charm:
                 waits[i].get()  # consumes the wake-up (its value is already here)
             yield pending.pop(i)
 
+    def createFuture(self, senders: int = 1) -> Future:  # noqa: N802
+        """A new explicit future (Charm4py's older spelling of ``Future()``)."""
+        return Future(senders)
+
+    def iawait(self, awaitables: Iterable[Any]) -> Iterator[Any]:
+        """Same as ``iwait``."""
+        return self.iwait(awaitables)
+
     def sleep(self, secs: float) -> None:
         """Suspends the current coroutine for ``secs`` seconds while the PE runs other
         work; outside a coroutine, sleeps like ``time.sleep``."""
         if getcurrent().parent is None:
             time.sleep(secs)
         else:
-            Future(_charmrs.timer(secs)).get()
+            Future(_raw=_charmrs.timer(secs)).get()
 
     def scheduleCallableAfter(self, callable_obj: Callable[..., Any], secs: float, args: Sequence[Any] = ()) -> None:  # noqa: N802
         """Calls ``callable_obj(*args)`` on this PE after at least ``secs`` seconds (a

@@ -45,7 +45,12 @@ class Future:
 
     __slots__ = ("_raw", "_value", "_error")
 
-    def __init__(self, _raw: Optional[Any] = None) -> None:
+    def __init__(self, num_vals: int = 1, _raw: Optional[Any] = None) -> None:
+        if num_vals != 1:
+            raise NotImplementedError(
+                f"Future(num_vals={num_vals}): futures of several values are not in charmrs yet; "
+                "use one Future per value (or a gather reduction)"
+            )
         self._raw = _raw if _raw is not None else _charmrs.RawFuture()
         self._value: Any = _UNSET
         self._error: Optional[BaseException] = None
@@ -82,4 +87,4 @@ class Future:
 
 
 def _future_from_bytes(b: bytes) -> Future:
-    return Future(_charmrs.RawFuture.from_bytes(b))
+    return Future(_raw=_charmrs.RawFuture.from_bytes(b))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import operator
 from typing import Any, Callable, Optional
 
@@ -37,9 +38,11 @@ def _pairwise(op: Callable[[Any, Any], Any]) -> ReduceFn:
     broadcasts), lists and tuples element by element."""
 
     def two(a: Any, b: Any) -> Any:
-        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if isinstance(a, (list, tuple, array.array)) and isinstance(b, (list, tuple, array.array)):
             if len(a) != len(b):
                 raise ValueError(f"contributions of different lengths ({len(a)} and {len(b)}) cannot be combined")
+            if isinstance(a, array.array):
+                return array.array(a.typecode, (op(x, y) for x, y in zip(a, b)))
             return type(a)(two(x, y) for x, y in zip(a, b))
         return op(a, b)
 
@@ -82,6 +85,8 @@ class _ReducerRegistry:
         ]:
             self._all[name] = _Reducer(name, _pairwise(op))
         self._all["gather"] = _Reducer("gather", None)
+        # Charm4py's name for the empty reduction (contribute with no data).
+        self._all["nop"] = _Reducer("nop", None)
 
     def addReducer(  # noqa: N802 (Charm4py's name)
         self,

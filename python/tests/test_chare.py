@@ -121,3 +121,10 @@ def test_channels(pes: int) -> None:
     assert r.returncode == 0, r.stderr
     assert "ring: True" in r.stdout, r.stdout
     assert "order: True" in r.stdout
+
+
+def test_charm4py_spellings() -> None:
+    r = run_job(2, PROGS / "compat.py")
+    assert r.returncode == 0, r.stderr
+    for check in ["eq: True True True True", "awaitable: True True", "nop: True", "array.array sum: True", "iawait: True", "num_vals: True"]:
+        assert check in r.stdout, r.stdout
