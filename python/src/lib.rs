@@ -969,9 +969,21 @@ fn create_single(cls: String, pe: i64, args: &[u8]) -> PyResult<(PyProxy, PyFutu
 }
 
 /// The proxy of a creation, and a future completed when every element exists.
+///
+/// A constructor that raises ends the job with its traceback, whether or not anybody
+/// awaits the creation (Charm4py's behaviour; an error kept in a future nobody awaits
+/// would leave the job hanging), so the future only ever completes with success.
 fn created(c: charmrs::Creation<PyChareProxy>) -> PyResult<(PyProxy, PyFuture)> {
     let (proxy, done) = c.into_parts();
-    Ok((PyProxy { inner: proxy }, PyFuture::new(FutKind::Unit(done))))
+    let ok = charmrs::Future::<()>::new();
+    let tell = ok.clone();
+    charmrs::spawn(async move {
+        match done.await {
+            Ok(()) => tell.send(()),
+            Err(e) => charmrs::abort(&format!("creating a collection failed: {e}")),
+        }
+    });
+    Ok((PyProxy { inner: proxy }, PyFuture::new(FutKind::Unit(ok))))
 }
 
 /// Runs a job as `charmrs-run` does, with the launcher's options in `args` (`+p4 ++ppn 2

@@ -128,3 +128,11 @@ def test_charm4py_spellings() -> None:
     assert r.returncode == 0, r.stderr
     for check in ["eq: True True True True", "awaitable: True True", "nop: True", "array.array sum: True", "iawait: True", "num_vals: True"]:
         assert check in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2])
+def test_a_constructor_that_raises_ends_the_job(pes: int) -> None:
+    r = run_job(pes, PROGS / "ctor_raises.py")
+    assert r.returncode == 1, r.stderr
+    assert "ValueError: boom in the constructor" in r.stderr
+    assert "creating a collection failed" in r.stderr
