@@ -12,6 +12,7 @@ from .channel import Channel
 from .chare import Array, Chare, Group, coro, threaded, when
 from .exceptions import Charm4PyError, CharmError
 from .future import Future
+from .readonly import readonlies
 from .reduction import Reducer
 
-__all__ = ["Array", "Channel", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "Options", "Reducer", "charm", "coro", "threaded", "when"]
+__all__ = ["Array", "Channel", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "Options", "Reducer", "charm", "coro", "readonlies", "threaded", "when"]

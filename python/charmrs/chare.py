@@ -10,6 +10,8 @@ from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 from . import _charmrs
 from .future import Future
+from .readonly import flush as _ro_flush
+from .readonly import readonlies as _RO
 from .reduction import _Reducer
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -149,6 +151,8 @@ def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]
 
     def method(self: Proxy, *args: Any, ret: bool = False, awaitable: bool = False, **kwargs: Any) -> Optional[Future]:
         want = 2 if ret else 1 if awaitable else 0
+        if _RO.__dict__["_dirty"]:
+            _ro_flush()
         if kwargs:
             fut = self._raw.send(name, dumps((args, kwargs), 5), coro, want, True, when)
         else:
@@ -287,18 +291,21 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
 
 
 def _create_single(cls: type, args: Sequence[Any] = (), onPE: int = -1) -> Proxy:  # noqa: N803
+    _ro_flush()
     raw, created = _charmrs.create_single(_path(cls), onPE, pickle.dumps(tuple(args), protocol=5))
     return _make_proxy(raw, cls, Future(_raw=created))
 
 
 def Group(cls: type, args: Sequence[Any] = ()) -> Proxy:  # noqa: N802 (Charm4py's name)
     """Creates one element of ``cls`` on every PE; returns the group's proxy at once."""
+    _ro_flush()
     raw, created = _charmrs.create_group(_path(cls), pickle.dumps(tuple(args), protocol=5))
     return _make_proxy(raw, cls, Future(_raw=created))
 
 
 def Array(cls: type, dims: Union[int, Sequence[int]], args: Sequence[Any] = ()) -> Proxy:  # noqa: N802
     """Creates an array of ``cls`` elements of shape ``dims``; returns its proxy at once."""
+    _ro_flush()
     shape = [dims] if isinstance(dims, int) else list(dims)
     raw, created = _charmrs.create_array(_path(cls), shape, pickle.dumps(tuple(args), protocol=5))
     return _make_proxy(raw, cls, Future(_raw=created))

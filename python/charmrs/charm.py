@@ -12,6 +12,7 @@ from . import _charmrs, _glue
 from .exceptions import CharmError
 from .chare import Chare
 from .future import Future, _wait_any
+from .readonly import flush as _ro_flush
 
 
 class Options:
@@ -71,6 +72,7 @@ class _Charm:
             self.thisProxy = Group(_CharmRemote)
             self.awaitCreation(self.thisProxy)
             user(args)
+            _ro_flush()
 
         code = _charmrs.start(_glue.main(main, argv), argv)
         sys.stdout.flush()
@@ -254,6 +256,11 @@ class _CharmRemote(Chare):
     def numPes(self) -> int:  # noqa: N802
         """The number of PEs."""
         return charm.numPes()
+
+    def _set_readonlies(self, values: dict[str, Any]) -> None:
+        from .readonly import readonlies
+
+        readonlies._set(values)
 
     def updateGlobals(self, globals_dict: dict[str, Any], module_name: str = "__main__") -> None:  # noqa: N802
         """Sets the globals of module ``module_name`` on this PE's process."""

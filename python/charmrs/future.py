@@ -9,12 +9,14 @@ from greenlet import getcurrent
 
 from . import _charmrs
 from .exceptions import CharmError
+from .readonly import flush as _ro_flush
 
 _UNSET = object()
 
 
 def _wait(raw: Any) -> Any:
     """Suspends the current coroutine until ``raw`` (a runtime future) completes."""
+    _ro_flush()
     g = getcurrent()
     if g.parent is None:
         raise CharmError(
@@ -27,6 +29,7 @@ def _wait(raw: Any) -> Any:
 def _wait_any(futures: list["Future"]) -> int:
     """Suspends the current coroutine until one of ``futures`` is ready; stores its
     value (or error) in it and returns its position."""
+    _ro_flush()
     g = getcurrent()
     if g.parent is None:
         raise CharmError("iwait waits for futures: use it in main or a @coro method")

@@ -136,3 +136,10 @@ def test_a_constructor_that_raises_ends_the_job(pes: int) -> None:
     assert r.returncode == 1, r.stderr
     assert "ValueError: boom in the constructor" in r.stderr
     assert "creating a collection failed" in r.stderr
+
+
+@pytest.mark.parametrize("pes", [1, 2, 4])
+def test_readonlies(pes: int) -> None:
+    r = run_job(pes, PROGS / "readonly.py")
+    assert r.returncode == 0, r.stderr
+    assert "readonlies: True" in r.stdout, r.stdout
