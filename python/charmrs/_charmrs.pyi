@@ -91,8 +91,9 @@ def create_group(cls: str, args: bytes) -> tuple[Proxy, RawFuture]:
 def create_array(cls: str, dims: Sequence[int], args: bytes) -> tuple[Proxy, RawFuture]:
     """Creates an array of class ``cls`` of shape ``dims``."""
 
-def create_single(cls: str, pe: int, args: bytes) -> tuple[Proxy, RawFuture]:
-    """Creates one chare of class ``cls`` on PE ``pe`` (any PE if negative)."""
+def create_single(cls: str, pe: int, args: bytes, deferred: bool = False) -> tuple[Proxy, RawFuture]:
+    """Creates one chare of class ``cls`` on PE ``pe`` (any PE if negative); ``deferred``:
+    its ``__init__`` is not run (it is sent later, as a coroutine call)."""
 
 def contribute(
     elem: Proxy,

@@ -36,6 +36,8 @@ def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -
     else:
         obj.thisIndex = tuple(index)
         obj.thisProxy = _make_proxy(proxy.elem(index), cls)
+        if kind == 3:
+            return obj  # __init__ comes later, as a coroutine
     obj.__init__(*pickle.loads(args))
     return obj
 

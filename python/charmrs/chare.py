@@ -8,7 +8,10 @@ import pickle
 import sys
 from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
+from greenlet import getcurrent
+
 from . import _charmrs
+from .exceptions import CharmError
 from .future import Future
 from .readonly import flush as _ro_flush
 from .readonly import readonlies as _RO
@@ -217,6 +220,28 @@ class Chare:
 
         _deliver(self, key, seq, payload)
 
+    def wait(self, condition: Union[str, Callable[[], Any]]) -> None:
+        """Suspends the current coroutine until ``condition`` holds: a Python
+        expression over ``self`` (re-evaluated after each method of this chare runs),
+        or a callable with no arguments."""
+        if isinstance(condition, str):
+            code = compile(condition, "<wait condition>", "eval")
+            env = sys.modules[type(self).__module__].__dict__
+
+            def check() -> bool:
+                return bool(eval(code, env, {"self": self}))
+
+        else:
+
+            def check() -> bool:
+                return bool(condition())
+
+        while not check():
+            g = getcurrent()
+            if g.parent is None:
+                raise CharmError("wait(condition) suspends: call it in a @coro method or main")
+            g.parent.switch((self._elem(), check))
+
     def contribute(self, data: Any, reducer: Any, callback: Any, section: Any = None) -> None:
         """Gives this element's ``data`` to the next reduction of its collection,
         combined by ``reducer`` (a ``Reducer``); the result goes to ``callback``: a
@@ -290,9 +315,12 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
     return None
 
 
-def _create_single(cls: type, args: Sequence[Any] = (), onPE: int = -1) -> Proxy:  # noqa: N803
+def _create_single(cls: type, args: Sequence[Any] = (), onPE: int = -1, _coro_init: bool = False) -> Proxy:  # noqa: N803
     _ro_flush()
-    raw, created = _charmrs.create_single(_path(cls), onPE, pickle.dumps(tuple(args), protocol=5))
+    raw, created = _charmrs.create_single(_path(cls), onPE, pickle.dumps(tuple(args), protocol=5), _coro_init)
+    if _coro_init:
+        # The constructor runs as a coroutine (it may wait), after the chare exists.
+        raw.elem([0]).send("__init__", pickle.dumps(tuple(args), protocol=5), True, 0)
     return _make_proxy(raw, cls, Future(_raw=created))
 
 

@@ -10,7 +10,7 @@ from greenlet import getcurrent
 
 from . import _charmrs, _glue
 from .exceptions import CharmError
-from .chare import Chare
+from .chare import Chare, _create_single
 from .future import Future, _wait_any
 from .readonly import flush as _ro_flush
 
@@ -62,7 +62,8 @@ class _Charm:
             cls = entry
 
             def user(args: list[str]) -> None:
-                Chare(cls, args=[args], onPE=0)
+                # As in Charm4py, the entry chare's constructor is a coroutine.
+                _create_single(cls, [args], 0, _coro_init=True)
 
         def main(args: list[str]) -> None:
             from .chare import Group
@@ -224,6 +225,16 @@ class _Charm:
         f = Future()
         self.startQD(f)
         f.get()
+
+    def printStats(self) -> None:  # noqa: N802
+        """Charm4py's profiling report. charmrs does not collect Python-level profiles
+        yet: this says so, and where the runtime's own per-PE statistics are (the
+        ``+stats`` option prints them at the end of the job)."""
+        print(
+            f"charm.printStats() on PE {self.myPe()}: Python-level profiling is not collected by charmrs; "
+            "run with +stats for the runtime's per-PE message and time table at exit",
+            flush=True,
+        )
 
     def awaitCreation(self, *proxies: Any) -> None:  # noqa: N802
         """Suspends the current coroutine until every element of the collections of

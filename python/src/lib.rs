@@ -40,6 +40,9 @@ const KIND_GROUP: u8 = 0;
 const KIND_ARRAY: u8 = 1;
 /// A single chare.
 const KIND_SINGLE: u8 = 2;
+/// A single chare whose `__init__` runs later, as a coroutine (the entry chare of
+/// `charm.start(ChareClass)`, as in Charm4py).
+const KIND_SINGLE_DEFERRED: u8 = 3;
 
 /// A numpy array argument: its position, dtype (`dtype.str`), shape and data.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -335,6 +338,17 @@ async fn drive(glet: Py<PyAny>, what: &str) -> Pickled {
                 f.awaited.store(true, std::sync::atomic::Ordering::Relaxed);
                 return Ok(Wait::One(f.kind.clone()));
             }
+            // `Chare.wait(condition)`: (element proxy, condition callable).
+            if let Ok((elem, cond)) = v.extract::<(PyRef<'_, PyProxy>, Py<PyAny>)>() {
+                return match Handle::<PyChare>::of(&elem.inner) {
+                    Some(h) => Ok(Wait::Cond(h, cond)),
+                    None => raised(
+                        py,
+                        what,
+                        CharmError::new_err("wait(condition) is for a chare's own coroutine, on its PE"),
+                    ),
+                };
+            }
             if let Ok(list) = v.cast::<pyo3::types::PyList>() {
                 let kinds = list
                     .iter()
@@ -359,6 +373,15 @@ async fn drive(glet: Py<PyAny>, what: &str) -> Pickled {
         match step {
             Err(done) => return done,
             Ok(Wait::One(kind)) => resume = Some(kind.wait().await),
+            Ok(Wait::Cond(h, cond)) => {
+                // Re-checked after each method of the element; an error in the
+                // condition counts as "holds": the coroutine re-evaluates it and raises.
+                h.wait(move |_| {
+                    Python::attach(|py| cond.call0(py).and_then(|r| r.is_truthy(py)).unwrap_or(true))
+                })
+                .await;
+                resume = Some(Ok(Python::attach(|py| py.None())));
+            }
             Ok(Wait::Any(kinds)) => {
                 let (i, r) = first_of(kinds).await;
                 resume = Some(Ok(Python::attach(|py| {
@@ -380,6 +403,8 @@ enum Wait {
     /// The first of several to complete (`charm.iwait`): the coroutine gets `(index,
     /// ok, value or exception)`.
     Any(Vec<FutKind>),
+    /// A condition on a chare (`Chare.wait`), re-checked after each of its methods.
+    Cond(Handle<PyChare>, Py<PyAny>),
 }
 
 /// Waits for the first of `kinds` to complete; the others are left untouched (their
@@ -955,10 +980,12 @@ fn create_array(cls: String, dims: Vec<i32>, args: &[u8]) -> PyResult<(PyProxy, 
 
 /// Creates a single chare of `cls` on PE `pe` (or one chosen round-robin if negative).
 #[pyfunction]
-fn create_single(cls: String, pe: i64, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
+#[pyo3(signature = (cls, pe, args, deferred=false))]
+fn create_single(cls: String, pe: i64, args: &[u8], deferred: bool) -> PyResult<(PyProxy, PyFuture)> {
     on_pe()?;
     let n = charmrs::num_pes();
-    let args = (cls, KIND_SINGLE, args.to_vec().into());
+    let kind = if deferred { KIND_SINGLE_DEFERRED } else { KIND_SINGLE };
+    let args = (cls, kind, args.to_vec().into());
     if pe < 0 {
         return created(Single::<PyChare>::new(args));
     }

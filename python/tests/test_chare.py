@@ -143,3 +143,11 @@ def test_readonlies(pes: int) -> None:
     r = run_job(pes, PROGS / "readonly.py")
     assert r.returncode == 0, r.stderr
     assert "readonlies: True" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2])
+def test_entry_chare_constructor_is_a_coroutine_and_wait(pes: int) -> None:
+    r = run_job(pes, PROGS / "main_chare.py")
+    assert r.returncode == 0, r.stderr
+    assert "ret in constructor: True" in r.stdout, r.stdout
+    assert "waited for count: 4" in r.stdout
