@@ -38,8 +38,21 @@ def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -
         obj.thisProxy = _make_proxy(proxy.elem(index), cls)
         if kind == 3:
             return obj  # __init__ comes later, as a coroutine
-    obj.__init__(*pickle.loads(args))
+    obj._charmrs_constructing = True
+    try:
+        obj.__init__(*pickle.loads(args))
+    finally:
+        del obj._charmrs_constructing
     return obj
+
+
+def flush_pending(obj: Any) -> None:
+    """Makes the contributions ``obj``'s constructor made, now that it exists."""
+    from .chare import _reduce
+
+    pending = obj.__dict__.pop("_charmrs_pending", [])
+    for data, reducer, callback, section in pending:
+        _reduce(obj, data, reducer, callback, section)
 
 
 def _result(value: Any, ret: bool) -> Optional[bytes]:

@@ -271,6 +271,13 @@ _NUMBER_REDUCERS = frozenset(["sum", "product", "max", "min"])
 
 
 def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) -> Optional[Future]:
+    if chare.__dict__.get("_charmrs_constructing"):
+        # The element does not exist until its constructor returns: the contribution
+        # is made right after (in order with the others it makes there).
+        if callback is None:
+            raise CharmError("allreduce in a constructor: call it from a @coro method")
+        chare.__dict__.setdefault("_charmrs_pending", []).append((data, reducer, callback, section))
+        return None
     if section is not None:
         raise NotImplementedError("reductions over sections are not in charmrs yet (issue 6)")
     if reducer is not None and getattr(reducer, "name", None) == "nop":

@@ -154,7 +154,21 @@ impl PyChare {
             let made = glue_fn!(py, "construct")
                 .and_then(|f| f.call1((&class, PyBytes::new(py, &args), index, proxy, kind)));
             match made {
-                Ok(obj) => PyChare { obj: obj.unbind() },
+                Ok(obj) => {
+                    // Reductions the constructor contributed to wait until the element
+                    // exists: right after this message.
+                    if obj.hasattr(pyo3::intern!(py, "_charmrs_pending")).unwrap_or(false) {
+                        let o = obj.clone().unbind();
+                        charmrs::spawn(async move {
+                            Python::attach(|py| {
+                                if let Err(e) = glue_fn!(py, "flush_pending").and_then(|f| f.call1((o,))) {
+                                    raised(py, "a contribution made in a constructor", e)
+                                }
+                            })
+                        });
+                    }
+                    PyChare { obj: obj.unbind() }
+                }
                 Err(e) => raised(py, &format!("the constructor of {class}"), e),
             }
         })

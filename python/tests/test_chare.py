@@ -151,3 +151,10 @@ def test_entry_chare_constructor_is_a_coroutine_and_wait(pes: int) -> None:
     assert r.returncode == 0, r.stderr
     assert "ret in constructor: True" in r.stdout, r.stdout
     assert "waited for count: 4" in r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2])
+def test_contributions_in_a_constructor(pes: int) -> None:
+    r = run_job(pes, PROGS / "ctor_contribute.py")
+    assert r.returncode == 0, r.stderr
+    assert "ctor contributions: True True" in r.stdout, r.stdout
