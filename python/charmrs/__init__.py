@@ -13,6 +13,7 @@ from .chare import Array, Chare, Group, coro, threaded, when
 from .exceptions import Charm4PyError, CharmError
 from .future import Future
 from .readonly import readonlies
+from . import threads
 from .reduction import Reducer
 
-__all__ = ["Array", "Channel", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "Options", "Reducer", "charm", "coro", "readonlies", "threaded", "when"]
+__all__ = ["Array", "Channel", "Chare", "Charm4PyError", "CharmError", "Future", "Group", "Options", "Reducer", "charm", "coro", "readonlies", "threaded", "threads", "when"]

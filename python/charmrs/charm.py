@@ -11,6 +11,7 @@ from greenlet import getcurrent
 from . import _charmrs, _glue
 from .exceptions import CharmError
 from .chare import Chare, _create_single
+from . import future as _future
 from .future import Future, _wait_any
 from .readonly import flush as _ro_flush
 
@@ -186,7 +187,20 @@ class _Charm:
                 waits[i].get()  # consumes the wake-up (its value is already here)
             yield pending.pop(i)
 
-    def createFuture(self, senders: int = 1) -> Future:  # noqa: N802
+    #: ``charm.Future()``: the same as ``Future()``.
+    Future = Future
+
+    def allReduce(self, data: Any, reducer: Any, chare: Any) -> Any:  # noqa: N802
+        """``chare.allreduce(data, reducer).get()``: Charm4py's blocking spelling (in a
+        coroutine)."""
+        return chare.allreduce(data, reducer).get()
+
+    def barrier(self, chare: Any) -> None:
+        """Suspends the coroutine until every element of ``chare``'s collection gets
+        here (an empty allreduce)."""
+        chare.allreduce().get()
+
+    def createFuture(self, senders: int = 1) -> _future.Future:  # noqa: N802
         """A new explicit future (Charm4py's older spelling of ``Future()``)."""
         return Future(senders)
 

@@ -126,7 +126,7 @@ def test_channels(pes: int) -> None:
 def test_charm4py_spellings() -> None:
     r = run_job(2, PROGS / "compat.py")
     assert r.returncode == 0, r.stderr
-    for check in ["eq: True True True True", "awaitable: True True", "nop: True", "array.array sum: True", "iawait: True", "num_vals: True"]:
+    for check in ["eq: True True True True", "awaitable: True True", "nop: True", "array.array sum: True", "iawait: True", "num_vals: True", "charm.Future: True True", "allReduce: True"]:
         assert check in r.stdout, r.stdout
 
 

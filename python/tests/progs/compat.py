@@ -4,7 +4,7 @@ awaitable=True on a method that returns a value, Future(num_vals > 1) refused.""
 
 import array
 
-from charm4py import Array, Chare, Reducer, charm
+from charm4py import Array, Chare, Reducer, charm, coro, threads
 
 
 class C(Chare):
@@ -13,6 +13,11 @@ class C(Chare):
 
     def value(self):
         return 42
+
+    @coro
+    def blocking(self):
+        charm.barrier(self)
+        return charm.allReduce(1, Reducer.sum, self)
 
     def red(self, f1, f2):
         self.contribute(None, Reducer.nop, f1)
@@ -30,6 +35,10 @@ def main(args):
     print("array.array sum:", f2.get() == array.array("i", [4, 6]))
     fs = [a[i].value(ret=True) for i in range(4)]
     print("iawait:", sorted(f.get() for f in charm.iawait(fs)) == [42] * 4)
+    f3 = charm.Future()
+    a.red(f3, charm.createFuture())
+    print("charm.Future:", isinstance(f3, threads.Future), f3.get() is None)
+    print("allReduce:", a.blocking(ret=True).get() == [4] * 4)
     try:
         charm.createFuture(senders=2)
     except NotImplementedError as e:
