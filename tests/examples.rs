@@ -72,6 +72,15 @@ fn reduction_tour_matches_sequential_folds() {
 }
 
 #[test]
+fn sections_multicast_and_reduce_over_exactly_their_members() {
+    for n in PES {
+        run("sections", &[&p(n)], T).assert_ok().stdout_has("0 mismatches");
+    }
+    // Odd shapes: rows of one element, and more rows than PEs.
+    run("sections", &["+p3", "7", "1"], T).assert_ok().stdout_has("0 mismatches");
+}
+
+#[test]
 fn stats_table_is_printed() {
     run("hello", &["+p2", "+stats"], T)
         .assert_ok()

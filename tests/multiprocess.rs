@@ -101,6 +101,14 @@ fn every_reducer_gives_the_sequential_result_across_processes() {
 }
 
 #[test]
+fn sections_work_across_processes() {
+    for shape in SHAPES {
+        launch(&shape, "sections", &["5", "3"], T).assert_ok().stdout_has("0 mismatches");
+    }
+    launch(&["+p3", "++ppn", "1"], "sections", &["2", "5"], T).assert_ok().stdout_has("0 mismatches");
+}
+
+#[test]
 fn jacobi2d_gives_the_one_process_result() {
     let key = |out: &str| {
         let line = out.lines().find(|l| l.starts_with("jacobi2d")).expect("result line").to_string();

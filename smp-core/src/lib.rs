@@ -69,7 +69,10 @@ mod timer;
 mod topo;
 
 pub use chare::{Call, Chare, Ctx, Handle, Proxy};
-pub use collection::{Array, ArrayMap, BlockMap, BlockSlot, Creation, Group, Index, Single, MAX_DIMS};
+pub use collection::{
+    combine, section, split, Array, ArrayMap, BlockMap, BlockSlot, Creation, Group, Index, Members, Single,
+    SliceDim, MAX_DIMS,
+};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use future::{iwait, wait_all, wait_any, Future, Iwait};
@@ -105,6 +108,7 @@ pub mod __private {
     };
     pub use crate::chare::proxy::{call, RawProxy};
     pub use crate::chare::registry::{EntryDesc, WhenFn, ENTRIES};
+    pub use crate::collection::section::{set_section_eval, SectionEval};
     pub use crate::collection::{MapDesc, MAPS};
     pub use crate::msg::wire::ArgCodec;
     pub use crate::msg::{sizes, Sizes};

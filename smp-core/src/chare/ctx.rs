@@ -157,6 +157,56 @@ impl<C: Chare> Ctx<C> {
         fut
     }
 
+    /// Contributes `value` to the next reduction of `section` (a section proxy from
+    /// [`crate::split`] or [`crate::combine`] that this element belongs to; Charm4py's
+    /// `contribute(..., section)`). Every member contributes to the section's
+    /// reductions in the same order; the result goes to `target`.
+    ///
+    /// # Panics
+    /// If `section` is not a section proxy, or this element is not one of its members.
+    pub fn section_contribute<P: Proxy, T: Payload, R: Payload>(
+        &self,
+        section: &P,
+        value: T,
+        reducer: Reducer<T, R>,
+        target: impl Into<RedTarget<R>>,
+    ) {
+        let key = self.section_key(section.__raw());
+        reduction::contribute_to(key, self.meta.key.index, Ok(value), reducer, target.into());
+    }
+
+    /// Contributes `value` to a reduction over `section` whose result every member gets
+    /// (an allreduce over a section).
+    ///
+    /// # Panics
+    /// As [`Ctx::section_contribute`].
+    pub fn section_allreduce<P: Proxy, T: Payload, R: Payload>(
+        &self,
+        section: &P,
+        value: T,
+        reducer: Reducer<T, R>,
+    ) -> Future<R> {
+        let key = self.section_key(section.__raw());
+        let fut = Future::<R>::new();
+        reduction::contribute_to(key, self.meta.key.index, Ok(value), reducer, RedTarget::all(fut.clone()));
+        fut
+    }
+
+    /// The key of this element's next reduction over a section.
+    fn section_key(&self, raw: &RawProxy) -> reduction::RedKey {
+        if !raw.coll.is_section() {
+            panic!("a section reduction takes a section proxy (from split, combine or slicing)");
+        }
+        let me = self.meta.key;
+        crate::pe::with_pe(|pe| {
+            let member = pe.coll(raw.coll).is_some_and(|info| info.members.contains(&me));
+            if !member {
+                panic!("element {} is not a member of the section it contributes to", me.index);
+            }
+            reduction::RedKey { coll: raw.coll, stream: Stream::User(pe.sections.next_seq(raw.coll, me)) }
+        })
+    }
+
     fn next_seq(&self) -> u32 {
         let s = self.meta.red_seq.get();
         self.meta.red_seq.set(s + 1);
@@ -276,6 +326,6 @@ pub(crate) fn fixed_home(home: Home, index: &Index) -> Option<PeId> {
     match home {
         Home::Group => Some(PeId(index[0] as u32)),
         Home::Single(pe) => Some(pe),
-        Home::Array => None,
+        Home::Array | Home::Section(_) => None,
     }
 }

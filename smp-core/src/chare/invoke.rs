@@ -180,6 +180,20 @@ fn complete<R: Payload>(meta: &ElemMeta, desc: &EntryDesc, reply: Reply, result:
             Reducer::<(), ()>::nop(),
             RedTarget::from_id(fut),
         ),
+        (Reply::SecBcast { sec, fut, gather: true }, r) => reduction::contribute_to(
+            reduction::RedKey { coll: sec, stream: Stream::Bcast(fut) },
+            meta.key.index,
+            r,
+            Reducer::<R, Vec<R>>::gather(),
+            RedTarget::from_id(fut),
+        ),
+        (Reply::SecBcast { sec, fut, gather: false }, r) => reduction::contribute_to(
+            reduction::RedKey { coll: sec, stream: Stream::Bcast(fut) },
+            meta.key.index,
+            r.map(|_| ()),
+            Reducer::<(), ()>::nop(),
+            RedTarget::from_id(fut),
+        ),
     }
 }
 

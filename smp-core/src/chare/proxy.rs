@@ -23,6 +23,8 @@ pub(crate) enum Home {
     Single(PeId),
     /// Array: placed by its map.
     Array,
+    /// Section: multicasts go to its root PE (none: the section is empty).
+    Section(Option<PeId>),
 }
 
 /// The untyped part of every proxy: a collection, and optionally one element of it.
@@ -94,6 +96,10 @@ impl<R: Payload> Call<R> {
     pub fn awaitable(mut self) -> Future<()> {
         let p = self.pending.take().expect("call sent once");
         let fut = Future::<()>::new();
+        if p.raw.home == Home::Section(None) {
+            fut.send(());
+            return fut;
+        }
         let reply = match p.raw.elem {
             Some(_) => Reply::Done(fut.id()),
             None => Reply::Bcast { fut: fut.id(), gather: false },
@@ -123,6 +129,10 @@ impl<R: Payload> Call<R> {
     pub fn ret_all(mut self) -> Future<Vec<R>> {
         let p = self.pending.take().expect("call sent once");
         let fut = Future::<Vec<R>>::new();
+        if p.raw.home == Home::Section(None) {
+            fut.send(Vec::new());
+            return fut;
+        }
         let reply = Reply::Bcast { fut: fut.id(), gather: true };
         if p.raw.elem.is_some() {
             // One element: gather of one value, through a one-contributor future.
@@ -153,6 +163,13 @@ impl<R> Drop for Call<R> {
 /// Sends a call: to the element's PE, or as a broadcast down the tree from this PE.
 fn send(p: Pending, reply: Reply) {
     let ep = p.desc.id();
+    if p.raw.elem.is_some() && p.raw.coll.is_section() {
+        panic!(
+            "call of {}: a section proxy names a set of elements, not one: call the element \
+             through its collection's proxy",
+            p.desc.name()
+        );
+    }
     with_pe(|pe| match (p.raw.elem, p.args) {
         (Some(index), args) => {
             let env = Envelope::Call { coll: p.raw.coll, index, ep, reply, args };
@@ -174,6 +191,13 @@ fn send(p: Pending, reply: Reply) {
                 // The array's creation has not reached this PE: keep the call, in order,
                 // until it does.
                 None => pe.pending_out.borrow_mut().entry(p.raw.coll).or_default().push(env),
+            }
+        }
+        (None, Args::Shared(args)) if p.raw.coll.is_section() => {
+            // No root: no members, nothing runs; an awaited call was completed by its caller.
+            if let Home::Section(Some(root)) = p.raw.home {
+                let env = Envelope::Bcast { coll: p.raw.coll, ep, root, fwd: true, reply, args };
+                pe.send(root, env, p.bytes)
             }
         }
         (None, Args::Shared(args)) => {

@@ -3,11 +3,13 @@
 
 mod index;
 mod map;
+pub(crate) mod section;
 
 pub(crate) use index::CollId;
 pub use index::{Index, MAX_DIMS};
 pub(crate) use map::MapWire;
 pub use map::{ArrayMap, BlockMap, BlockSlot, MapDesc, MAPS};
+pub use section::{combine, section, split, Members, SliceDim};
 
 use std::any::Any;
 use std::future::{Future as StdFuture, IntoFuture};
@@ -99,6 +101,8 @@ pub(crate) enum Kind {
     },
     /// One chare on one PE.
     Single(PeId),
+    /// A section of other collections (see [`section`]).
+    Section,
 }
 
 /// What the creation message of a collection carries.
@@ -113,8 +117,10 @@ pub(crate) struct CreateSpec {
 /// What a PE knows of a collection once its creation reached it.
 pub(crate) struct CollInfo {
     pub(crate) kind: Kind,
-    /// Indexes of the elements created on this PE, in order.
+    /// Indexes of the elements created on this PE, in order (none for a section).
     pub(crate) local: Vec<Index>,
+    /// A section's members on this PE (of any collection); empty for a collection.
+    pub(crate) members: Vec<ElemKey>,
     /// This PE's place in the reduction tree over the PEs that hold elements, if it
     /// holds any.
     pub(crate) red: Option<RedPlace>,
@@ -141,7 +147,14 @@ impl CollInfo {
                 index.linearize(shape)?;
                 Some(map.pe_of(index, shape, n))
             }
+            Kind::Section => None,
         }
+    }
+
+    /// How many contributions of this PE's elements a reduction waits for.
+    #[inline]
+    pub(crate) fn local_count(&self) -> usize {
+        self.local.len() + self.members.len()
     }
 }
 
@@ -175,6 +188,7 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
             }
             ((0..n).filter(|&p| has[p as usize]).map(PeId).collect(), local)
         }
+        Kind::Section => fatal("a section is not created as a collection"),
     };
     let red = (!local.is_empty()).then(|| {
         let root = members[0];
@@ -193,7 +207,7 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
         }
     });
     tracing::debug!(coll = %coll, chare = spec.ctor.chare(), local = local.len(), "creating elements");
-    let info = Rc::new(CollInfo { kind: spec.kind.clone(), local, red });
+    let info = Rc::new(CollInfo { kind: spec.kind.clone(), local, members: Vec::new(), red });
     pe.colls.borrow_mut().insert(coll, Rc::clone(&info));
     for &index in &info.local {
         let meta = ElemMeta::new(ElemKey { coll, index }, spec.home);

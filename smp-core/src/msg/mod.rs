@@ -61,6 +61,16 @@ pub(crate) enum Reply {
         /// Gather the return values (`ret`) or only count completions (`awaitable`).
         gather: bool,
     },
+    /// A multicast to a section, awaited or with return values: as `Bcast`, over the
+    /// section's tree (the members' PEs set this from `Bcast` on delivery).
+    SecBcast {
+        /// The section.
+        sec: CollId,
+        /// The future the reduction result sets.
+        fut: FutureId,
+        /// Gather the return values or only count completions.
+        gather: bool,
+    },
 }
 
 /// The one envelope type. Its variant is the kind of destination; each carries the

@@ -148,6 +148,8 @@ pub(crate) enum WireHead {
     AllReduce { key: RedKey, root: PeId },
     /// [`SysMsg::Qd`].
     Qd(QdMsg),
+    /// [`SysMsg::Section`].
+    Section(crate::collection::section::SecMsg),
     /// [`SysMsg::Exit`] with the job's exit code: the process ends.
     Exit(i32),
 }
@@ -243,6 +245,9 @@ pub(crate) fn to_wire<R>(
                     Kind::Group => WireKind::Group,
                     Kind::Single(p) => WireKind::Single(*p),
                     Kind::Array { shape, wire, .. } => WireKind::Array { shape: *shape, map: wire.clone() },
+                    Kind::Section => {
+                        return Err(fail("a creation", "sections are not created as collections".into()))
+                    }
                 };
                 let ctor = spec.ctor.id().0;
                 head(
@@ -265,6 +270,9 @@ pub(crate) fn to_wire<R>(
             }
             SysMsg::Qd(q) => {
                 head(&mut out, WireHead::Qd(q))?;
+            }
+            SysMsg::Section(m) => {
+                head(&mut out, WireHead::Section(m))?;
             }
             SysMsg::Exit => {
                 head(&mut out, WireHead::Exit(0))?;
@@ -393,6 +401,7 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
             Envelope::Sys(SysMsg::AllReduce { key, root, result })
         }
         WireHead::Qd(q) => Envelope::Sys(SysMsg::Qd(q)),
+        WireHead::Section(m) => Envelope::Sys(SysMsg::Section(m)),
         WireHead::Exit(code) => return Ok(Arrived::Exit(code)),
     };
     Ok(Arrived::Msg(to, env))

@@ -80,6 +80,8 @@ pub(crate) struct PeLocal {
     pub(crate) reds: ReductionTable,
     /// Quiescence detection.
     pub(crate) qd: QdState,
+    /// Sections: builds, members waiting for their install, contribution counts.
+    pub(crate) sections: crate::collection::section::SecState,
     /// Counters.
     pub(crate) stats: Stats,
 }
@@ -102,6 +104,7 @@ impl PeLocal {
             timers: Timers::new(),
             reds: ReductionTable::new(),
             qd: QdState::new(),
+            sections: Default::default(),
         }
     }
 

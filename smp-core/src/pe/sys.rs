@@ -40,6 +40,8 @@ pub(crate) enum SysMsg {
     Run(Box<dyn FnOnce() + Send>),
     /// Quiescence detection.
     Qd(QdMsg),
+    /// Building sections.
+    Section(crate::collection::section::SecMsg),
     /// Leave the scheduler loop.
     Exit,
 }

@@ -117,6 +117,9 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
                 None => pe.hold_for_coll(coll, env),
             }
         }
+        Envelope::Bcast { coll, ep, root, fwd, reply, args } if coll.is_section() => {
+            multicast(pe, Envelope::Bcast { coll, ep, root, fwd, reply, args })
+        }
         Envelope::Bcast { coll, ep, root, fwd, reply, args } => {
             if fwd {
                 for child in pe.shared.span.children(root, pe.id) {
@@ -154,8 +157,43 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
             SysMsg::Wake(t) => pe.exec.wake(t),
             SysMsg::Run(f) => f(),
             SysMsg::Qd(m) => qd::handle(pe, m),
+            SysMsg::Section(m) => collection::section::handle(pe, m),
             SysMsg::Exit => {}
         },
+    }
+}
+
+/// Delivers a multicast to a section: forwarded down the section's tree, delivered to
+/// this PE's members; held until the section is installed here.
+fn multicast(pe: &Rc<PeLocal>, env: Envelope) {
+    let Envelope::Bcast { coll, ep, root, fwd, reply, args } = env else { unreachable!("a multicast") };
+    let Some(info) = pe.coll(coll) else {
+        pe.hold_for_coll(coll, Envelope::Bcast { coll, ep, root, fwd, reply, args });
+        return;
+    };
+    if fwd {
+        for &child in info.red.iter().flat_map(|r| &r.children) {
+            let copy = Envelope::Bcast { coll, ep, root, fwd: true, reply, args: args.clone() };
+            pe.send(child, copy, 0);
+        }
+    }
+    let Some(desc) = registry::entry(ep) else {
+        fatal(&format!("multicast to an unknown entry method id {}", ep.0))
+    };
+    let reply = match reply {
+        crate::msg::Reply::Bcast { fut, gather } => crate::msg::Reply::SecBcast { sec: coll, fut, gather },
+        r => r,
+    };
+    for key in &info.members {
+        let Some(elem) = pe.elem(key) else {
+            fatal(&format!("member {} of section {coll} is not on PE {}", key.index, pe.id))
+        };
+        let env =
+            Envelope::Call { coll: key.coll, index: key.index, ep, reply, args: Args::Shared(args.clone()) };
+        deliver(pe, &elem, desc, env);
+        if elem.meta().has_buffered() {
+            retry_when(pe, &elem);
+        }
     }
 }
 

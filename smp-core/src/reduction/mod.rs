@@ -325,14 +325,25 @@ pub(crate) fn contribute<T: Payload, R: Payload>(
     reducer: Reducer<T, R>,
     target: RedTarget<R>,
 ) {
+    contribute_to(RedKey { coll: meta.key.coll, stream }, meta.key.index, value, reducer, target)
+}
+
+/// An element of index `index` contributes to reduction `key` (of its collection or of
+/// a section it belongs to).
+pub(crate) fn contribute_to<T: Payload, R: Payload>(
+    key: RedKey,
+    index: crate::Index,
+    value: Result<T, Error>,
+    reducer: Reducer<T, R>,
+    target: RedTarget<R>,
+) {
     with_pe(|pe| {
-        let key = RedKey { coll: meta.key.coll, stream };
         if matches!(target.kind, TargetKind::All) {
             let futs = std::mem::take(&mut *pe.reds.pending_all.borrow_mut());
             pe.reds.waiters.borrow_mut().entry(key).or_default().extend(futs);
             pe.reds.all_handlers.borrow_mut().insert(key, on_allreduce::<R>);
         }
-        let acc = value.map(|v| reducer.lift(meta.key.index, v));
+        let acc = value.map(|v| reducer.lift(index, v));
         let partial: RedUp = Box::new(Typed { acc, reducer, target: target.kind });
         add(pe, key, PartialMsg::Typed(partial), false);
     })
@@ -370,7 +381,8 @@ fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
         } else {
             st.local += 1;
         }
-        let complete = st.local as usize == info.local.len() && st.children as usize == place.children.len();
+        let complete =
+            st.local as usize == info.local_count() && st.children as usize == place.children.len();
         if complete {
             states.remove(&key).and_then(|s| s.acc)
         } else {
