@@ -15,6 +15,7 @@ __all__ = [
     "exit",
     "host_pes",
     "launch",
+    "make_sections",
     "my_pe",
     "node_first_pe",
     "num_pes",
@@ -104,8 +105,21 @@ def contribute(
     method: Optional[str] = None,
     coro: bool = False,
     number: Optional[float] = None,
+    section: Optional[Proxy] = None,
 ) -> Optional[RawFuture]:
-    """Contributes to the next reduction of the collection of ``elem``."""
+    """Contributes to the next reduction of the collection of ``elem`` (or of the
+    section ``section``, which ``elem`` belongs to)."""
+
+def make_sections(
+    proxies: Sequence[Proxy],
+    n: int,
+    func: Optional[bytes] = None,
+    elems: Optional[Sequence[Sequence[Sequence[int]]]] = None,
+    slice: Optional[Sequence[tuple[int, int, int]]] = None,
+) -> RawFuture:
+    """Makes ``n`` sections of one proxy (by pickled section function, element lists or
+    one slice), or combines several proxies into one section; the future gives the
+    list of section proxies."""
 
 def timer(secs: float) -> RawFuture:
     """A future completed after ``secs`` seconds."""

@@ -46,6 +46,23 @@ def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -
     return obj
 
 
+_SECTION_FUNCS: dict[bytes, Any] = {}
+
+
+def section_of(func: bytes, obj: Any) -> list[int]:
+    """The sections ``obj`` belongs to by the pickled section function ``func``: a
+    number or an iterable of numbers (negative: none)."""
+    f = _SECTION_FUNCS.get(func)
+    if f is None:
+        f = _SECTION_FUNCS[func] = pickle.loads(func)
+    r = f(obj)
+    if r is None:
+        return []
+    if isinstance(r, int):
+        return [r] if r >= 0 else []
+    return [int(s) for s in r if s >= 0]
+
+
 def flush_pending(obj: Any) -> None:
     """Makes the contributions ``obj``'s constructor made, now that it exists."""
     from .chare import _reduce

@@ -81,15 +81,18 @@ class Proxy:
     reductions and ``startQD``. Each chare class gets its own proxy class, with one
     method per entry method."""
 
-    __slots__ = ("_raw", "_cls", "_created", "_elems")
+    __slots__ = ("_raw", "_cls", "_created", "_elems", "_slices")
 
     def __init__(self, raw: Any, cls: type, created: Optional[Future] = None) -> None:
         self._raw = raw
         self._cls = cls
         self._created = created
         self._elems: Optional[dict[Any, Proxy]] = None
+        self._slices: Optional[dict[Any, Proxy]] = None
 
-    def __getitem__(self, index: Union[int, Sequence[int]]) -> "Proxy":
+    def __getitem__(self, index: Any) -> "Proxy":
+        if isinstance(index, slice) or (isinstance(index, tuple) and any(isinstance(i, slice) for i in index)):
+            return self._slice(index)
         # Element proxies are immutable: the ones used are kept (up to a bound), which
         # saves making one per call in loops like `self.thisProxy[i + 1].m()`.
         elems = self._elems
@@ -105,6 +108,31 @@ class Proxy:
         if hashable and len(elems) < 4096:
             elems[index] = p
         return p
+
+    def _slice(self, index: Any) -> "Proxy":
+        """The section of the elements whose index is in the slice(s) (made once per
+        proxy and slice, in a coroutine)."""
+        dims = []
+        for s in index if isinstance(index, tuple) else (index,):
+            if isinstance(s, int):
+                s = slice(s, s + 1, 1)
+            if not isinstance(s, slice):
+                raise TypeError(f"a section slice takes slices and integers, not {s!r}")
+            start, stop, step = s.start, s.stop, s.step
+            if any(v is not None and v < 0 for v in (start, stop)) or (step is not None and step < 1):
+                raise ValueError(f"section slices take positive bounds and steps: {s!r}")
+            dims.append((start or 0, 2**31 - 1 if stop is None else stop, step or 1))
+        key = tuple(dims)
+        cache = self._slices
+        if cache is None:
+            cache = self._slices = {}
+        found = cache.get(key)
+        if found is not None:
+            return found
+        raw = _charmrs.make_sections([self._raw], 1, slice=dims)
+        sec = _make_proxy(Future(_raw=raw).get()[0], self._cls)
+        cache[key] = sec
+        return sec
 
     def __getattr__(self, name: str) -> Any:
         # Only names that are not entry methods get here.
@@ -278,8 +306,11 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
             raise CharmError("allreduce in a constructor: call it from a @coro method")
         chare.__dict__.setdefault("_charmrs_pending", []).append((data, reducer, callback, section))
         return None
+    sec = None
     if section is not None:
-        raise NotImplementedError("reductions over sections are not in charmrs yet (issue 6)")
+        if not isinstance(section, Proxy):
+            raise TypeError(f"section= takes a section proxy, not {section!r}")
+        sec = section._raw
     if reducer is not None and getattr(reducer, "name", None) == "nop":
         reducer, data = None, None  # Reducer.nop: an empty reduction
     if reducer is None and data is not None:
@@ -298,28 +329,61 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
         number = data if t is int or t is float else int(data) if isinstance(data, numbers.Integral) else float(data)
         if not isinstance(number, int) or -(2**63) <= number < 2**63:
             if callback is None:
-                return Future(_raw=_charmrs.contribute(elem, None, name, number=number))
+                return Future(_raw=_charmrs.contribute(elem, None, name, number=number, section=sec))
             if isinstance(callback, Future):
-                _charmrs.contribute(elem, None, name, future=callback._raw, number=number)
+                _charmrs.contribute(elem, None, name, future=callback._raw, number=number, section=sec)
                 return None
             target = _callback(callback)
             if target is None:
                 raise TypeError(f"a reduction's callback is a Future or a remote method (proxy.method), not {callback!r}")
-            _charmrs.contribute(elem, None, name, proxy=target[0], method=target[1], coro=target[2], number=number)
+            _charmrs.contribute(elem, None, name, proxy=target[0], method=target[1], coro=target[2], number=number, section=sec)
             return None
     payload = None if reducer is None else pickle.dumps(data, protocol=5)
     if callback is None:
-        fut = _charmrs.contribute(elem, payload, name)
+        fut = _charmrs.contribute(elem, payload, name, section=sec)
         return Future(_raw=fut)
     if isinstance(callback, Future):
-        _charmrs.contribute(elem, payload, name, future=callback._raw)
+        _charmrs.contribute(elem, payload, name, future=callback._raw, section=sec)
         return None
     target = _callback(callback)
     if target is None:
         raise TypeError(f"a reduction's callback is a Future or a remote method (proxy.method), not {callback!r}")
     raw, method, coro = target
-    _charmrs.contribute(elem, payload, name, proxy=raw, method=method, coro=coro)
+    _charmrs.contribute(elem, payload, name, proxy=raw, method=method, coro=coro, section=sec)
     return None
+
+
+def _split(proxy: Any, n: int, section_func: Any, elems: Any) -> list[Proxy]:
+    if not isinstance(proxy, Proxy):
+        raise TypeError(f"charm.split takes a group, array or section proxy, not {proxy!r}")
+    if (section_func is None) == (elems is None):
+        raise ValueError("charm.split takes one of section_func and elems")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"charm.split makes at least one section, not {n!r}")
+    if section_func is not None:
+        if not callable(section_func):
+            raise TypeError(f"section_func must be callable, not {section_func!r}")
+        try:
+            func = pickle.dumps(section_func, protocol=5)
+        except (pickle.PicklingError, AttributeError, TypeError) as e:
+            raise TypeError(
+                f"section_func {section_func!r} must be a module-level function: it is sent by name to "
+                f"the PEs that evaluate it ({e})"
+            ) from None
+        raw = _charmrs.make_sections([proxy._raw], n, func=func)
+    else:
+        lists = [[[i] if isinstance(i, int) else list(i) for i in sec] for sec in elems]
+        if len(lists) != n:
+            raise ValueError(f"charm.split: {len(lists)} element lists for {n} sections")
+        raw = _charmrs.make_sections([proxy._raw], n, elems=lists)
+    return [_make_proxy(r, proxy._cls) for r in Future(_raw=raw).get()]
+
+
+def _combine(proxies: Sequence[Any]) -> Proxy:
+    if not proxies or not all(isinstance(p, Proxy) for p in proxies):
+        raise TypeError("charm.combine takes one or more group, array or section proxies")
+    raw = _charmrs.make_sections([p._raw for p in proxies], 1)
+    return _make_proxy(Future(_raw=raw).get()[0], proxies[0]._cls)
 
 
 def _create_single(cls: type, args: Sequence[Any] = (), onPE: int = -1, _coro_init: bool = False) -> Proxy:  # noqa: N803

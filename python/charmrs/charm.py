@@ -250,6 +250,34 @@ class _Charm:
             flush=True,
         )
 
+    # Sections.
+
+    def split(
+        self,
+        proxy: Any,
+        numsections: int,
+        section_func: Optional[Callable[[Any], Any]] = None,
+        elems: Optional[Sequence[Sequence[Any]]] = None,
+    ) -> list[Any]:
+        """Splits the group, array or section of ``proxy`` into ``numsections``
+        sections; returns their proxies (in a coroutine: it waits for the messages
+        that build them). ``section_func(obj)`` runs on each element's PE and returns
+        the section numbers the element belongs to (a number, a list; negative or empty:
+        none); or ``elems`` lists the indexes of each section. Calling a method on a
+        section proxy multicasts it to the members; ``contribute(..., section)`` reduces
+        over them."""
+        from .chare import _split
+
+        return _split(proxy, numsections, section_func, elems)
+
+    def combine(self, *proxies: Any) -> Any:
+        """One section made of every element of ``proxies`` (groups, arrays, sections,
+        of any chare classes whose called methods agree): broadcasts and reductions
+        over it span them all. Its elements are not addressed one by one."""
+        from .chare import _combine
+
+        return _combine(proxies)
+
     def awaitCreation(self, *proxies: Any) -> None:  # noqa: N802
         """Suspends the current coroutine until every element of the collections of
         ``proxies`` (made by this coroutine) is constructed."""

@@ -16,7 +16,15 @@ WORKER = "--charmrs-worker"
 
 
 def _worker(argv: list[str]) -> None:
-    """In a process of the job: runs the program as ``__main__``."""
+    """In a process of the job: runs the program as ``__main__``.
+
+    Output is line-buffered: each line reaches the launcher's output in one write, so
+    the lines of several processes never mix within a line (unbuffered output would
+    write a ``print``'s pieces separately), and a line is not held back."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
     if os.environ.get("CHARMRS_CHARM4PY_ALIAS", "1") != "0":
         import charmrs
 

@@ -451,6 +451,8 @@ enum FutKind {
     Gathered(charmrs::Future<Vec<PyRed>>),
     /// The result of an allreduce of numbers.
     Num(charmrs::Future<PyNum>),
+    /// The proxies of new sections (`charm.split`, `charm.combine`, slicing).
+    Sections(charmrs::Future<Result<Vec<PyChareProxy>, charmrs::Error>>),
 }
 
 impl FutKind {
@@ -496,6 +498,16 @@ impl FutKind {
                     Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind())
                 })
             }
+            FutKind::Sections(f) => {
+                let ps = f.await.map_err(err)?.map_err(err)?;
+                Python::attach(|py| {
+                    let items = ps
+                        .into_iter()
+                        .map(|inner| Py::new(py, PyProxy { inner }))
+                        .collect::<PyResult<Vec<_>>>()?;
+                    Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind())
+                })
+            }
         }
     }
 }
@@ -526,6 +538,7 @@ impl Drop for PyFuture {
                 FutKind::Red(f) => f.detach(),
                 FutKind::Gathered(f) => f.detach(),
                 FutKind::Num(f) => f.detach(),
+                FutKind::Sections(f) => f.detach(),
             }
         }
     }
@@ -850,7 +863,7 @@ fn gathered(vs: Vec<PyRed>) -> Pickled {
 /// The result goes to `future` or to `method` of `proxy`; with neither, every element
 /// gets it (allreduce) through the returned future.
 #[pyfunction]
-#[pyo3(signature = (elem, data, reducer, future=None, proxy=None, method=None, coro=false, number=None))]
+#[pyo3(signature = (elem, data, reducer, future=None, proxy=None, method=None, coro=false, number=None, section=None))]
 #[allow(clippy::too_many_arguments)]
 fn contribute(
     elem: &PyProxy,
@@ -861,6 +874,7 @@ fn contribute(
     method: Option<String>,
     coro: bool,
     number: Option<PyNumArg>,
+    section: Option<PyRef<'_, PyProxy>>,
 ) -> PyResult<Option<PyFuture>> {
     on_pe()?;
     let Some(h) = Handle::<PyChare>::of(&elem.inner) else {
@@ -868,6 +882,7 @@ fn contribute(
             "contribute/allreduce is called by a chare element, on its own PE, after its constructor",
         ));
     };
+    let red = Red { h, section: section.map(|s| s.inner) };
     let target = match (future, proxy, method) {
         (Some(f), None, None) => match &f.kind {
             FutKind::Val(f) => Some(PyTarget::Future(f.clone())),
@@ -886,10 +901,10 @@ fn contribute(
         return refused(|| {
             Ok(match target {
                 Some(t) => {
-                    h.contribute(v, r, RedTarget::from_fn(move |v: PyNum| t.deliver(Some(v.pickled()))));
+                    red.contribute(v, r, RedTarget::from_fn(move |v: PyNum| t.deliver(Some(v.pickled()))));
                     None
                 }
-                None => Some(PyFuture::new(FutKind::Num(h.allreduce(v, r)))),
+                None => Some(PyFuture::new(FutKind::Num(red.allreduce(v, r)))),
             })
         });
     }
@@ -899,10 +914,10 @@ fn contribute(
                 let r = Reducer::<()>::nop();
                 match target {
                     Some(t) => {
-                        h.contribute((), r, RedTarget::from_fn(move |()| t.deliver(None)));
+                        red.contribute((), r, RedTarget::from_fn(move |()| t.deliver(None)));
                         None
                     }
-                    None => Some(PyFuture::new(FutKind::Unit(h.allreduce((), r)))),
+                    None => Some(PyFuture::new(FutKind::Unit(red.allreduce((), r)))),
                 }
             }
             (Some("gather"), Some(d)) => {
@@ -910,10 +925,10 @@ fn contribute(
                 let r = Reducer::<PyRed, Vec<PyRed>>::gather();
                 match target {
                     Some(t) => {
-                        h.contribute(v, r, RedTarget::from_fn(move |vs| t.deliver(Some(gathered(vs)))));
+                        red.contribute(v, r, RedTarget::from_fn(move |vs| t.deliver(Some(gathered(vs)))));
                         None
                     }
-                    None => Some(PyFuture::new(FutKind::Gathered(h.allreduce(v, r)))),
+                    None => Some(PyFuture::new(FutKind::Gathered(red.allreduce(v, r)))),
                 }
             }
             (Some(name), Some(d)) => {
@@ -921,16 +936,113 @@ fn contribute(
                 let r = Reducer::custom("python", py_fold);
                 match target {
                     Some(t) => {
-                        h.contribute(v, r, RedTarget::from_fn(move |v: PyRed| t.deliver(Some(finish(&v)))));
+                        red.contribute(v, r, RedTarget::from_fn(move |v: PyRed| t.deliver(Some(finish(&v)))));
                         None
                     }
-                    None => Some(PyFuture::new(FutKind::Red(h.allreduce(v, r)))),
+                    None => Some(PyFuture::new(FutKind::Red(red.allreduce(v, r)))),
                 }
             }
             (Some(name), None) => {
                 return Err(CharmError::new_err(format!("reducer {name} needs data to reduce")));
             }
         })
+    })
+}
+
+/// An element's side of a reduction: over its collection, or over a section it
+/// belongs to.
+struct Red {
+    h: Handle<PyChare>,
+    section: Option<PyChareProxy>,
+}
+
+impl Red {
+    fn contribute<T: charmrs::Payload, R: charmrs::Payload>(&self, v: T, r: Reducer<T, R>, t: RedTarget<R>) {
+        match &self.section {
+            Some(s) => self.h.section_contribute(s, v, r, t),
+            None => self.h.contribute(v, r, t),
+        }
+    }
+
+    fn allreduce<T: charmrs::Payload, R: charmrs::Payload>(
+        &self,
+        v: T,
+        r: Reducer<T, R>,
+    ) -> charmrs::Future<R> {
+        match &self.section {
+            Some(s) => self.h.section_allreduce(s, v, r),
+            None => self.h.allreduce(v, r),
+        }
+    }
+}
+
+/// Makes sections of the collections or sections `proxies`: with one proxy, `n`
+/// sections chosen by `func` (pickled section function, evaluated on each element's
+/// PE), `elems` (the indexes of each section) or `slice` (one section: `(start, stop,
+/// step)` per dimension); with several proxies and none of those, their combination.
+/// Returns the future of the list of section proxies.
+#[pyfunction]
+#[pyo3(signature = (proxies, n, func=None, elems=None, slice=None))]
+fn make_sections(
+    proxies: Vec<PyRef<'_, PyProxy>>,
+    n: u32,
+    func: Option<Vec<u8>>,
+    elems: Option<Vec<Vec<Vec<i32>>>>,
+    slice: Option<Vec<(i32, i32, i32)>>,
+) -> PyResult<PyFuture> {
+    on_pe()?;
+    let ps: Vec<PyChareProxy> = proxies.iter().map(|p| p.inner).collect();
+    let members = match (func, elems, slice) {
+        (Some(f), None, None) => Some(charmrs::Members::Custom(f)),
+        (None, Some(e), None) => {
+            let lists = e
+                .into_iter()
+                .map(|l| {
+                    l.into_iter()
+                        .map(|i| {
+                            if i.is_empty() || i.len() > charmrs::MAX_DIMS {
+                                Err(pyo3::exceptions::PyValueError::new_err(format!("{i:?} is not an index")))
+                            } else {
+                                Ok(Index::new(&i))
+                            }
+                        })
+                        .collect::<PyResult<Vec<_>>>()
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            Some(charmrs::Members::Elems(lists))
+        }
+        (None, None, Some(s)) => Some(charmrs::Members::Slice(
+            s.into_iter().map(|(a, b, c)| charmrs::SliceDim::new(a, b, c)).collect(),
+        )),
+        (None, None, None) => None,
+        _ => return Err(CharmError::new_err("sections are chosen by one of section_func, elems or a slice")),
+    };
+    let out = charmrs::Future::<Result<Vec<PyChareProxy>, charmrs::Error>>::new();
+    let fut = out.clone();
+    match (members, ps.as_slice()) {
+        (Some(m), [p]) => {
+            let s = charmrs::split(p, n, m);
+            charmrs::spawn(async move { out.send(s.await) });
+        }
+        (None, [_, ..]) => {
+            let s = charmrs::combine(&ps);
+            charmrs::spawn(async move { out.send(s.await.map(|p| vec![p])) });
+        }
+        _ => return Err(CharmError::new_err("split takes one proxy; combine takes one or more")),
+    }
+    Ok(PyFuture::new(FutKind::Sections(fut)))
+}
+
+/// The sections element `raw` belongs to, by the pickled section function `func`.
+fn section_eval(func: &[u8], raw: charmrs::__private::RawProxy) -> Result<Vec<i64>, String> {
+    let proxy = <PyChareProxy as charmrs::Proxy>::__from_raw(raw);
+    let Some(h) = Handle::<PyChare>::of(&proxy) else { return Ok(Vec::new()) };
+    let obj = h.with(|c| Python::attach(|py| c.obj.clone_ref(py)));
+    Python::attach(|py| {
+        glue_fn!(py, "section_of")
+            .and_then(|f| f.call1((PyBytes::new(py, func), obj)))
+            .and_then(|v| v.extract::<Vec<i64>>())
+            .map_err(|e| traceback(py, &e))
     })
 }
 
@@ -942,6 +1054,7 @@ fn start(py: Python<'_>, main: Py<PyAny>, argv: Vec<String>) -> PyResult<i32> {
     // once, then detached while it runs): greenlets belong to a thread state, and
     // attaching per call would make and destroy one each time.
     charmrs::__private::set_pe_thread_wrapper(|run| Python::attach(|py| py.detach(run)));
+    charmrs::__private::set_section_eval(section_eval);
     tune_malloc();
     let config = charmrs::Config::parse(argv, |k| std::env::var(k).ok())
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
@@ -1029,7 +1142,8 @@ fn created(c: charmrs::Creation<PyChareProxy>) -> PyResult<(PyProxy, PyFuture)> 
 
 /// Runs a job as `charmrs-run` does, with the launcher's options in `args` (`+p4 ++ppn 2
 /// prog.py prog-args...`); the program is a Python script run by `python` (the
-/// interpreter running this). Returns the job's exit status (2 for a bad command line).
+/// interpreter running this), one PE per process by default. Returns the job's exit
+/// status (2 for a bad command line).
 #[pyfunction]
 fn launch(py: Python<'_>, args: Vec<String>, python: String) -> i32 {
     use charmrs_comm::launcher::{local, options::LaunchOptions};
@@ -1040,11 +1154,15 @@ fn launch(py: Python<'_>, args: Vec<String>, python: String) -> i32 {
             return 2;
         }
     };
+    // One PE per process unless `++ppn` says otherwise: the GIL would serialise the PE
+    // threads of one process (ARCHITECTURE.md, "Execution model").
+    opts.ppn.get_or_insert(1);
     let script = std::mem::replace(&mut opts.program, python);
-    // Each process runs `python -u -m charmrs.run --charmrs-worker prog.py args...`.
+    // Each process runs `python -m charmrs.run --charmrs-worker prog.py args...`
+    // (line-buffered output: see `charmrs.run`).
     opts.args.splice(
         0..0,
-        ["-u", "-m", "charmrs.run", "--charmrs-worker"].map(String::from).into_iter().chain([script]),
+        ["-m", "charmrs.run", "--charmrs-worker"].map(String::from).into_iter().chain([script]),
     );
     py.detach(|| match local::run(&opts) {
         Ok(out) => {
@@ -1224,6 +1342,7 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create_array, m)?)?;
     m.add_function(wrap_pyfunction!(create_single, m)?)?;
     m.add_function(wrap_pyfunction!(contribute, m)?)?;
+    m.add_function(wrap_pyfunction!(make_sections, m)?)?;
     for f in [
         wrap_pyfunction!(abort, m)?,
         wrap_pyfunction!(timer, m)?,
