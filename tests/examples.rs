@@ -81,6 +81,16 @@ fn sections_multicast_and_reduce_over_exactly_their_members() {
 }
 
 #[test]
+fn pool_runs_nested_tasks_on_every_pe_and_reports_failures() {
+    for n in PES {
+        let r = run("pool", &[&p(n)], T);
+        r.assert_ok().stdout_has("0 wrong").stdout_has("the error reached map");
+        // Work stealing: every PE took part in the map of 400 tasks.
+        r.stdout_has(&format!("400 tasks ran on {n} of {n} PEs"));
+    }
+}
+
+#[test]
 fn stats_table_is_printed() {
     run("hello", &["+p2", "+stats"], T)
         .assert_ok()

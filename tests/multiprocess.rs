@@ -109,6 +109,17 @@ fn sections_work_across_processes() {
 }
 
 #[test]
+fn pool_tasks_are_stolen_across_processes() {
+    for shape in SHAPES {
+        let r = launch(&shape, "pool", &["25"], T);
+        r.assert_ok().stdout_has("0 wrong").stdout_has("the error reached map");
+        // The map's tasks are submitted on PE 0: the other processes ran some by
+        // stealing them.
+        r.stdout_has("400 tasks ran on 4 of 4 PEs");
+    }
+}
+
+#[test]
 fn jacobi2d_gives_the_one_process_result() {
     let key = |out: &str| {
         let line = out.lines().find(|l| l.starts_with("jacobi2d")).expect("result line").to_string();

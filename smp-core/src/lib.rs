@@ -60,6 +60,7 @@ mod error;
 mod future;
 mod msg;
 mod pe;
+pub mod pool;
 mod qd;
 mod queue;
 mod reduction;
@@ -113,6 +114,7 @@ pub mod __private {
     pub use crate::msg::wire::ArgCodec;
     pub use crate::msg::{sizes, Sizes};
     pub use crate::pe::set_pe_thread_wrapper;
+    pub use crate::pool::{TaskDesc, TASKS};
     /// Whether the calling thread is a running PE.
     pub fn on_pe() -> bool {
         crate::pe::local::try_with_pe(|_| ()).is_some()

@@ -111,6 +111,18 @@ pub(crate) fn fatal(msg: &str) -> ! {
     std::process::exit(1)
 }
 
+/// The error of a pool task of type `name` that panicked with `message`.
+pub(crate) fn task_failure(name: &str, message: String) -> Error {
+    Error::RemotePanic {
+        pe: with_pe(|pe| pe.id),
+        chare: "pool".to_string(),
+        method: name.rsplit("::").next().unwrap_or(name).to_string(),
+        index: None,
+        message,
+        detail: LAST_DETAIL.with(|d| d.borrow_mut().take()),
+    }
+}
+
 fn remote_panic(meta: &ElemMeta, desc: &EntryDesc, message: String) -> Error {
     let index = match meta.home {
         crate::chare::proxy::Home::Single(_) => None,
@@ -340,14 +352,14 @@ pub(crate) async fn guard_main(fut: impl StdFuture<Output = ()>) {
 pin_project_lite::pin_project! {
     /// Polls a future, turning a panic into `Err(message)`. Pinned in place (no box of
     /// its own): it lives inside the task's allocation.
-    struct CatchUnwind<F> {
+    pub(crate) struct CatchUnwind<F> {
         #[pin]
         fut: F,
     }
 }
 
 impl<F: StdFuture> CatchUnwind<F> {
-    fn new(fut: F) -> Self {
+    pub(crate) fn new(fut: F) -> Self {
         CatchUnwind { fut }
     }
 }

@@ -150,6 +150,8 @@ pub(crate) enum WireHead {
     Qd(QdMsg),
     /// [`SysMsg::Section`].
     Section(crate::collection::section::SecMsg),
+    /// [`SysMsg::Pool`].
+    Pool(crate::pool::PoolMsg),
     /// [`SysMsg::Exit`] with the job's exit code: the process ends.
     Exit(i32),
 }
@@ -273,6 +275,9 @@ pub(crate) fn to_wire<R>(
             }
             SysMsg::Section(m) => {
                 head(&mut out, WireHead::Section(m))?;
+            }
+            SysMsg::Pool(m) => {
+                head(&mut out, WireHead::Pool(m))?;
             }
             SysMsg::Exit => {
                 head(&mut out, WireHead::Exit(0))?;
@@ -402,6 +407,7 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
         }
         WireHead::Qd(q) => Envelope::Sys(SysMsg::Qd(q)),
         WireHead::Section(m) => Envelope::Sys(SysMsg::Section(m)),
+        WireHead::Pool(m) => Envelope::Sys(SysMsg::Pool(m)),
         WireHead::Exit(code) => return Ok(Arrived::Exit(code)),
     };
     Ok(Arrived::Msg(to, env))

@@ -82,6 +82,8 @@ pub(crate) struct PeLocal {
     pub(crate) qd: QdState,
     /// Sections: builds, members waiting for their install, contribution counts.
     pub(crate) sections: crate::collection::section::SecState,
+    /// This PE's task-pool deque and stealing state.
+    pub(crate) pool: crate::pool::PoolLocal,
     /// Counters.
     pub(crate) stats: Stats,
 }
@@ -89,7 +91,9 @@ pub(crate) struct PeLocal {
 impl PeLocal {
     /// A fresh PE.
     pub(crate) fn new(id: PeId, shared: Arc<Shared>) -> PeLocal {
+        let rank = (id.0 - shared.layout.first_pe()) as usize;
         PeLocal {
+            pool: crate::pool::PoolLocal::new(&shared.pool, id, rank),
             id,
             stats: Stats::new(shared.config.stats),
             shared,

@@ -75,6 +75,12 @@ impl Layout {
         self.starts[r as usize]
     }
 
+    /// Number of PEs of process `r`.
+    #[inline]
+    pub(crate) fn pes_of(&self, r: u32) -> u32 {
+        self.starts[r as usize + 1] - self.starts[r as usize]
+    }
+
     /// First PE of this process.
     #[inline]
     pub(crate) fn first_pe(&self) -> u32 {

@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) layout: Layout,
     /// The other processes (none in a job of one process).
     pub(crate) net: OnceLock<Net>,
+    /// The task pool's deques.
+    pub(crate) pool: crate::pool::PoolShared,
 }
 
 impl Shared {
@@ -376,6 +378,7 @@ fn boot(config: Config) -> crate::Result<Booted> {
         ),
         layout,
         net: OnceLock::new(),
+        pool: crate::pool::PoolShared::new(n as usize),
         config,
     });
     if let (Some(mesh), Some(env)) = (mesh, &job) {

@@ -42,6 +42,8 @@ pub(crate) enum SysMsg {
     Qd(QdMsg),
     /// Building sections.
     Section(crate::collection::section::SecMsg),
+    /// The task pool.
+    Pool(crate::pool::PoolMsg),
     /// Leave the scheduler loop.
     Exit,
 }
@@ -50,6 +52,10 @@ impl SysMsg {
     /// Whether quiescence detection counts this message.
     #[inline]
     pub(crate) fn counts_for_qd(&self) -> bool {
-        !matches!(self, SysMsg::Wake(_) | SysMsg::Run(_) | SysMsg::Qd(_) | SysMsg::Exit)
+        match self {
+            SysMsg::Wake(_) | SysMsg::Run(_) | SysMsg::Qd(_) | SysMsg::Exit => false,
+            SysMsg::Pool(m) => m.counts_for_qd(),
+            _ => true,
+        }
     }
 }

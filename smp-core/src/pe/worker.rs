@@ -72,13 +72,21 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
             }
         }
         worked |= pe.timers.fire_due();
+        // Pool tasks run when nothing else is to be done.
         if !worked && pe.local.borrow().is_empty() && !pe.exec.has_ready() {
+            worked = crate::pool::run_one(pe);
+        }
+        if !worked && pe.local.borrow().is_empty() && !pe.exec.has_ready() {
+            let deadline = match (pe.timers.next_deadline(), pe.pool.deadline(&shared.pool)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let out = me.sleeper.idle(
                 shared.config.idle,
                 shared.config.spin,
                 shared.oversubscribed,
-                pe.timers.next_deadline(),
-                InboxCheck { inbox: &me.inbox, net: shared.net.get() },
+                deadline,
+                InboxCheck { inbox: &me.inbox, net: shared.net.get(), pool: &shared.pool },
             );
             pe.stats.idle(out.idle, out.parked);
         }
@@ -158,6 +166,7 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
             SysMsg::Run(f) => f(),
             SysMsg::Qd(m) => qd::handle(pe, m),
             SysMsg::Section(m) => collection::section::handle(pe, m),
+            SysMsg::Pool(m) => crate::pool::handle(pe, m),
             SysMsg::Exit => {}
         },
     }
@@ -204,6 +213,7 @@ fn multicast(pe: &Rc<PeLocal>, env: Envelope) {
 struct InboxCheck<'a> {
     inbox: &'a Inbox<Envelope>,
     net: Option<&'a Net>,
+    pool: &'a crate::pool::PoolShared,
 }
 
 impl WorkCheck for InboxCheck<'_> {
@@ -212,12 +222,12 @@ impl WorkCheck for InboxCheck<'_> {
         if let Some(net) = self.net {
             net.poll();
         }
-        !self.inbox.is_empty()
+        !self.inbox.is_empty() || self.pool.confirm_queued()
     }
 
     #[inline]
     fn looks_busy(&self) -> bool {
-        if self.inbox.looks_nonempty() {
+        if self.inbox.looks_nonempty() || self.pool.has_queued() {
             return true;
         }
         match self.net {

@@ -181,6 +181,13 @@ impl Sleeper {
         }
     }
 
+    /// Whether the PE is parked (or about to park): for waking one idle PE of several.
+    #[inline]
+    pub(crate) fn is_sleeping(&self) -> bool {
+        // SeqCst: as in `notify`, the producer half of the handshake.
+        self.state.load(Ordering::SeqCst) == SLEEPING
+    }
+
     /// Slow half of [`notify`](Self::notify): take the PE out of `SLEEPING` and unpark.
     #[cold]
     fn wake(&self) {
@@ -276,12 +283,6 @@ impl Sleeper {
             parks: self.counters.parks.load(stats_atomic::Ordering::Relaxed),
             wakes: self.counters.wakes.load(stats_atomic::Ordering::Relaxed),
         }
-    }
-
-    /// Whether the state is `SLEEPING` (tests wait for the PE to park with it).
-    #[cfg(test)]
-    fn is_sleeping(&self) -> bool {
-        self.state.load(Ordering::SeqCst) == SLEEPING
     }
 
     /// Spins, checking `has_work` with `spin_loop` hints in between, until it returns
