@@ -16,6 +16,8 @@ __all__ = [
     "host_pes",
     "launch",
     "make_sections",
+    "pool_map",
+    "pool_submit",
     "my_pe",
     "node_first_pe",
     "num_pes",
@@ -109,6 +111,14 @@ def contribute(
 ) -> Optional[RawFuture]:
     """Contributes to the next reduction of the collection of ``elem`` (or of the
     section ``section``, which ``elem`` belongs to)."""
+
+def pool_submit(func: bytes, args: bytes, want: int) -> Optional[RawFuture]:
+    """Submits ``func(*args)`` (pickled) to the pool; a future of its pickled result
+    if ``want`` is not 0."""
+
+def pool_map(func: bytes, chunks: Sequence[bytes], ncores: int) -> RawFuture:
+    """Maps ``func`` over each pickled chunk of items as pool tasks (at most ``ncores``
+    at once if positive); the future gives the list of per-chunk result lists."""
 
 def make_sections(
     proxies: Sequence[Proxy],

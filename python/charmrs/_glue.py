@@ -46,15 +46,16 @@ def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -
     return obj
 
 
-_SECTION_FUNCS: dict[bytes, Any] = {}
+#: Functions unpickled once: section functions and pool task functions.
+_FUNCS: dict[bytes, Any] = {}
 
 
 def section_of(func: bytes, obj: Any) -> list[int]:
     """The sections ``obj`` belongs to by the pickled section function ``func``: a
     number or an iterable of numbers (negative: none)."""
-    f = _SECTION_FUNCS.get(func)
+    f = _FUNCS.get(func)
     if f is None:
-        f = _SECTION_FUNCS[func] = pickle.loads(func)
+        f = _FUNCS[func] = pickle.loads(func)
     r = f(obj)
     if r is None:
         return []
@@ -116,6 +117,18 @@ def coro(obj: Any, method: str, args: bytes, shape: int, ret: bool) -> greenlet:
     """A greenlet that runs ``obj.method(*args)`` (a ``@coro`` method)."""
     fn = getattr(obj, method)
     return greenlet(lambda: _result(_call(fn, args, shape), ret))
+
+
+def task(func: bytes, args: bytes, chunk: bool) -> greenlet:
+    """A greenlet that runs a pool task: ``func(*args)``, or with ``chunk``,
+    ``[func(x) for x in args]``; it returns the pickled result."""
+    f = _FUNCS.get(func)
+    if f is None:
+        f = _FUNCS[func] = pickle.loads(func)
+    a = pickle.loads(args)
+    if chunk:
+        return greenlet(lambda: pickle.dumps([f(x) for x in a], protocol=5))
+    return greenlet(lambda: pickle.dumps(f(*a), protocol=5))
 
 
 def combine(reducer: str, a: bytes, b: bytes) -> bytes:

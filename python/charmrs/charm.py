@@ -13,6 +13,8 @@ from .exceptions import CharmError
 from .chare import Chare, _create_single
 from . import future as _future
 from .future import Future, _wait_any
+from .pool import Pool
+from .pool import pool as _pool
 from .readonly import flush as _ro_flush
 
 
@@ -47,6 +49,8 @@ class _Charm:
         #: The proxy of the runtime's own group (``charm.thisProxy[pe].method(...)``),
         #: set when the runtime starts.
         self.thisProxy: Any = None
+        #: The task pool shared by every process (``charm.pool.map(f, items)``).
+        self.pool: Pool = _pool
 
     def start(self, entry: Any = None, classes: Sequence[type] = (), modules: Sequence[str] = (), interactive: bool = False) -> None:
         """Starts the runtime and runs ``entry(args)`` as a coroutine on PE 0 of the

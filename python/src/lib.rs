@@ -453,6 +453,8 @@ enum FutKind {
     Num(charmrs::Future<PyNum>),
     /// The proxies of new sections (`charm.split`, `charm.combine`, slicing).
     Sections(charmrs::Future<Result<Vec<PyChareProxy>, charmrs::Error>>),
+    /// The results of a pool map, one pickled list per chunk.
+    Chunks(charmrs::Future<Result<Vec<Pickled>, charmrs::Error>>),
 }
 
 impl FutKind {
@@ -498,6 +500,13 @@ impl FutKind {
                     Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind())
                 })
             }
+            FutKind::Chunks(f) => {
+                let vs = f.await.map_err(err)?.map_err(err)?;
+                Python::attach(|py| {
+                    let items = vs.iter().map(|v| loads(py, v)).collect::<PyResult<Vec<_>>>()?;
+                    Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind())
+                })
+            }
             FutKind::Sections(f) => {
                 let ps = f.await.map_err(err)?.map_err(err)?;
                 Python::attach(|py| {
@@ -539,6 +548,7 @@ impl Drop for PyFuture {
                 FutKind::Gathered(f) => f.detach(),
                 FutKind::Num(f) => f.detach(),
                 FutKind::Sections(f) => f.detach(),
+                FutKind::Chunks(f) => f.detach(),
             }
         }
     }
@@ -1033,6 +1043,66 @@ fn make_sections(
     Ok(PyFuture::new(FutKind::Sections(fut)))
 }
 
+/// A task of `charm.pool`: a pickled function and its pickled arguments; `chunk`: the
+/// arguments are a list of items, and the task maps the function over them.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct PyTask {
+    func: PodVec<u8>,
+    args: PodVec<u8>,
+    chunk: bool,
+}
+charmrs::register_task!(PyTask);
+
+impl charmrs::pool::Task for PyTask {
+    type Output = Pickled;
+    /// Runs in a greenlet, so that the function may wait (for the tasks it submits).
+    async fn run(self) -> Pickled {
+        let glet = Python::attach(|py| {
+            glue_fn!(py, "task")
+                .and_then(|f| f.call1((PyBytes::new(py, &self.func), PyBytes::new(py, &self.args), self.chunk)))
+                .map(Bound::unbind)
+                .unwrap_or_else(|e| raised(py, "a pool task", e))
+        });
+        drive(glet, "a pool task").await
+    }
+}
+
+/// Submits one pool task: `func(*args)` (pickled). `want`: 0 nothing back, 1 or 2 a
+/// future (of completion or of the value: both give the pickled return value).
+#[pyfunction]
+fn pool_submit(func: Vec<u8>, args: Vec<u8>, want: u8) -> PyResult<Option<PyFuture>> {
+    on_pe()?;
+    let task = PyTask { func: func.into(), args: args.into(), chunk: false };
+    Ok(match want {
+        0 => {
+            charmrs::pool::spawn(task);
+            None
+        }
+        _ => Some(PyFuture::new(FutKind::Val(charmrs::pool::submit(task)))),
+    })
+}
+
+/// Maps pickled `func` over each chunk of pickled items in `chunks` as pool tasks, at
+/// most `ncores` at once (all at once if not positive); the future gives the list of
+/// the chunks' result lists, in order, or the first failure.
+#[pyfunction]
+fn pool_map(func: Vec<u8>, chunks: Vec<Vec<u8>>, ncores: i64) -> PyResult<PyFuture> {
+    on_pe()?;
+    let func: Pickled = func.into();
+    let tasks: Vec<PyTask> =
+        chunks.into_iter().map(|c| PyTask { func: func.clone(), args: c.into(), chunk: true }).collect();
+    let out = charmrs::Future::<Result<Vec<Pickled>, charmrs::Error>>::new();
+    let fut = out.clone();
+    if ncores > 0 {
+        let m = charmrs::pool::map_limited(tasks, ncores as usize);
+        charmrs::spawn(async move { out.send(m.await) });
+    } else {
+        let m = charmrs::pool::map(tasks);
+        charmrs::spawn(async move { out.send(m.await) });
+    }
+    Ok(PyFuture::new(FutKind::Chunks(fut)))
+}
+
 /// The sections element `raw` belongs to, by the pickled section function `func`.
 fn section_eval(func: &[u8], raw: charmrs::__private::RawProxy) -> Result<Vec<i64>, String> {
     let proxy = <PyChareProxy as charmrs::Proxy>::__from_raw(raw);
@@ -1343,6 +1413,8 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create_single, m)?)?;
     m.add_function(wrap_pyfunction!(contribute, m)?)?;
     m.add_function(wrap_pyfunction!(make_sections, m)?)?;
+    m.add_function(wrap_pyfunction!(pool_submit, m)?)?;
+    m.add_function(wrap_pyfunction!(pool_map, m)?)?;
     for f in [
         wrap_pyfunction!(abort, m)?,
         wrap_pyfunction!(timer, m)?,
