@@ -91,6 +91,13 @@ fn pool_runs_nested_tasks_on_every_pe_and_reports_failures() {
 }
 
 #[test]
+fn sparse_arrays_take_insertions_from_anywhere() {
+    for n in PES {
+        run("sparse", &[&p(n)], T).assert_ok().stdout_has("0 mismatches");
+    }
+}
+
+#[test]
 fn stats_table_is_printed() {
     run("hello", &["+p2", "+stats"], T)
         .assert_ok()

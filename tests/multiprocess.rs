@@ -120,6 +120,13 @@ fn pool_tasks_are_stolen_across_processes() {
 }
 
 #[test]
+fn sparse_arrays_work_across_processes() {
+    for shape in SHAPES {
+        launch(&shape, "sparse", &["30"], T).assert_ok().stdout_has("0 mismatches");
+    }
+}
+
+#[test]
 fn jacobi2d_gives_the_one_process_result() {
     let key = |out: &str| {
         let line = out.lines().find(|l| l.starts_with("jacobi2d")).expect("result line").to_string();

@@ -1059,7 +1059,9 @@ impl charmrs::pool::Task for PyTask {
     async fn run(self) -> Pickled {
         let glet = Python::attach(|py| {
             glue_fn!(py, "task")
-                .and_then(|f| f.call1((PyBytes::new(py, &self.func), PyBytes::new(py, &self.args), self.chunk)))
+                .and_then(|f| {
+                    f.call1((PyBytes::new(py, &self.func), PyBytes::new(py, &self.args), self.chunk))
+                })
                 .map(Bound::unbind)
                 .unwrap_or_else(|e| raised(py, "a pool task", e))
         });

@@ -71,8 +71,8 @@ mod topo;
 
 pub use chare::{Call, Chare, Ctx, Handle, Proxy};
 pub use collection::{
-    combine, section, split, Array, ArrayMap, BlockMap, BlockSlot, Creation, Group, Index, Members, Single,
-    SliceDim, MAX_DIMS,
+    combine, section, split, Array, ArrayMap, BlockMap, BlockSlot, Creation, Group, HashMapping, Index,
+    Members, Single, SliceDim, MAX_DIMS,
 };
 pub use config::Config;
 pub use error::{Error, Result};

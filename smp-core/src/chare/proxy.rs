@@ -55,6 +55,38 @@ pub trait Proxy: Payload + std::fmt::Debug {
     fn index(&self) -> Option<Index> {
         self.__raw().elem
     }
+
+    /// Inserts element `index` into the sparse array this proxy names (Charm4py's
+    /// `ckInsert`), built with `args`, on PE `on` (its home PE, from the array's map,
+    /// if `None`). Calls to the element made before it exists wait for it.
+    ///
+    /// # Errors
+    /// The array has bounds, or `done_inserting` was called, or the index has the wrong
+    /// number of dimensions, or the PE does not exist, or the array's creation has not
+    /// reached this PE yet (await it).
+    fn insert(
+        &self,
+        index: impl Into<Index>,
+        args: <Self::Chare as Chare>::Args,
+        on: Option<PeId>,
+    ) -> crate::Result<()> {
+        let raw = self.__raw();
+        crate::collection::sparse::insert_typed(
+            raw.coll,
+            index.into(),
+            on,
+            <Self::Chare as Chare>::__ctor(),
+            args,
+        )
+    }
+
+    /// Ends the insertions into the sparse array this proxy names (Charm4py's
+    /// `ckDoneInserting`): the future completes once every PE knows which PEs hold
+    /// elements; reductions over the array (made before or after) complete from then.
+    fn done_inserting(&self) -> Future<()> {
+        let coll = self.__raw().coll;
+        with_pe(|pe| crate::collection::sparse::done_inserting(pe, coll))
+    }
 }
 
 /// A call of an entry method through a proxy. Dropped as it is, it is sent fire and

@@ -84,6 +84,8 @@ impl ArrayMap for BlockMap {
 pub(crate) enum MapWire {
     /// [`BlockMap`].
     Block,
+    /// [`crate::collection::HashMapping`] (sparse arrays' default).
+    Hash,
     /// A registered user map: its type name and its serialized value.
     User {
         /// `std::any::type_name` of the map type.
@@ -100,6 +102,9 @@ impl MapWire {
     pub(crate) fn of<M: ArrayMap + Payload>(map: &M) -> MapWire {
         if std::any::TypeId::of::<M>() == std::any::TypeId::of::<BlockMap>() {
             return MapWire::Block;
+        }
+        if std::any::TypeId::of::<M>() == std::any::TypeId::of::<crate::collection::HashMapping>() {
+            return MapWire::Hash;
         }
         let name = std::any::type_name::<M>();
         if !MAPS.iter().any(|d| (d.name)() == name) {
@@ -128,6 +133,7 @@ impl MapWire {
     pub(crate) fn decode(&self) -> Result<Arc<dyn ArrayMap>, String> {
         match self {
             MapWire::Block => Ok(Arc::new(BlockMap)),
+            MapWire::Hash => Ok(Arc::new(crate::collection::HashMapping)),
             MapWire::User { name, bytes } => match MAPS.iter().find(|d| (d.name)() == name) {
                 Some(d) => (d.decode)(bytes),
                 None => Err(format!("the ArrayMap type {name} is not registered in this process")),

@@ -4,12 +4,14 @@
 mod index;
 mod map;
 pub(crate) mod section;
+pub(crate) mod sparse;
 
 pub(crate) use index::CollId;
 pub use index::{Index, MAX_DIMS};
 pub(crate) use map::MapWire;
 pub use map::{ArrayMap, BlockMap, BlockSlot, MapDesc, MAPS};
 pub use section::{combine, section, split, Members, SliceDim};
+pub use sparse::HashMapping;
 
 use std::any::Any;
 use std::future::{Future as StdFuture, IntoFuture};
@@ -103,6 +105,15 @@ pub(crate) enum Kind {
     Single(PeId),
     /// A section of other collections (see [`section`]).
     Section,
+    /// A sparse array, filled by insertion (see [`sparse`]).
+    Sparse {
+        /// Dimensions of its indexes.
+        dims: usize,
+        /// Home placement (evaluated with an all-zero shape).
+        map: Arc<dyn ArrayMap>,
+        /// The same, for other processes.
+        wire: MapWire,
+    },
 }
 
 /// What the creation message of a collection carries.
@@ -122,8 +133,10 @@ pub(crate) struct CollInfo {
     /// A section's members on this PE (of any collection); empty for a collection.
     pub(crate) members: Vec<ElemKey>,
     /// This PE's place in the reduction tree over the PEs that hold elements, if it
-    /// holds any.
-    pub(crate) red: Option<RedPlace>,
+    /// holds any (for a sparse array: see `sparse`).
+    pub(crate) red: Option<Rc<RedPlace>>,
+    /// A sparse array's state on this PE.
+    pub(crate) sparse: Option<sparse::SparseLocal>,
 }
 
 /// A PE's place in the reduction tree of a collection (a [`Span`] over the PEs that
@@ -148,13 +161,29 @@ impl CollInfo {
                 Some(map.pe_of(index, shape, n))
             }
             Kind::Section => None,
+            Kind::Sparse { .. } => sparse::home_of(self, index, n),
         }
     }
 
-    /// How many contributions of this PE's elements a reduction waits for.
+    /// How many contributions of this PE's elements reduction `stream` waits for.
     #[inline]
-    pub(crate) fn local_count(&self) -> usize {
-        self.local.len() + self.members.len()
+    pub(crate) fn local_count(&self, stream: crate::reduction::Stream) -> usize {
+        match &self.sparse {
+            None => self.local.len() + self.members.len(),
+            Some(s) => {
+                let _ = stream;
+                s.local.borrow().len()
+            }
+        }
+    }
+
+    /// This PE's place in the reduction tree (a sparse array has one once frozen).
+    #[inline]
+    pub(crate) fn place(&self) -> Option<Rc<RedPlace>> {
+        match &self.sparse {
+            None => self.red.clone(),
+            Some(s) => s.frozen.borrow().clone().flatten(),
+        }
     }
 }
 
@@ -189,11 +218,13 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
             ((0..n).filter(|&p| has[p as usize]).map(PeId).collect(), local)
         }
         Kind::Section => fatal("a section is not created as a collection"),
+        Kind::Sparse { .. } => (Vec::new(), Vec::new()),
     };
-    let red = (!local.is_empty()).then(|| {
+    let red = (!local.is_empty()).then(|| -> Rc<RedPlace> {
         let root = members[0];
-        let place =
-            |span: &Span| RedPlace { parent: span.parent(root, pe.id), children: span.children(root, pe.id) };
+        let place = |span: &Span| {
+            Rc::new(RedPlace { parent: span.parent(root, pe.id), children: span.children(root, pe.id) })
+        };
         if members.len() == n as usize {
             place(&pe.shared.span)
         } else {
@@ -207,7 +238,11 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
         }
     });
     tracing::debug!(coll = %coll, chare = spec.ctor.chare(), local = local.len(), "creating elements");
-    let info = Rc::new(CollInfo { kind: spec.kind.clone(), local, members: Vec::new(), red });
+    let sparse = match &spec.kind {
+        Kind::Sparse { dims, .. } => Some(sparse::SparseLocal::new(*dims)),
+        _ => None,
+    };
+    let info = Rc::new(CollInfo { kind: spec.kind.clone(), local, members: Vec::new(), red, sparse });
     pe.colls.borrow_mut().insert(coll, Rc::clone(&info));
     for &index in &info.local {
         let meta = ElemMeta::new(ElemKey { coll, index }, spec.home);
@@ -218,6 +253,11 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
             args: Args::Shared(Arc::clone(&spec.args)),
             reply: Reply::Bcast { fut: spec.done, gather: false },
         });
+    }
+    if let Kind::Sparse { .. } = &spec.kind {
+        // Created empty: done once every PE has it (then any PE may insert).
+        let m = sparse::SparseMsg::Ready { coll, done: spec.done };
+        pe.send(root, Envelope::Sys(SysMsg::Sparse(m)), 0);
     }
     let out = pe.pending_out.borrow_mut().remove(&coll).unwrap_or_default();
     for env in out {
@@ -293,22 +333,25 @@ fn create<C: Chare>(
     home_of: impl FnOnce(CollId) -> RawProxy,
     args: C::Args,
 ) -> Creation<C::Proxy> {
+    create_erased::<C>(kind, home_of, Arc::new(args))
+}
+
+/// [`create`] with the constructor arguments type-erased (a sparse array has none at
+/// creation: each insertion brings its own).
+fn create_erased<C: Chare>(
+    kind: Kind,
+    home_of: impl FnOnce(CollId) -> RawProxy,
+    args: Arc<dyn Any + Send + Sync>,
+) -> Creation<C::Proxy> {
     with_pe(|pe| {
         let coll = pe.new_coll_id();
         let raw = home_of(coll);
         let done = Future::<()>::new();
-        if let Kind::Array { shape, .. } = &kind {
-            if shape.volume() == 0 {
-                done.send(());
-            }
+        match &kind {
+            Kind::Array { shape, .. } if shape.volume() == 0 => done.send(()),
+            _ => {}
         }
-        let spec = Arc::new(CreateSpec {
-            kind,
-            home: raw.home,
-            ctor: C::__ctor(),
-            args: Arc::new(args),
-            done: done.id(),
-        });
+        let spec = Arc::new(CreateSpec { kind, home: raw.home, ctor: C::__ctor(), args, done: done.id() });
         pe.send(pe.id, Envelope::Sys(SysMsg::Create { coll, root: pe.id, spec }), 0);
         Creation { proxy: Some(C::Proxy::__from_raw(raw)), done }
     })
@@ -385,6 +428,64 @@ impl<C: Chare> Array<C> {
             Kind::Array { shape, map: Arc::new(map), wire },
             |coll| RawProxy { coll, home: Home::Array, elem: None },
             args,
+        )
+    }
+}
+
+impl<C: Chare> Array<C> {
+    /// Creates an empty sparse array of `dims`-d indexes (Charm4py's `Array(C,
+    /// ndims=dims)`): elements are added with [`Proxy::insert`], then
+    /// [`Proxy::done_inserting`] makes reductions over them possible. Elements are
+    /// placed by [`HashMapping`] unless inserted on a chosen PE.
+    ///
+    /// ```
+    /// use charmrs::prelude::*;
+    ///
+    /// pub struct Cell { v: i64 }
+    /// #[chare]
+    /// impl Cell {
+    ///     fn new(v: i64) -> Self { Cell { v } }
+    ///     fn total(&self, ctx: &Ctx<Self>, done: Future<i64>) {
+    ///         ctx.contribute(self.v, Reducer::sum(), done);
+    ///     }
+    /// }
+    ///
+    /// fn main() {
+    ///     charmrs::start(|_| async {
+    ///         let a = Array::<Cell>::sparse(2).await.unwrap();
+    ///         for (i, j) in [(0, 7), (100, -3), (5, 5)] {
+    ///             a.insert([i, j], (i as i64,), None).unwrap();
+    ///         }
+    ///         a.done_inserting().await.unwrap();
+    ///         let done = Future::new();
+    ///         a.total(done.clone());
+    ///         assert_eq!(done.await.unwrap(), 105);
+    ///         charmrs::exit(0);
+    ///     })
+    /// }
+    /// ```
+    pub fn sparse(dims: usize) -> Creation<C::Proxy> {
+        Self::sparse_with_map(dims, HashMapping)
+    }
+
+    /// Creates an empty sparse array whose elements' home PEs come from `map`
+    /// (evaluated with an all-zero shape).
+    ///
+    /// # Panics
+    /// If `dims` is not 1 to [`MAX_DIMS`]; in a job of several processes, if the map's
+    /// type was not registered with [`register_map!`](crate::register_map).
+    pub fn sparse_with_map<M: ArrayMap + crate::Payload>(dims: usize, map: M) -> Creation<C::Proxy> {
+        assert!((1..=MAX_DIMS).contains(&dims), "a sparse array has 1 to {MAX_DIMS} dimensions, not {dims}");
+        let wire = MapWire::of(&map);
+        if with_pe(|pe| pe.shared.num_processes() > 1) {
+            if let Err(e) = wire.check() {
+                panic!("{e}");
+            }
+        }
+        create_erased::<C>(
+            Kind::Sparse { dims, map: Arc::new(map), wire },
+            |coll| RawProxy { coll, home: Home::Array, elem: None },
+            Arc::new(()),
         )
     }
 }

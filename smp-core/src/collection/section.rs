@@ -478,7 +478,13 @@ fn on_install(pe: &Rc<PeLocal>, base: CollId, secs: Vec<(u32, Vec<PeId>)>) {
                 pe.shared.config.tree_arity,
             ))
         };
-        let info = CollInfo { kind: Kind::Section, local: Vec::new(), members, red: Some(red) };
+        let info = CollInfo {
+            kind: Kind::Section,
+            local: Vec::new(),
+            members,
+            red: Some(Rc::new(red)),
+            sparse: None,
+        };
         pe.colls.borrow_mut().insert(sid, Rc::new(info));
         let held = pe.pending_in.borrow_mut().remove(&sid).unwrap_or_default();
         for env in held {

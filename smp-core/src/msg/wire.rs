@@ -152,6 +152,10 @@ pub(crate) enum WireHead {
     Section(crate::collection::section::SecMsg),
     /// [`SysMsg::Pool`].
     Pool(crate::pool::PoolMsg),
+    /// [`SysMsg::Sparse`].
+    Sparse(crate::collection::sparse::SparseMsg),
+    /// [`SysMsg::Insert`]; payload: the constructor's arguments.
+    Insert { coll: CollId, index: Index, ctor: u32, home: PeId },
     /// [`SysMsg::Exit`] with the job's exit code: the process ends.
     Exit(i32),
 }
@@ -162,6 +166,7 @@ pub(crate) enum WireKind {
     Group,
     Array { shape: Index, map: MapWire },
     Single(PeId),
+    Sparse { dims: usize, map: MapWire },
 }
 
 /// A wire message: the destination PE and the envelope.
@@ -250,14 +255,20 @@ pub(crate) fn to_wire<R>(
                     Kind::Section => {
                         return Err(fail("a creation", "sections are not created as collections".into()))
                     }
+                    Kind::Sparse { dims, wire, .. } => WireKind::Sparse { dims: *dims, map: wire.clone() },
                 };
                 let ctor = spec.ctor.id().0;
+                let sparse = matches!(kind, WireKind::Sparse { .. });
                 head(
                     &mut out,
                     WireHead::Create { coll, root, kind, home: spec.home, ctor, done: spec.done },
                 )?;
-                args_out(spec.ctor, &*spec.args, &mut out)
-                    .map_err(|e| fail(&format!("the constructor arguments of {}", spec.ctor.chare()), e))?;
+                // A sparse array is created without constructor arguments.
+                if !sparse {
+                    args_out(spec.ctor, &*spec.args, &mut out).map_err(|e| {
+                        fail(&format!("the constructor arguments of {}", spec.ctor.chare()), e)
+                    })?;
+                }
             }
             SysMsg::Reduce { key, partial } => {
                 head(&mut out, WireHead::Reduce { key })?;
@@ -278,6 +289,14 @@ pub(crate) fn to_wire<R>(
             }
             SysMsg::Pool(m) => {
                 head(&mut out, WireHead::Pool(m))?;
+            }
+            SysMsg::Sparse(m) => {
+                head(&mut out, WireHead::Sparse(m))?;
+            }
+            SysMsg::Insert { coll, index, ctor, args, home } => {
+                head(&mut out, WireHead::Insert { coll, index, ctor: ctor.id().0, home })?;
+                args_out(ctor, &*args, &mut out)
+                    .map_err(|e| fail(&format!("the constructor arguments of {}", ctor.chare()), e))?;
             }
             SysMsg::Exit => {
                 head(&mut out, WireHead::Exit(0))?;
@@ -385,14 +404,25 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
         WireHead::FailFuture { fut, error } => Envelope::SetFuture { fut, value: Err(Box::new(error)) },
         WireHead::Create { coll, root, kind, home, ctor, done } => {
             let desc = args_of(ctor, "creation")?;
-            let args = oob::with_runs(&runs, || (desc.codec().decode_shared)(payload))
-                .map_err(|e| bad_args(desc, e))?;
+            let args: SharedArgs = if matches!(kind, WireKind::Sparse { .. }) {
+                Arc::new(())
+            } else {
+                oob::with_runs(&runs, || (desc.codec().decode_shared)(payload))
+                    .map_err(|e| bad_args(desc, e))?
+            };
             let kind = match kind {
                 WireKind::Group => Kind::Group,
                 WireKind::Single(p) => Kind::Single(p),
                 WireKind::Array { shape, map } => {
                     let m = map.decode().map_err(|e| DecodeError(format!("array map: {e}")))?;
                     Kind::Array { shape, map: m, wire: map }
+                }
+                WireKind::Sparse { dims, map } => {
+                    if !(1..=crate::MAX_DIMS).contains(&dims) {
+                        return Err(DecodeError(format!("a sparse array of {dims} dimensions")));
+                    }
+                    let m = map.decode().map_err(|e| DecodeError(format!("array map: {e}")))?;
+                    Kind::Sparse { dims, map: m, wire: map }
                 }
             };
             let spec = Arc::new(CreateSpec { kind, home, ctor: desc, args, done });
@@ -408,6 +438,13 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
         WireHead::Qd(q) => Envelope::Sys(SysMsg::Qd(q)),
         WireHead::Section(m) => Envelope::Sys(SysMsg::Section(m)),
         WireHead::Pool(m) => Envelope::Sys(SysMsg::Pool(m)),
+        WireHead::Sparse(m) => Envelope::Sys(SysMsg::Sparse(m)),
+        WireHead::Insert { coll, index, ctor, home } => {
+            let desc = args_of(ctor, "insertion")?;
+            let args = oob::with_runs(&runs, || (desc.codec().decode_shared)(payload))
+                .map_err(|e| bad_args(desc, e))?;
+            Envelope::Sys(SysMsg::Insert { coll, index, ctor: desc, args, home })
+        }
         WireHead::Exit(code) => return Ok(Arrived::Exit(code)),
     };
     Ok(Arrived::Msg(to, env))

@@ -44,6 +44,21 @@ pub(crate) enum SysMsg {
     Section(crate::collection::section::SecMsg),
     /// The task pool.
     Pool(crate::pool::PoolMsg),
+    /// Sparse arrays: locations and `done_inserting`.
+    Sparse(crate::collection::sparse::SparseMsg),
+    /// Insert element `index` of sparse array `coll` here.
+    Insert {
+        /// The array.
+        coll: CollId,
+        /// The new element.
+        index: crate::Index,
+        /// Its constructor.
+        ctor: &'static crate::chare::registry::EntryDesc,
+        /// The constructor's arguments.
+        args: Arc<dyn std::any::Any + Send + Sync>,
+        /// The element's home PE (told where it lives).
+        home: PeId,
+    },
     /// Leave the scheduler loop.
     Exit,
 }

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use crate::chare::invoke::{deliver, fatal, retry_when};
 use crate::chare::registry;
-use crate::collection::{self, ElemKey};
+use crate::collection::{self, ElemKey, Index};
 use crate::msg::{Args, Envelope};
 use crate::pe::net::Net;
 use crate::pe::{PeLocal, SysMsg};
@@ -118,11 +118,14 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
                         retry_when(pe, &elem);
                     }
                 }
-                None if pe.coll(coll).is_some() => fatal(&format!(
-                    "message for element {index} of collection {coll}, which is not on PE {}",
-                    pe.id
-                )),
-                None => pe.hold_for_coll(coll, env),
+                None => match pe.coll(coll) {
+                    Some(info) if info.sparse.is_some() => collection::sparse::route(pe, &info, env),
+                    Some(_) => fatal(&format!(
+                        "message for element {index} of collection {coll}, which is not on PE {}",
+                        pe.id
+                    )),
+                    None => pe.hold_for_coll(coll, env),
+                },
             }
         }
         Envelope::Bcast { coll, ep, root, fwd, reply, args } if coll.is_section() => {
@@ -142,7 +145,17 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
             let Some(desc) = registry::entry(ep) else {
                 fatal(&format!("broadcast to an unknown entry method id {}", ep.0))
             };
-            for &index in &info.local {
+            // A sparse array's elements may be inserted while the broadcast runs: it
+            // reaches those that existed when it arrived.
+            let dynamic: Vec<Index> = match &info.sparse {
+                Some(s) => {
+                    let local = s.local.borrow().clone();
+                    s.keep_bcast(ep, reply, &args);
+                    local
+                }
+                None => Vec::new(),
+            };
+            for &index in info.local.iter().chain(&dynamic) {
                 let Some(elem) = pe.elem(&ElemKey { coll, index }) else { continue };
                 let env = Envelope::Call { coll, index, ep, reply, args: Args::Shared(args.clone()) };
                 deliver(pe, &elem, desc, env);
@@ -167,6 +180,10 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
             SysMsg::Qd(m) => qd::handle(pe, m),
             SysMsg::Section(m) => collection::section::handle(pe, m),
             SysMsg::Pool(m) => crate::pool::handle(pe, m),
+            SysMsg::Sparse(m) => collection::sparse::handle(pe, m),
+            SysMsg::Insert { coll, index, ctor, args, home } => {
+                collection::sparse::on_insert(pe, coll, index, ctor, args, home)
+            }
             SysMsg::Exit => {}
         },
     }

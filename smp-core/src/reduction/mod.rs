@@ -248,7 +248,7 @@ fn on_allreduce<R: Payload>(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result: R
 }
 
 fn send_down<R: Payload>(pe: &Rc<PeLocal>, info: &CollInfo, key: RedKey, root: PeId, result: &RedResult) {
-    let Some(place) = &info.red else { return };
+    let Some(place) = info.place() else { return };
     // Serialized once, for the children in other processes only.
     let mut wire: Option<RedResult> = None;
     for &to in &place.children {
@@ -354,9 +354,21 @@ pub(crate) fn on_child(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg) {
     add(pe, key, partial, true);
 }
 
+/// A contribution held until a sparse array's membership was frozen goes on.
+pub(crate) fn replay(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
+    add(pe, key, partial, from_child)
+}
+
 fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
     let Some(info) = pe.coll(key.coll) else { fatal("contribution to a collection unknown on this PE") };
-    let Some(place) = &info.red else {
+    let (partial, from_child) = match &info.sparse {
+        Some(s) => match s.hold(key, partial, from_child) {
+            Some(go_on) => go_on,
+            None => return,
+        },
+        None => (partial, from_child),
+    };
+    let Some(place) = info.place() else {
         fatal("contribution on a PE that holds no element of the collection")
     };
     let done = {
@@ -382,7 +394,7 @@ fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
             st.local += 1;
         }
         let complete =
-            st.local as usize == info.local_count() && st.children as usize == place.children.len();
+            st.local as usize == info.local_count(key.stream) && st.children as usize == place.children.len();
         if complete {
             states.remove(&key).and_then(|s| s.acc)
         } else {
@@ -390,6 +402,7 @@ fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
         }
     };
     let Some(acc) = done else { return };
+
     match place.parent {
         Some(p) => pe.send(p, Envelope::Sys(SysMsg::Reduce { key, partial: PartialMsg::Typed(acc) }), 0),
         None => at_root(pe, key, acc),
