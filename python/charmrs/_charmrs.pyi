@@ -12,6 +12,7 @@ __all__ = [
     "create_array",
     "create_group",
     "create_single",
+    "create_sparse",
     "exit",
     "host_pes",
     "launch",
@@ -50,6 +51,11 @@ class Proxy:
         arrays: Optional[Sequence[tuple[int, str, Sequence[int], Any]]] = None,
     ) -> Optional[RawFuture]:
         """Sends a call of ``method`` with pickled ``args``; a future if ``want`` > 0."""
+    def insert(self, index: Sequence[int], cls: str, args: bytes, pe: int) -> None:
+        """Inserts element ``index`` (class ``cls``, pickled ``args``) into this sparse
+        array, on PE ``pe`` (its home PE if negative)."""
+    def done_inserting(self) -> RawFuture:
+        """Ends the insertions into this sparse array."""
     def to_bytes(self) -> bytes:
         """The proxy as bytes."""
     @staticmethod
@@ -91,8 +97,12 @@ def abort(message: str) -> None:
 def create_group(cls: str, args: bytes) -> tuple[Proxy, RawFuture]:
     """Creates a group of class ``cls`` (``module:qualname``)."""
 
-def create_array(cls: str, dims: Sequence[int], args: bytes) -> tuple[Proxy, RawFuture]:
-    """Creates an array of class ``cls`` of shape ``dims``."""
+def create_array(cls: str, dims: Sequence[int], args: bytes, map: Optional[Proxy] = None) -> tuple[Proxy, RawFuture]:
+    """Creates an array of class ``cls`` of shape ``dims`` (placed by the ``ArrayMap``
+    group ``map`` if given)."""
+
+def create_sparse(cls: str, ndims: int, map: Optional[Proxy] = None) -> tuple[Proxy, RawFuture]:
+    """Creates an empty sparse array of class ``cls`` with ``ndims``-d indexes."""
 
 def create_single(cls: str, pe: int, args: bytes, deferred: bool = False) -> tuple[Proxy, RawFuture]:
     """Creates one chare of class ``cls`` on PE ``pe`` (any PE if negative); ``deferred``:

@@ -81,7 +81,7 @@ class Proxy:
     reductions and ``startQD``. Each chare class gets its own proxy class, with one
     method per entry method."""
 
-    __slots__ = ("_raw", "_cls", "_created", "_elems", "_slices")
+    __slots__ = ("_raw", "_cls", "_created", "_elems", "_slices", "_sparse")
 
     def __init__(self, raw: Any, cls: type, created: Optional[Future] = None) -> None:
         self._raw = raw
@@ -89,6 +89,7 @@ class Proxy:
         self._created = created
         self._elems: Optional[dict[Any, Proxy]] = None
         self._slices: Optional[dict[Any, Proxy]] = None
+        self._sparse = False
 
     def __getitem__(self, index: Any) -> "Proxy":
         if isinstance(index, slice) or (isinstance(index, tuple) and any(isinstance(i, slice) for i in index)):
@@ -133,6 +134,19 @@ class Proxy:
         sec = _make_proxy(Future(_raw=raw).get()[0], self._cls)
         cache[key] = sec
         return sec
+
+    def ckInsert(self, index: Union[int, Sequence[int]], args: Sequence[Any] = (), onPE: int = -1) -> None:  # noqa: N802, N803
+        """Inserts element ``index`` into this sparse array (made with ``dims=None``),
+        built with ``args``, on PE ``onPE`` (the element's home PE if -1). Calls sent
+        to the element before it exists wait for it."""
+        _ro_flush()
+        idx = [index] if isinstance(index, int) else list(index)
+        self._raw.insert(idx, _path(self._cls), pickle.dumps(tuple(args), protocol=5), onPE)
+
+    def ckDoneInserting(self) -> None:  # noqa: N802
+        """Ends the insertions into this sparse array: its reductions complete from then
+        (those started before wait for it)."""
+        Future(_raw=self._raw.done_inserting())
 
     def __getattr__(self, name: str) -> Any:
         # Only names that are not entry methods get here.
@@ -402,9 +416,43 @@ def Group(cls: type, args: Sequence[Any] = ()) -> Proxy:  # noqa: N802 (Charm4py
     return _make_proxy(raw, cls, Future(_raw=created))
 
 
-def Array(cls: type, dims: Union[int, Sequence[int]], args: Sequence[Any] = ()) -> Proxy:  # noqa: N802
-    """Creates an array of ``cls`` elements of shape ``dims``; returns its proxy at once."""
+def Array(  # noqa: N802
+    cls: type,
+    dims: Union[None, int, Sequence[int]] = None,
+    ndims: int = -1,
+    args: Sequence[Any] = (),
+    map: Optional[Proxy] = None,  # noqa: A002 (Charm4py's name)
+    useAtSync: bool = False,  # noqa: N803
+) -> Proxy:
+    """Creates an array of ``cls`` elements of shape ``dims`` (an int for 1-d); returns
+    its proxy at once. With ``dims=None``, an empty sparse array of ``ndims``-d indexes
+    (1 if not given) filled with ``proxy.ckInsert(index, args, onPE)`` and closed with
+    ``proxy.ckDoneInserting()``. ``map``: the proxy of an ``ArrayMap`` group that
+    places the elements."""
     _ro_flush()
+    if map is not None and not isinstance(map, Proxy):
+        raise TypeError(f"map= takes the proxy of an ArrayMap group, not {map!r}")
+    if useAtSync:
+        raise NotImplementedError("useAtSync: load balancing (AtSync) is not in charmrs yet")
+    mraw = None if map is None else map._raw
+    if dims is None:
+        raw, created = _charmrs.create_sparse(_path(cls), 1 if ndims < 1 else ndims, mraw)
+        p = _make_proxy(raw, cls, Future(_raw=created))
+        p._sparse = True
+        return p
     shape = [dims] if isinstance(dims, int) else list(dims)
-    raw, created = _charmrs.create_array(_path(cls), shape, pickle.dumps(tuple(args), protocol=5))
+    if ndims not in (-1, len(shape)):
+        raise ValueError(f"Array: dims {dims!r} has {len(shape)} dimensions, ndims says {ndims}")
+    raw, created = _charmrs.create_array(_path(cls), shape, pickle.dumps(tuple(args), protocol=5), mraw)
     return _make_proxy(raw, cls, Future(_raw=created))
+
+
+class ArrayMap(Chare):
+    """Places the elements of arrays: subclass it, define ``procNum(self, index)``
+    returning the PE of element ``index`` (a tuple), create it as a ``Group`` and pass
+    its proxy as ``Array(..., map=proxy)``. Elements may move later; the map only sets
+    where they start."""
+
+    def procNum(self, index: tuple[int, ...]) -> int:  # noqa: N802 (Charm4py's name)
+        """The PE where element ``index`` is created."""
+        raise NotImplementedError(f"{type(self).__qualname__} must define procNum(self, index)")

@@ -698,6 +698,26 @@ impl PyProxy {
         })
     }
 
+    /// Inserts element `index` of the sparse array this proxy names, made by class
+    /// `cls` with pickled constructor `args`, on PE `pe` (its home PE if negative).
+    fn insert(&self, index: Vec<i32>, cls: String, args: &[u8], pe: i64) -> PyResult<()> {
+        on_pe()?;
+        if index.is_empty() || index.len() > charmrs::MAX_DIMS {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!("{index:?} is not an index")));
+        }
+        let on = if pe < 0 { None } else { Some(PeId(pe as u32)) };
+        self.inner
+            .insert(Index::new(&index), (cls, KIND_ARRAY, args.to_vec().into()), on)
+            .map_err(|e| CharmError::new_err(e.to_string()))
+    }
+
+    /// Ends the insertions into the sparse array this proxy names; the future
+    /// completes once reductions over it can complete.
+    fn done_inserting(&self) -> PyResult<PyFuture> {
+        on_pe()?;
+        Ok(PyFuture::new(FutKind::Unit(self.inner.done_inserting())))
+    }
+
     /// The proxy as bytes, to send it to another chare.
     #[pyo3(name = "to_bytes")]
     fn encoded(&self) -> PyResult<Vec<u8>> {
@@ -1166,7 +1186,13 @@ fn create_group(cls: String, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
 
 /// Creates an array of `cls` of shape `dims` with pickled constructor `args`.
 #[pyfunction]
-fn create_array(cls: String, dims: Vec<i32>, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
+#[pyo3(signature = (cls, dims, args, map=None))]
+fn create_array(
+    cls: String,
+    dims: Vec<i32>,
+    args: &[u8],
+    map: Option<PyRef<'_, PyProxy>>,
+) -> PyResult<(PyProxy, PyFuture)> {
     on_pe()?;
     if dims.is_empty() || dims.len() > charmrs::MAX_DIMS || dims.iter().any(|&d| d < 0) {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
@@ -1174,7 +1200,62 @@ fn create_array(cls: String, dims: Vec<i32>, args: &[u8]) -> PyResult<(PyProxy, 
             charmrs::MAX_DIMS
         )));
     }
-    created(Array::<PyChare>::new(Index::new(&dims), (cls, KIND_ARRAY, args.to_vec().into())))
+    let args = (cls, KIND_ARRAY, args.to_vec().into());
+    match map {
+        None => created(Array::<PyChare>::new(Index::new(&dims), args)),
+        Some(m) => {
+            refused(|| created(Array::<PyChare>::with_map(Index::new(&dims), PyMap { group: m.inner }, args)))
+        }
+    }
+}
+
+/// Creates an empty sparse array of `cls` with `ndims`-d indexes (placed by the
+/// `ArrayMap` group `map`, if given); elements come with `Proxy.insert`.
+#[pyfunction]
+#[pyo3(signature = (cls, ndims, map=None))]
+fn create_sparse(
+    cls: String,
+    ndims: usize,
+    map: Option<PyRef<'_, PyProxy>>,
+) -> PyResult<(PyProxy, PyFuture)> {
+    on_pe()?;
+    let _ = cls;
+    if !(1..=charmrs::MAX_DIMS).contains(&ndims) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "an array has 1 to {} dimensions, not {ndims}",
+            charmrs::MAX_DIMS
+        )));
+    }
+    match map {
+        None => created(Array::<PyChare>::sparse(ndims)),
+        Some(m) => refused(|| created(Array::<PyChare>::sparse_with_map(ndims, PyMap { group: m.inner }))),
+    }
+}
+
+/// A Python `ArrayMap`: the group whose local element's `procNum(index)` places each
+/// array element.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct PyMap {
+    group: PyChareProxy,
+}
+charmrs::register_map!(PyMap);
+
+impl charmrs::ArrayMap for PyMap {
+    fn pe_of(&self, index: &Index, _shape: &Index, num_pes: u32) -> PeId {
+        let me = charmrs::my_pe();
+        let Some(h) = Handle::<PyChare>::of(&self.group.elem(Index::from(me.0 as i32))) else {
+            panic!("the ArrayMap group has no element on PE {me}: create the map before the array")
+        };
+        let obj = h.with(|c| Python::attach(|py| c.obj.clone_ref(py)));
+        Python::attach(|py| {
+            let idx = pyo3::types::PyTuple::new(py, index.as_slice()).expect("a tuple");
+            match obj.bind(py).call_method1("procNum", (idx,)).and_then(|v| v.extract::<i64>()) {
+                Ok(p) if p >= 0 && p < i64::from(num_pes) => PeId(p as u32),
+                Ok(p) => panic!("ArrayMap.procNum({index}) returned PE {p}; the job has {num_pes} PEs"),
+                Err(e) => raised(py, &format!("ArrayMap.procNum({index})"), e),
+            }
+        })
+    }
 }
 
 /// Creates a single chare of `cls` on PE `pe` (or one chosen round-robin if negative).
@@ -1415,6 +1496,7 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create_single, m)?)?;
     m.add_function(wrap_pyfunction!(contribute, m)?)?;
     m.add_function(wrap_pyfunction!(make_sections, m)?)?;
+    m.add_function(wrap_pyfunction!(create_sparse, m)?)?;
     m.add_function(wrap_pyfunction!(pool_submit, m)?)?;
     m.add_function(wrap_pyfunction!(pool_map, m)?)?;
     for f in [
