@@ -12,6 +12,10 @@
 //!   bound is the same-thread cost of the two messages a round needs (the broadcast's
 //!   delivery and the result's): two `VecDeque` push/pop + `dyn Fn` calls.
 //!
+//! - Sections, `+p2`: a 64-element array; a round is a multicast to a section of half
+//!   of it (32 elements, split by a slice) whose members contribute to a section
+//!   reduction, against the same round broadcast to the whole array.
+//!
 //! No goal was set. For reference (`/work/shared/PERF-NOTES.md`): Charm4py 1.1 takes
 //! 33 us per round at +p2, MPI Bcast+Reduce 2.0 us.
 
@@ -38,6 +42,77 @@ impl Member {
     fn round(&mut self, ctx: &Ctx<Self>, f: Future<u64>) {
         ctx.contribute(1u64, Reducer::sum(), f);
     }
+}
+
+/// An element of the array of the section bench.
+pub struct Cell;
+
+#[chare]
+impl Cell {
+    fn new() -> Self {
+        Cell
+    }
+
+    /// Contributes 1 to a sum over the whole array.
+    fn round(&mut self, ctx: &Ctx<Self>, f: Future<u64>) {
+        ctx.contribute(1u64, Reducer::sum(), f);
+    }
+
+    /// Contributes 1 to a sum over section `sec`.
+    fn round_in(&mut self, ctx: &Ctx<Self>, f: Future<u64>, sec: CellProxy) {
+        ctx.section_contribute(&sec, 1u64, Reducer::sum(), f);
+    }
+}
+
+fn sections(c: &mut Criterion, summary: &mut Summary) {
+    let mut g = c.benchmark_group("section_round_p2");
+    let job = common::launch(2, None);
+    let (arr, half) = job.run(|| async {
+        let a = Array::<Cell>::new([64], ()).await.expect("array");
+        let s = charmrs::section(&a, charmrs::Members::Slice(vec![charmrs::SliceDim::new(0, 32, 1)]))
+            .await
+            .expect("section");
+        (a, s)
+    });
+    let sec = Samples::default();
+    g.bench_function("charmrs_section_of_32", |b| {
+        b.iter_custom(|iters| {
+            let dt = job.run(move || async move {
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    let f = Future::new();
+                    half.round_in(f.clone(), half);
+                    assert_eq!(f.await.expect("section reduction"), 32);
+                }
+                t0.elapsed()
+            });
+            sec.record(iters, dt)
+        })
+    });
+    let whole = Samples::default();
+    g.bench_function("charmrs_whole_array_of_64", |b| {
+        b.iter_custom(|iters| {
+            let dt = job.run(move || async move {
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    let f = Future::new();
+                    arr.round(f.clone());
+                    assert_eq!(f.await.expect("reduction"), 64);
+                }
+                t0.elapsed()
+            });
+            whole.record(iters, dt)
+        })
+    });
+    assert_eq!(job.shutdown(), 0);
+    g.finish();
+    summary.ratio(
+        "section of 32 multicast + section reduction (+p2)",
+        &sec,
+        "whole-array (64) bcast + reduction",
+        &whole,
+        Goal::None,
+    );
 }
 
 fn bench_rounds(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, job: &Job) -> Samples {
@@ -106,6 +181,7 @@ fn main() {
     let mut summary = Summary::default();
     two_pes(&mut c, &mut summary);
     one_pe(&mut c, &mut summary);
+    sections(&mut c, &mut summary);
     c.final_summary();
     summary.print();
 }

@@ -8,14 +8,19 @@ Scenarios (two PEs: two processes):
 - ``msgs_per_s``: small messages per second from PE 0 to PE 1;
 - ``ret_roundtrip``: ``proxy.m(ret=True).get()`` round trip from main (PE 0) to PE 1;
 - ``bcast_reduce``: a group broadcast whose elements reduce (empty) to a future;
-- ``array_reduce64``: a 64-element array sums one number each into a future.
+- ``array_reduce64``: a 64-element array sums one number each into a future;
+- ``pool_map1000_chunk10``: ``charm.pool.map`` of a trivial function over 1000 items
+  in chunks of 10 (100 tasks);
+- ``pool_fib12``: recursive Fibonacci where every call is a pool task that waits for
+  its two halves (465 tasks). Charm4py's pool keeps PE 0 for its scheduler: one
+  worker at +p2; charmrs's pool runs on both PEs.
 """
 
 import sys
 import time
 
 import numpy as np
-from charm4py import Array, Chare, Future, Group, Reducer, charm
+from charm4py import Array, Chare, Future, Group, Reducer, charm, coro
 
 
 class PP(Chare):
@@ -63,6 +68,17 @@ class R(Chare):
 
     def red(self, fut):
         self.contribute(1, Reducer.sum, fut)
+
+
+def square(x):
+    return x * x
+
+
+@coro
+def pfib(n):
+    if n < 2:
+        return n
+    return sum(charm.pool.map(pfib, [n - 1, n - 2]))
 
 
 def timed(fn, reps):
@@ -126,6 +142,18 @@ def main(args):
             assert f.get() == 64
 
     print(f"RESULT array_reduce64 {timed(red, 100 if quick else 1000) * 1e6:.3f} us", flush=True)
+
+    def pmap(k):
+        for _ in range(k):
+            assert len(charm.pool.map(square, range(1000), chunksize=10)) == 1000
+
+    print(f"RESULT pool_map1000_chunk10 {timed(pmap, 5 if quick else 50) * 1e6:.3f} us", flush=True)
+
+    def pool_fib(k):
+        for _ in range(k):
+            assert pfib(12) == 144
+
+    print(f"RESULT pool_fib12 {timed(pool_fib, 2 if quick else 10) * 1e6:.3f} us", flush=True)
     charm.exit(0)
 
 

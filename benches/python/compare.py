@@ -19,6 +19,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -50,6 +51,23 @@ def run(cmd: list[str], env: dict[str, str]) -> dict[str, tuple[float, str]]:
     return out
 
 
+def _square(x: int) -> int:
+    return x * x
+
+
+def mp_pool_map(reps: int) -> float:
+    """The same map as ``pool_map1000_chunk10`` on a ``multiprocessing.Pool`` of 2
+    processes (made once, as charm.pool's workers are): seconds per map."""
+    import multiprocessing
+
+    with multiprocessing.Pool(2) as p:
+        p.map(_square, range(1000), chunksize=10)  # warm up
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            assert len(p.map(_square, range(1000), chunksize=10)) == 1000
+        return (time.perf_counter() - t0) / reps
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
@@ -65,7 +83,9 @@ def main() -> int:
     }
     results: dict[str, dict[str, list[float]]] = {k: {} for k in runtimes}
     units: dict[str, str] = {}
+    mp: list[float] = []
     for i in range(args.runs):
+        mp.append(mp_pool_map(5 if args.quick else 50) * 1e6)
         for name, cmd in runtimes.items():  # interleaved, so that drift hits both
             for scenario, (value, unit) in run(cmd, env).items():
                 results[name].setdefault(scenario, []).append(value)
@@ -79,6 +99,12 @@ def main() -> int:
         speedup = ours / theirs if scenario in RATES else theirs / ours
         unit = units[scenario]
         print(f"| {scenario} | {ours:.1f} {unit} | {theirs:.1f} {unit} | {speedup:.2f}x |")
+    ours = statistics.median(results["charmrs"].get("pool_map1000_chunk10", [float("nan")]))
+    theirs = statistics.median(mp)
+    print()
+    print("| scenario | charmrs | multiprocessing.Pool(2) | charmrs is faster by |")
+    print("|---|---|---|---|")
+    print(f"| pool_map1000_chunk10 | {ours:.1f} us | {theirs:.1f} us | {theirs / ours:.2f}x |")
     return 0
 
 
