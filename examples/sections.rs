@@ -155,6 +155,12 @@ fn main() {
         none.pe().awaitable().await.expect("empty awaitable");
         check(&mut bad, "empty section", none.pe().ret_all().await.expect("empty ret").is_empty());
 
+        // A group constrained to some PEs: broadcasts and reductions involve them only.
+        let ends: Vec<PeId> = if p > 1 { vec![PeId(0), PeId(p - 1)] } else { vec![PeId(0)] };
+        let few = Group::<Member>::on_pes(ends.clone(), ()).await.expect("constrained group");
+        let got = few.pe().ret_all().await.expect("constrained bcast");
+        check(&mut bad, "constrained group broadcast", got == ends.iter().map(|p| p.0).collect::<Vec<_>>());
+
         // Misuse is an error, not a hang.
         let e = split(&a, 2, Members::All).await;
         check(&mut bad, "Members::All in two sections is refused", e.is_err());

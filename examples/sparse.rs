@@ -59,7 +59,7 @@ fn main() {
         let a = Array::<Cell>::sparse(2).await.expect("sparse array");
 
         // A call to an element that does not exist yet waits for its insertion.
-        a.elem([7, 7]).poke(-1);
+        let poked = a.elem([7, 7]).poke(-1).awaitable();
         // Elements at their home PE, and on chosen PEs.
         for i in 0..n {
             a.insert([i, i * 3 % 7], (i as i64,), None).expect("insert");
@@ -72,6 +72,7 @@ fn main() {
         a.elem([0, 0]).spawn_children(3).awaitable().await.expect("children");
         a.elem([1, 3]).spawn_children(2).awaitable().await.expect("children");
         a.done_inserting().await.expect("done inserting");
+        poked.await.expect("the call made before the insertion");
 
         let total = n + 1 + 3 + 2;
         let want_sum: i64 = (0..n as i64).sum::<i64>() + 100 + 5;
@@ -109,6 +110,17 @@ fn main() {
         }
         let r = a.elem([1000, 1]).report().ret().await.expect("report");
         check(&mut bad, "calls to one element arrive in order", r.1 == vec![0, 1, 2, 3, 4]);
+
+        // Insertions (and done_inserting) made before the creation reached this PE wait
+        // for it.
+        let b = Array::<Cell>::sparse(1).proxy();
+        for i in 0..5 {
+            b.insert([i * 7], (i as i64,), None).expect("insert before the creation arrived");
+        }
+        b.done_inserting().await.expect("done inserting b");
+        let f = Future::<i64>::new();
+        b.sum(f.clone());
+        check(&mut bad, "insertions made before the creation arrived", f.await.expect("b sum") == 10);
 
         check(&mut bad, "insert after done_inserting is refused", a.insert([99, 99], (0,), None).is_err());
         check(&mut bad, "an index of the wrong dimensions is refused", a.insert([1], (0,), None).is_err());

@@ -136,6 +136,13 @@ fn examples_run_unchanged_across_namespace_hosts() {
     h.launch(&["+p6", "++ppn", "2"], "reductions", &[]).assert_ok().stdout_has("0 mismatches");
     h.launch(&["+p4", "++ppn", "1"], "pingpong", &["1000"]).assert_ok().stdout_has("1000 round trips");
     h.launch(&["+p3"], "fib", &["14"]).assert_ok().stdout_has("fib(14) = 377");
+    // Sections, the task pool (stealing between hosts) and sparse arrays over TCP.
+    h.launch(&["+p6", "++ppn", "2"], "sections", &["5", "3"]).assert_ok().stdout_has("0 mismatches");
+    h.launch(&["+p3", "++ppn", "1"], "pool", &["22"])
+        .assert_ok()
+        .stdout_has("0 wrong")
+        .stdout_has("400 tasks ran on 3 of 3 PEs");
+    h.launch(&["+p6", "++ppn", "2"], "sparse", &["30"]).assert_ok().stdout_has("0 mismatches");
     h.launch(&["+p6", "++ppn", "2"], "failures", &["qd"]).assert_ok().stdout_has("quiescence after chains");
     h.launch(&["+p6", "++ppn", "1"], "failures", &["topo"])
         .assert_ok()

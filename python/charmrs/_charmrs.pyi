@@ -66,8 +66,8 @@ class Proxy:
 class RawFuture:
     """A future of the runtime (wrapped by ``charmrs.Future``)."""
 
-    def __init__(self) -> None:
-        """A new future owned by this PE."""
+    def __new__(cls, num_vals: int = 1) -> RawFuture:
+        """A new future owned by this PE, taking ``num_vals`` values."""
     def send(self, value: bytes) -> None:
         """Sets the value (pickled), from any PE."""
     def to_bytes(self) -> bytes:
@@ -94,8 +94,8 @@ def exit(code: int) -> None:
 def abort(message: str) -> None:
     """Ends the job at once with ``message``."""
 
-def create_group(cls: str, args: bytes) -> tuple[Proxy, RawFuture]:
-    """Creates a group of class ``cls`` (``module:qualname``)."""
+def create_group(cls: str, args: bytes, pes: Optional[Sequence[int]] = None) -> tuple[Proxy, RawFuture]:
+    """Creates a group of class ``cls`` (``module:qualname``), on ``pes`` only if given."""
 
 def create_array(cls: str, dims: Sequence[int], args: bytes, map: Optional[Proxy] = None) -> tuple[Proxy, RawFuture]:
     """Creates an array of class ``cls`` of shape ``dims`` (placed by the ``ArrayMap``

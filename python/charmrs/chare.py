@@ -386,6 +386,9 @@ def _split(proxy: Any, n: int, section_func: Any, elems: Any) -> list[Proxy]:
             ) from None
         raw = _charmrs.make_sections([proxy._raw], n, func=func)
     else:
+        elems = list(elems)
+        if n == 1 and elems and not all(isinstance(s, list) for s in elems):
+            elems = [elems]  # one section's indexes, given flat
         lists = [[[i] if isinstance(i, int) else list(i) for i in sec] for sec in elems]
         if len(lists) != n:
             raise ValueError(f"charm.split: {len(lists)} element lists for {n} sections")
@@ -409,10 +412,13 @@ def _create_single(cls: type, args: Sequence[Any] = (), onPE: int = -1, _coro_in
     return _make_proxy(raw, cls, Future(_raw=created))
 
 
-def Group(cls: type, args: Sequence[Any] = ()) -> Proxy:  # noqa: N802 (Charm4py's name)
-    """Creates one element of ``cls`` on every PE; returns the group's proxy at once."""
+def Group(cls: type, args: Sequence[Any] = (), onPEs: Optional[Sequence[int]] = None) -> Proxy:  # noqa: N802, N803
+    """Creates one element of ``cls`` on every PE (or on the PEs of ``onPEs`` only:
+    then broadcasts and reductions over the group involve those PEs only); returns
+    the group's proxy at once."""
     _ro_flush()
-    raw, created = _charmrs.create_group(_path(cls), pickle.dumps(tuple(args), protocol=5))
+    pes = None if onPEs is None else [int(p) for p in onPEs]
+    raw, created = _charmrs.create_group(_path(cls), pickle.dumps(tuple(args), protocol=5), pes)
     return _make_proxy(raw, cls, Future(_raw=created))
 
 

@@ -44,17 +44,16 @@ def _wait_any(futures: list["Future"]) -> int:
 class Future:
     """A value that arrives later: the result of a call made with ``ret=True`` or
     ``awaitable=True``, the target of a reduction, or an explicit ``Future()`` that any
-    chare can ``send`` a value to. Only the PE that made it can ``get`` it."""
+    chare can ``send`` a value to. ``Future(num_vals=n)`` takes ``n`` values and
+    ``get()`` gives them as a list, in arrival order. Only the PE that made it can
+    ``get`` it."""
 
     __slots__ = ("_raw", "_value", "_error")
 
     def __init__(self, num_vals: int = 1, _raw: Optional[Any] = None) -> None:
-        if num_vals != 1:
-            raise NotImplementedError(
-                f"Future(num_vals={num_vals}): futures of several values are not in charmrs yet; "
-                "use one Future per value (or a gather reduction)"
-            )
-        self._raw = _raw if _raw is not None else _charmrs.RawFuture()
+        if not isinstance(num_vals, int) or num_vals < 1:
+            raise ValueError(f"a Future takes at least one value, not num_vals={num_vals!r}")
+        self._raw = _raw if _raw is not None else _charmrs.RawFuture(num_vals)
         self._value: Any = _UNSET
         self._error: Optional[BaseException] = None
 

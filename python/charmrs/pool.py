@@ -29,6 +29,12 @@ def _dumps_func(func: Callable[..., Any]) -> bytes:
         ) from None
 
 
+def _apply(pair: tuple[Callable[..., Any], Any]) -> Any:
+    """``func(arg)`` for a ``(func, arg)`` pair of ``submit``."""
+    func, arg = pair
+    return func(arg)
+
+
 class _MapFuture(Future):
     """The future of a ``map_async``: its value is the flat list of results."""
 
@@ -92,19 +98,22 @@ class Pool:
         raw = _charmrs.pool_submit(_dumps_func(func), pickle.dumps(tuple(args), protocol=5), want)
         return None if raw is None else Future(_raw=raw)
 
-    def submit_async(self, tasks: Iterable[tuple[Callable[..., Any], Iterable[Any]]]) -> list[Future]:
-        """Submits ``(func, args)`` pairs (different functions allowed); one ``Future``
-        of the return value per task."""
-        futs = []
-        for func, args in tasks:
-            fut = self.Task(func, args, ret=True)
-            assert fut is not None
-            futs.append(fut)
-        return futs
+    def submit_async(
+        self, tasks: Iterable[tuple[Callable[..., Any], Any]], chunksize: int = 1, ncores: int = -1
+    ) -> Future:
+        """Runs ``func(arg)`` for each ``(func, arg)`` pair of ``tasks`` (different
+        functions allowed), ``chunksize`` pairs per task; returns a ``Future`` of the
+        list of results, in order."""
+        pairs = list(tasks)
+        for func, _ in pairs:
+            _dumps_func(func)
+        raw = _charmrs.pool_map(_dumps_func(_apply), self._chunks(pairs, chunksize), self._ncores(ncores))
+        return _MapFuture(_raw=raw)
 
-    def submit(self, tasks: Iterable[tuple[Callable[..., Any], Iterable[Any]]]) -> list[Any]:
-        """Runs ``(func, args)`` pairs as tasks and returns their results in order."""
-        return [f.get() for f in self.submit_async(tasks)]
+    def submit(self, tasks: Iterable[tuple[Callable[..., Any], Any]], chunksize: int = 1, ncores: int = -1) -> list[Any]:
+        """Runs ``func(arg)`` for each ``(func, arg)`` pair of ``tasks`` in parallel and
+        returns the results in order (suspends the calling coroutine until then)."""
+        return self.submit_async(tasks, chunksize, ncores).get()  # type: ignore[no-any-return]
 
 
 pool = Pool()

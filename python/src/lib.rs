@@ -190,8 +190,22 @@ impl PyChare {
         self.call(ctx, msg)
     }
 
+    /// Runs `msg.method`, a `@coro` method with a `@when` condition: it starts once the
+    /// condition holds, then may wait as any coroutine.
+    #[when(self.holds(msg))]
+    async fn call_coro_when(this: Handle<Self>, msg: PyMsg) -> Pickled {
+        Self::run_coro(this, msg).await
+    }
+
     /// Runs `msg.method` (a `@coro` method) in a greenlet: it may wait for futures.
     async fn call_coro(this: Handle<Self>, msg: PyMsg) -> Pickled {
+        Self::run_coro(this, msg).await
+    }
+}
+
+impl PyChare {
+    /// The greenlet of a `@coro` method, driven to its end.
+    async fn run_coro(this: Handle<Self>, msg: PyMsg) -> Pickled {
         let obj = this.with(|c| Python::attach(|py| c.obj.clone_ref(py)));
         let glet = Python::attach(|py| {
             glue_fn!(py, "coro")
@@ -453,6 +467,8 @@ enum FutKind {
     Num(charmrs::Future<PyNum>),
     /// The proxies of new sections (`charm.split`, `charm.combine`, slicing).
     Sections(charmrs::Future<Result<Vec<PyChareProxy>, charmrs::Error>>),
+    /// An explicit future of several values (`Future(num_vals=n)`).
+    Multi(charmrs::Future<Pickled>),
     /// The results of a pool map, one pickled list per chunk.
     Chunks(charmrs::Future<Result<Vec<Pickled>, charmrs::Error>>),
 }
@@ -497,6 +513,13 @@ impl FutKind {
                 let vs = f.await.map_err(err)?;
                 Python::attach(|py| {
                     let items = vs.iter().map(|v| loads(py, &v.data)).collect::<PyResult<Vec<_>>>()?;
+                    Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind())
+                })
+            }
+            FutKind::Multi(f) => {
+                let vs = f.get_all().await.map_err(err)?;
+                Python::attach(|py| {
+                    let items = vs.iter().map(|v| loads(py, v)).collect::<PyResult<Vec<_>>>()?;
                     Ok(pyo3::types::PyList::new(py, items)?.into_any().unbind())
                 })
             }
@@ -549,6 +572,7 @@ impl Drop for PyFuture {
                 FutKind::Num(f) => f.detach(),
                 FutKind::Sections(f) => f.detach(),
                 FutKind::Chunks(f) => f.detach(),
+                FutKind::Multi(f) => f.detach(),
             }
         }
     }
@@ -556,18 +580,23 @@ impl Drop for PyFuture {
 
 #[pymethods]
 impl PyFuture {
-    /// A new future owned by this PE, for an explicit `send`.
+    /// A new future owned by this PE, for explicit `send`s: one value, or `num_vals`.
     #[new]
-    fn py_new() -> PyResult<Self> {
+    #[pyo3(signature = (num_vals=1))]
+    fn py_new(num_vals: u32) -> PyResult<Self> {
         on_pe()?;
-        Ok(PyFuture::new(FutKind::Val(charmrs::Future::new())))
+        Ok(PyFuture::new(match num_vals {
+            0 => return Err(pyo3::exceptions::PyValueError::new_err("a future takes at least one value")),
+            1 => FutKind::Val(charmrs::Future::new()),
+            n => FutKind::Multi(charmrs::Future::with_values(n)),
+        }))
     }
 
     /// Sets the value (pickled bytes), from any PE.
     fn send(&self, value: &[u8]) -> PyResult<()> {
         on_pe()?;
         match &self.kind {
-            FutKind::Val(f) => {
+            FutKind::Val(f) | FutKind::Multi(f) => {
                 f.send(value.to_vec().into());
                 Ok(())
             }
@@ -578,8 +607,10 @@ impl PyFuture {
     /// The future as bytes, to send it to another chare.
     fn to_bytes(&self) -> PyResult<Vec<u8>> {
         match &self.kind {
-            FutKind::Val(f) => bincode::serde::encode_to_vec(f, bincode::config::standard())
-                .map_err(|e| CharmError::new_err(e.to_string())),
+            FutKind::Val(f) | FutKind::Multi(f) => {
+                bincode::serde::encode_to_vec(f, bincode::config::standard())
+                    .map_err(|e| CharmError::new_err(e.to_string()))
+            }
             _ => {
                 Err(CharmError::new_err("only explicit futures (charm.Future()) can be sent to other chares"))
             }
@@ -679,12 +710,7 @@ impl PyProxy {
                 (false, false) => self.inner.call(msg),
                 (true, false) => self.inner.call_coro(msg),
                 (false, true) => self.inner.call_when(msg),
-                (true, true) => {
-                    return Err(CharmError::new_err(format!(
-                        "{}: a method cannot be both @coro and @when in charmrs yet",
-                        msg.method
-                    )))
-                }
+                (true, true) => self.inner.call_coro_when(msg),
             };
             Ok(match want {
                 0 => {
@@ -1177,11 +1203,25 @@ fn exit(code: i32) {
     charmrs::exit(code)
 }
 
-/// Creates a group of `cls` (`module:qualname`) with pickled constructor `args`.
+/// Creates a group of `cls` (`module:qualname`) with pickled constructor `args`: on
+/// every PE, or on `pes` only.
 #[pyfunction]
-fn create_group(cls: String, args: &[u8]) -> PyResult<(PyProxy, PyFuture)> {
+#[pyo3(signature = (cls, args, pes=None))]
+fn create_group(cls: String, args: &[u8], pes: Option<Vec<i64>>) -> PyResult<(PyProxy, PyFuture)> {
     on_pe()?;
-    created(Group::<PyChare>::new((cls, KIND_GROUP, args.to_vec().into())))
+    let args = (cls, KIND_GROUP, args.to_vec().into());
+    match pes {
+        None => created(Group::<PyChare>::new(args)),
+        Some(pes) => {
+            let n = i64::from(charmrs::num_pes());
+            if pes.is_empty() || pes.iter().any(|&p| p < 0 || p >= n) {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "onPEs={pes:?}: a non-empty list of PEs of the job's {n}"
+                )));
+            }
+            created(Group::<PyChare>::on_pes(pes.into_iter().map(|p| PeId(p as u32)), args))
+        }
+    }
 }
 
 /// Creates an array of `cls` of shape `dims` with pickled constructor `args`.

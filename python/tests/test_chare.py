@@ -49,7 +49,7 @@ def test_futures_ret_awaitable_explicit_coro_and_remote_exceptions(pes: int) -> 
     assert "explicit: 42" in r.stdout
     assert "indices: True True" in r.stdout, r.stdout
     assert "2-d index: True True" in r.stdout, r.stdout
-    for check in ["caught again", "unpicklable", "outside", "broadcast", "single on the last PE", "relay", "caught", "group"]:
+    for check in ["multi", "caught again", "unpicklable", "outside", "broadcast", "single on the last PE", "relay", "caught", "group"]:
         assert f"{check}: True" in r.stdout, r.stdout
 
 
@@ -100,7 +100,7 @@ def test_several_pes_in_one_process(prog: str) -> None:
 def test_when_delays_calls_until_their_condition_holds(pes: int) -> None:
     r = run_job(pes, PROGS / "when.py")
     assert r.returncode == 0, r.stderr
-    for check in ["order", "returns", "old style", "bad condition"]:
+    for check in ["order", "returns", "old style", "coro when", "bad condition"]:
         assert f"{check}: True" in r.stdout, r.stdout
 
 

@@ -156,6 +156,49 @@ impl<T: Payload> Future<T> {
         Get { id: self.id, _t: PhantomData }
     }
 
+    /// A new future owned by the current PE that takes `n` values (Charm4py's
+    /// `Future(num_vals=n)`): senders [`send`](Self::send) to it as to any future;
+    /// [`get_all`](Self::get_all) waits for all `n` and gives them in arrival order.
+    ///
+    /// # Panics
+    /// Off a PE.
+    pub fn with_values(n: u32) -> Future<T> {
+        with_pe(|pe| Future { id: pe.futures.create_multi(pe.id, n), _t: PhantomData })
+    }
+
+    /// Waits for every value of a future made by [`with_values`](Self::with_values)
+    /// (in arrival order; the first error wins), or for the one value of a plain
+    /// future.
+    pub async fn get_all(&self) -> Result<Vec<T>> {
+        let id = self.id;
+        let boxes = std::future::poll_fn(|cx| {
+            with_pe(|pe| {
+                if pe.id != id.pe {
+                    return Poll::Ready(Err(Error::NotOwner { owner: id.pe, pe: pe.id }));
+                }
+                pe.futures.poll_all(id, cx.waker())
+            })
+        })
+        .await?;
+        boxes.into_iter().map(|b| Self::unbox(id, b)).collect()
+    }
+
+    /// The value in a box: this process's `T`, or bytes from another process.
+    fn unbox(id: FutureId, b: AnyBox) -> Result<T> {
+        match b.downcast::<T>() {
+            Ok(v) => Ok(v.into_inner()),
+            Err(b) => match b.downcast::<crate::msg::wire::Encoded>() {
+                Ok(enc) => enc.decode::<T>().map_err(|e| {
+                    Error::Usage(format!(
+                        "the value of future {id} from another process is not a {}: {e}",
+                        std::any::type_name::<T>()
+                    ))
+                }),
+                Err(_) => fatal(&format!("future {id} received a value of another type")),
+            },
+        }
+    }
+
     /// Whether the value has arrived (on the owner PE; `false` elsewhere).
     pub fn is_ready(&self) -> bool {
         with_pe(|pe| pe.id == self.id.pe && pe.futures.is_ready(self.id))
@@ -177,21 +220,8 @@ impl<T: Payload> Future<T> {
             if pe.id != id.pe {
                 return Poll::Ready(Err(Error::NotOwner { owner: id.pe, pe: pe.id }));
             }
-            pe.futures.poll(id, cx.waker()).map(|r| {
-                r.and_then(|b| match b.downcast::<T>() {
-                    Ok(v) => Ok(v.into_inner()),
-                    Err(b) => match b.downcast::<crate::msg::wire::Encoded>() {
-                        // From another process: decoded now that the type is known.
-                        Ok(enc) => enc.decode::<T>().map_err(|e| {
-                            Error::Usage(format!(
-                                "the value of future {id} from another process is not a {}: {e}",
-                                std::any::type_name::<T>()
-                            ))
-                        }),
-                        Err(_) => fatal(&format!("future {id} received a value of another type")),
-                    },
-                })
-            })
+            // From another process, the value is decoded now that the type is known.
+            pe.futures.poll(id, cx.waker()).map(|r| r.and_then(|b| Self::unbox(id, b)))
         })
     }
 }
@@ -284,6 +314,8 @@ enum Slot {
     Waiting(Option<Waker>),
     /// The value arrived and waits to be taken (the error boxed: large and rare).
     Ready(Result<AnyBox, Box<Error>>),
+    /// A future of several values: those arrived so far, until `need`.
+    Multi { need: u32, got: Vec<Result<AnyBox, Box<Error>>>, waker: Option<Waker> },
     /// Nobody will await: an error must end the job.
     Detached,
 }
@@ -330,6 +362,13 @@ impl FutureTable {
         FutureId { pe, seq: (e.gen as u64) << 32 | idx as u64 }
     }
 
+    /// A new future of PE `pe` that takes `n` values.
+    pub(crate) fn create_multi(&self, pe: PeId, n: u32) -> FutureId {
+        let id = self.create(pe);
+        self.with_slot(id.seq, |slot| *slot = Some(Slot::Multi { need: n, got: Vec::new(), waker: None }));
+        id
+    }
+
     /// Runs `f` on the live slot of `seq` (`None` if consumed or unknown); `f` returns
     /// whether to free the slot.
     #[inline]
@@ -366,6 +405,22 @@ impl FutureTable {
                 Err(e) => Then::Fatal(format!("unhandled {e}")),
                 Ok(_) => Then::Nothing,
             },
+            Some(Slot::Multi { need, mut got, mut waker }) => {
+                got.push(value.map_err(Box::new));
+                let full = got.len() as u32;
+                *slot = Some(Slot::Multi { need, got, waker: None });
+                if full > need {
+                    Then::Fatal(format!("future {id} was sent {full} values: it takes {need}"))
+                } else if full == need {
+                    Then::Wake(waker.take())
+                } else {
+                    *slot = match slot.take() {
+                        Some(Slot::Multi { need, got, .. }) => Some(Slot::Multi { need, got, waker }),
+                        other => other,
+                    };
+                    Then::Nothing
+                }
+            }
             other => {
                 *slot = other;
                 Then::Fatal(format!("future {id} was sent a second value: a future takes one value"))
@@ -378,9 +433,34 @@ impl FutureTable {
         }
     }
 
+    /// Takes the values of a future of several values (or the one of a plain future)
+    /// if they all arrived, or registers the waker.
+    pub(crate) fn poll_all(&self, id: FutureId, waker: &Waker) -> Poll<Result<Vec<AnyBox>>> {
+        let multi = self.with_slot(id.seq, |slot| match slot {
+            Some(Slot::Multi { need, got, .. }) if got.len() as u32 >= *need => match slot.take() {
+                Some(Slot::Multi { got, .. }) => {
+                    Some(Poll::Ready(got.into_iter().map(|r| r.map_err(|e| *e)).collect::<Result<Vec<_>>>()))
+                }
+                _ => unreachable!("matched Multi"),
+            },
+            Some(Slot::Multi { waker: w, .. }) => {
+                *w = Some(waker.clone());
+                Some(Poll::Pending)
+            }
+            _ => None,
+        });
+        match multi {
+            Some(p) => p,
+            None => self.poll(id, waker).map(|r| r.map(|v| vec![v])),
+        }
+    }
+
     /// Takes the value if it arrived, or registers the waker.
     pub(crate) fn poll(&self, id: FutureId, waker: &Waker) -> Poll<Result<AnyBox>> {
         self.with_slot(id.seq, |slot| match slot {
+            Some(Slot::Multi { need, .. }) => Poll::Ready(Err(Error::Usage(format!(
+                "future {id} takes {need} values: wait for them with get_all()"
+            )))),
             Some(Slot::Ready(_)) => match slot.take() {
                 Some(Slot::Ready(v)) => Poll::Ready(v.map_err(|e| *e)),
                 _ => unreachable!("matched Ready"),
@@ -395,9 +475,13 @@ impl FutureTable {
         })
     }
 
-    /// Whether the value arrived.
+    /// Whether the value (every value, for a future of several) arrived.
     pub(crate) fn is_ready(&self, id: FutureId) -> bool {
-        self.with_slot(id.seq, |slot| matches!(slot, Some(Slot::Ready(_))))
+        self.with_slot(id.seq, |slot| match slot {
+            Some(Slot::Ready(_)) => true,
+            Some(Slot::Multi { need, got, .. }) => got.len() as u32 >= *need,
+            _ => false,
+        })
     }
 
     /// Nobody will await this future.
@@ -408,6 +492,13 @@ impl FutureTable {
                 *slot = Some(Slot::Detached);
                 None
             }
+            Some(Slot::Multi { got, .. }) => match got.into_iter().find_map(|r| r.err()) {
+                Some(e) => Some(format!("unhandled {e}")),
+                None => {
+                    *slot = Some(Slot::Detached);
+                    None
+                }
+            },
             _ => None,
         });
         if let Some(m) = err {
@@ -451,6 +542,25 @@ mod tests {
         assert_ne!(a.seq, b.seq, "with a new generation");
         assert!(matches!(t.poll(a, w), Poll::Ready(Err(Error::Consumed(_)))), "stale id");
         assert!(t.poll(b, w).is_pending(), "the new future is untouched");
+    }
+
+    #[test]
+    fn a_future_of_several_values_is_ready_with_the_last() {
+        let t = FutureTable::new();
+        let w = Waker::noop();
+        let a = t.create_multi(PeId(0), 3);
+        assert!(matches!(t.poll(a, w), Poll::Ready(Err(Error::Usage(_)))), "get() on a multi future");
+        let a = t.create_multi(PeId(0), 3);
+        for v in [5, 6] {
+            t.set(a, Ok(value(v)));
+            assert!(!t.is_ready(a));
+            assert!(t.poll_all(a, w).is_pending());
+        }
+        t.set(a, Ok(value(7)));
+        assert!(t.is_ready(a));
+        let Poll::Ready(Ok(vs)) = t.poll_all(a, w) else { panic!("values expected") };
+        let vs: Vec<u64> = vs.into_iter().map(|b| b.downcast::<u64>().ok().unwrap().into_inner()).collect();
+        assert_eq!(vs, vec![5, 6, 7]);
     }
 
     #[test]

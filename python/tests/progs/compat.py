@@ -1,6 +1,6 @@
 """Charm4py spellings and semantics found by its own test suite: proxy equality,
 charm.createFuture, Reducer.nop, element-wise sums of array.array, charm.iawait,
-awaitable=True on a method that returns a value, Future(num_vals > 1) refused."""
+awaitable=True on a method that returns a value, Future(num_vals > 1) (createFuture(senders=2))."""
 
 import array
 
@@ -10,6 +10,9 @@ from charm4py import Array, Chare, Reducer, charm, coro, threads
 class C(Chare):
     def __init__(self):
         pass
+
+    def fill(self, f):
+        f.send(42)
 
     def value(self):
         return 42
@@ -39,10 +42,10 @@ def main(args):
     a.red(f3, charm.createFuture())
     print("charm.Future:", isinstance(f3, threads.Future), f3.get() is None)
     print("allReduce:", a.blocking(ret=True).get() == [4] * 4)
-    try:
-        charm.createFuture(senders=2)
-    except NotImplementedError as e:
-        print("num_vals:", "several values" in str(e))
+    f4 = charm.createFuture(senders=2)
+    a[0].fill(f4)
+    a[3].fill(f4)
+    print("num_vals:", f4.get() == [42, 42])
     charm.exit(0)
 
 

@@ -73,6 +73,10 @@ def main(args):
     g = Group(Worker, args=[7])
     print("group:", g.where(ret=True).get() == list(range(n)))
     print("indices:", a[1].index(ret=True).get() == (1,), g[n - 1].index(ret=True).get() == n - 1)
+    multi = Future(num_vals=3)
+    for i in range(3):
+        a[i % (2 * n)].fill(multi, i)
+    print("multi:", sorted(multi.get()) == [1, 2, 3])
     a2 = Array(Worker, [2, 3], args=[0])
     print("2-d index:", a2[1, 2].index(ret=True).get() == (1, 2), a2[[1, 2]].index(ret=True).get() == (1, 2))
     charm.exit(0)

@@ -65,7 +65,8 @@ def main(args):
     assert f.get() == [0, 1, 4, 9, 16]
     futs = charm.pool.map_async(square, range(4), multi_future=True)
     assert [x.get() for x in futs] == [0, 1, 4, 9]
-    assert charm.pool.submit([(square, (3,)), (abs, (-4,))]) == [9, 4]
+    assert charm.pool.submit([(square, 3), (abs, -4)]) == [9, 4]
+    assert charm.pool.submit([(square, i) for i in range(20)], chunksize=3) == [i * i for i in range(20)]
 
     assert fib(12) == 144
     assert charm.pool.Task(fib, (15,), ret=True).get() == 610

@@ -126,7 +126,7 @@ def main(args):
     sl = a[1:4, ::2]
     assert sorted(i for i, _ in sl.where(ret=True).get()) == [(r, c) for r in range(1, 4) for c in (0, 2)]
     assert a[1:4, ::2] is sl  # made once
-    sub = charm.split(sl, 1, elems=[[(3, 0), (0, 0)]])[0]
+    sub = charm.split(sl, 1, elems=[(3, 0), (0, 0)])[0]  # one section's indexes, flat
     assert [i for i, _ in sub.where(ret=True).get()] == [(3, 0)]
     g = Group(Cell)
     evens = charm.split(g, 1, even_pe)[0]
@@ -172,6 +172,10 @@ def main(args):
         assert "section proxy" in str(e), e
     else:
         raise AssertionError("an element of a section proxy was called")
+    # A group on some PEs: broadcasts and reductions over those PEs only.
+    pes = sorted({0, n - 1})
+    few = Group(Cell, onPEs=pes)
+    assert sorted(i for i, _ in few.where(ret=True).get()) == pes
     print("sections: all checks passed on", n, "PEs", flush=True)
     charm.exit()
 

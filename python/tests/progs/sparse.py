@@ -31,7 +31,7 @@ def main(args):
     n = charm.numPes()
     a = Array(Cell, ndims=2)
     charm.awaitCreation(a)
-    a[3, 4].poke("early")  # before the element exists: waits for it
+    poked = a[3, 4].poke("early", awaitable=True)  # before the element exists: waits for it
     for i in range(10):
         a.ckInsert((i, i % 3), args=[i])
     a.ckInsert((3, 4), args=[100], onPE=n - 1)
@@ -39,6 +39,7 @@ def main(args):
     a.total(early)  # before ckDoneInserting: completes after it, over every element
     a[0, 0].spawn(2, awaitable=True).get()
     a.ckDoneInserting()
+    poked.get()
     infos = a.info(ret=True).get()
     assert len(infos) == 13, infos
     four = [x for x in infos if x[0] == (3, 4)][0]
@@ -68,6 +69,14 @@ def main(args):
     s.ckDoneInserting()
     for idx, v, got, pe in s.info(ret=True).get():
         assert pe == n - 1 - (idx[0] % n) and v == idx[0], (idx, v, pe)
+    # Insertions right after creation (not awaited): they wait for it.
+    q = Array(Cell, ndims=1)
+    for i in range(4):
+        q.ckInsert(i * 5, args=[i])
+    q.ckDoneInserting()
+    f = Future()
+    q.total(f)
+    assert f.get() == 6
     print("sparse: all checks passed on", n, "PEs", flush=True)
     charm.exit()
 

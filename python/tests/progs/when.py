@@ -1,7 +1,7 @@
 """@when: calls wait until their condition holds (string, callable, attribute name),
 including calls with ret=True; a condition that does not compile fails at decoration."""
 
-from charmrs import Chare, Group, charm, when
+from charmrs import coro, Chare, Group, charm, when
 
 
 class Stage(Chare):
@@ -23,6 +23,12 @@ class Stage(Chare):
     def old_style(self, value):
         return value * 2
 
+    @coro
+    @when("self.step >= need")
+    def later(self, need, other):
+        # Starts once the condition holds, then waits like any coroutine.
+        return (self.step, len(other.report(0, ret=True).get()))
+
 
 def main(args):
     g = Group(Stage)
@@ -32,6 +38,12 @@ def main(args):
     print("order:", rep.get() == [(0, "t0"), (1, "t1"), (2, "t2"), (3, "t3")])
     print("returns:", [f.get() for f in futs] == [3, 1, 2, 0])
     print("old style:", last.old_style(4, ret=True).get() == 8)
+    fresh = Group(Stage)
+    late = fresh[0].later(2, fresh[charm.numPes() - 1], ret=True)
+    for s in range(3):
+        fresh[0].advance(s)
+    step, seen = late.get()
+    print("coro when:", step >= 2 and seen >= (2 if charm.numPes() == 1 else 0))
     try:
 
         class Bad(Chare):

@@ -58,12 +58,13 @@ pub trait Proxy: Payload + std::fmt::Debug {
 
     /// Inserts element `index` into the sparse array this proxy names (Charm4py's
     /// `ckInsert`), built with `args`, on PE `on` (its home PE, from the array's map,
-    /// if `None`). Calls to the element made before it exists wait for it.
+    /// if `None`). Calls to the element made before it exists wait for it. Made before
+    /// the array's creation reached this PE, the insertion waits for it (and a failure
+    /// then ends the job, as nobody is left to receive the error).
     ///
     /// # Errors
     /// The array has bounds, or `done_inserting` was called, or the index has the wrong
-    /// number of dimensions, or the PE does not exist, or the array's creation has not
-    /// reached this PE yet (await it).
+    /// number of dimensions, or the PE does not exist.
     fn insert(
         &self,
         index: impl Into<Index>,

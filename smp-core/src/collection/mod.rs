@@ -92,6 +92,8 @@ impl<C: Chare> AnyElem for Slot<C> {
 pub(crate) enum Kind {
     /// One element per PE.
     Group,
+    /// One element on each of these PEs (sorted, no duplicates): a constrained group.
+    GroupOn(Arc<[PeId]>),
     /// Dense N-d array.
     Array {
         /// Extent in each dimension.
@@ -152,6 +154,10 @@ impl CollInfo {
     /// The PE element `index` was created on, or `None` if there is no such element.
     pub(crate) fn pe_of(&self, index: &Index, n: u32) -> Option<PeId> {
         match &self.kind {
+            Kind::GroupOn(pes) => {
+                (index.dims() == 1 && index[0] >= 0 && pes.binary_search(&PeId(index[0] as u32)).is_ok())
+                    .then(|| PeId(index[0] as u32))
+            }
             Kind::Group => {
                 (index.dims() == 1 && index[0] >= 0 && (index[0] as u32) < n).then(|| PeId(index[0] as u32))
             }
@@ -197,6 +203,10 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
     let n = pe.num_pes();
     let (members, local): (Vec<PeId>, Vec<Index>) = match &spec.kind {
         Kind::Group => ((0..n).map(PeId).collect(), vec![Index::of_pe(pe.id)]),
+        Kind::GroupOn(pes) => {
+            let local = if pes.binary_search(&pe.id).is_ok() { vec![Index::of_pe(pe.id)] } else { vec![] };
+            (pes.to_vec(), local)
+        }
         Kind::Single(p) => (vec![*p], if *p == pe.id { vec![Index::from(0)] } else { vec![] }),
         Kind::Array { shape, map, .. } => {
             let mut has = vec![false; n as usize];
@@ -365,6 +375,22 @@ impl<C: Chare> Group<C> {
     #[allow(clippy::new_ret_no_self)] // Charm4py's `Group(C)`: creation returns a proxy
     pub fn new(args: C::Args) -> Creation<C::Proxy> {
         create::<C>(Kind::Group, |coll| RawProxy { coll, home: Home::Group, elem: None }, args)
+    }
+
+    /// Creates a group with elements on `pes` only (Charm4py's `Group(C,
+    /// onPEs=[...])`): broadcasts and reductions over it involve those PEs only;
+    /// element `i` is on PE `i`.
+    ///
+    /// # Panics
+    /// If `pes` is empty or names a PE that does not exist.
+    pub fn on_pes(pes: impl IntoIterator<Item = PeId>, args: C::Args) -> Creation<C::Proxy> {
+        let mut pes: Vec<PeId> = pes.into_iter().collect();
+        pes.sort_unstable();
+        pes.dedup();
+        let n = crate::num_pes();
+        assert!(!pes.is_empty(), "a group on no PE");
+        assert!(pes.iter().all(|p| p.0 < n), "a group on PEs {pes:?}: the job has {n} PEs");
+        create::<C>(Kind::GroupOn(pes.into()), |coll| RawProxy { coll, home: Home::Group, elem: None }, args)
     }
 }
 

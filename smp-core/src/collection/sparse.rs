@@ -184,9 +184,9 @@ pub(crate) fn insert(
     args: Arc<dyn std::any::Any + Send + Sync>,
 ) -> Result<(), Error> {
     let Some(info) = pe.coll(coll) else {
-        return Err(Error::Usage(
-            "insert into an array whose creation has not reached this PE: await its creation first".into(),
-        ));
+        // The array's creation has not reached this PE: insert once it has.
+        pe.hold_for_coll(coll, Envelope::Sys(SysMsg::InsertLater { coll, index, on, ctor, args }));
+        return Ok(());
     };
     let Some(s) = &info.sparse else {
         return Err(Error::Usage(
@@ -285,17 +285,27 @@ pub(crate) fn route(pe: &Rc<PeLocal>, info: &CollInfo, env: Envelope) {
 /// Starts `done_inserting` from this PE.
 pub(crate) fn done_inserting(pe: &Rc<PeLocal>, coll: CollId) -> Future<()> {
     let done = Future::<()>::new();
-    let Some(info) = pe.coll(coll) else {
-        done.fail(Error::Usage("done_inserting on an array whose creation has not reached this PE".into()));
+    if pe.coll(coll).is_none() {
+        // After the insertions made here, which wait for the creation too.
+        let later = done.clone();
+        let run = move || crate::pe::with_pe(|pe| start_closing(pe, coll, later));
+        pe.hold_for_coll(coll, Envelope::Sys(SysMsg::Run(Box::new(run))));
         return done;
-    };
+    }
+    start_closing(pe, coll, done.clone());
+    done
+}
+
+/// Starts counting insertions for `done_inserting` (the array is known here).
+fn start_closing(pe: &Rc<PeLocal>, coll: CollId, done: Future<()>) {
+    let Some(info) = pe.coll(coll) else { fatal("done_inserting on an unknown array") };
     let Some(s) = &info.sparse else {
         done.fail(Error::Usage("done_inserting on an array created with bounds".into()));
-        return done;
+        return;
     };
     if s.closing.borrow().is_some() || s.frozen.borrow().is_some() {
         done.fail(Error::Usage("done_inserting called twice on one array".into()));
-        return done;
+        return;
     }
     *s.closing.borrow_mut() = Some(Closing {
         round: 0,
@@ -308,7 +318,6 @@ pub(crate) fn done_inserting(pe: &Rc<PeLocal>, coll: CollId) -> Future<()> {
     });
     let msg = SparseMsg::Count { coll, root: pe.id, round: 0 };
     pe.send(pe.id, Envelope::Sys(SysMsg::Sparse(msg)), 0);
-    done
 }
 
 fn sparse_of(pe: &Rc<PeLocal>, coll: CollId) -> Rc<CollInfo> {

@@ -164,6 +164,7 @@ pub(crate) enum WireHead {
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) enum WireKind {
     Group,
+    GroupOn(Vec<PeId>),
     Array { shape: Index, map: MapWire },
     Single(PeId),
     Sparse { dims: usize, map: MapWire },
@@ -250,6 +251,7 @@ pub(crate) fn to_wire<R>(
             SysMsg::Create { coll, root, spec } => {
                 let kind = match &spec.kind {
                     Kind::Group => WireKind::Group,
+                    Kind::GroupOn(pes) => WireKind::GroupOn(pes.to_vec()),
                     Kind::Single(p) => WireKind::Single(*p),
                     Kind::Array { shape, wire, .. } => WireKind::Array { shape: *shape, map: wire.clone() },
                     Kind::Section => {
@@ -301,7 +303,7 @@ pub(crate) fn to_wire<R>(
             SysMsg::Exit => {
                 head(&mut out, WireHead::Exit(0))?;
             }
-            SysMsg::Wake(_) | SysMsg::Run(_) => {
+            SysMsg::Wake(_) | SysMsg::Run(_) | SysMsg::InsertLater { .. } => {
                 return Err(fail("a message", "wake-ups and closures never leave their process".into()));
             }
         },
@@ -412,6 +414,12 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
             };
             let kind = match kind {
                 WireKind::Group => Kind::Group,
+                WireKind::GroupOn(pes) => {
+                    if pes.is_empty() || !pes.windows(2).all(|w| w[0] < w[1]) {
+                        return Err(DecodeError("a constrained group's PEs are not sorted".into()));
+                    }
+                    Kind::GroupOn(pes.into())
+                }
                 WireKind::Single(p) => Kind::Single(p),
                 WireKind::Array { shape, map } => {
                     let m = map.decode().map_err(|e| DecodeError(format!("array map: {e}")))?;

@@ -46,6 +46,20 @@ pub(crate) enum SysMsg {
     Pool(crate::pool::PoolMsg),
     /// Sparse arrays: locations and `done_inserting`.
     Sparse(crate::collection::sparse::SparseMsg),
+    /// An insertion made on this PE before the array's creation reached it (kept until
+    /// then; never leaves the process).
+    InsertLater {
+        /// The array.
+        coll: CollId,
+        /// The new element.
+        index: crate::Index,
+        /// Where to insert it (its home if `None`).
+        on: Option<PeId>,
+        /// Its constructor.
+        ctor: &'static crate::chare::registry::EntryDesc,
+        /// The constructor's arguments.
+        args: Arc<dyn std::any::Any + Send + Sync>,
+    },
     /// Insert element `index` of sparse array `coll` here.
     Insert {
         /// The array.

@@ -181,6 +181,11 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
             SysMsg::Section(m) => collection::section::handle(pe, m),
             SysMsg::Pool(m) => crate::pool::handle(pe, m),
             SysMsg::Sparse(m) => collection::sparse::handle(pe, m),
+            SysMsg::InsertLater { coll, index, on, ctor, args } => {
+                if let Err(e) = collection::sparse::insert(pe, coll, index, on, ctor, args) {
+                    fatal(&format!("an insertion made before the array's creation arrived failed: {e}"));
+                }
+            }
             SysMsg::Insert { coll, index, ctor, args, home } => {
                 collection::sparse::on_insert(pe, coll, index, ctor, args, home)
             }
