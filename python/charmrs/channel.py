@@ -45,6 +45,11 @@ class Channel:
         for seq, payload in chare.__dict__.get("_charmrs_channel_early", {}).pop(self._key, {}).items():
             self._arrive(seq, payload)
 
+    @property
+    def remote(self) -> Any:
+        """The proxy of the chare at the other end."""
+        return self._remote
+
     def send(self, *args: Any) -> None:
         """Sends ``args`` to the remote chare; it receives them from its ``recv()``, in
         the order they were sent."""

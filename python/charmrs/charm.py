@@ -328,6 +328,10 @@ class _CharmRemote(Chare):
         _remote_exec_allowed()
         exec(code, sys.modules[module_name].__dict__)
 
+    def rexec(self, code: str, module_name: str = "__main__") -> None:
+        """Charm4py's other name of ``exec``."""
+        self.exec(code, module_name)
+
     def eval(self, expression: str, module_name: str = "__main__") -> Any:
         """``eval(expression)`` in module ``module_name`` (needs ``charm.options.remote_exec``)."""
         _remote_exec_allowed()

@@ -110,6 +110,7 @@ def test_charm_this_proxy(pes: int) -> None:
     assert r.returncode == 0, r.stderr  # charm.thisProxy[0].exit ended the job
     assert "remote myPe: True" in r.stdout
     assert "globals: True" in r.stdout
+    assert "rexec: True" in r.stdout
     r = run_job(pes, PROGS / "thisproxy.py", "--no-exec")
     assert r.returncode == 5, r.stderr
     assert "refused: True" in r.stdout

@@ -11,6 +11,7 @@ class A(Chare):
         myidx = self.thisIndex[0]
         self.neighbors = [(myidx + 1) % numchares, (myidx - 1) % numchares]
         self.channels = [Channel(self, remote=self.thisProxy[nb]) for nb in self.neighbors]
+        assert all(ch.remote == self.thisProxy[nb] for ch, nb in zip(self.channels, self.neighbors))
 
     @coro
     def work(self):

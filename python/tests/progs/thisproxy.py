@@ -23,6 +23,8 @@ def main(args):
     try:
         charm.thisProxy.updateGlobals({"MY_GLOBAL": 1234}, awaitable=True).get()
         print("globals:", charm.thisProxy.eval("MY_GLOBAL", ret=True).get() == [1234] * n)
+        charm.thisProxy.rexec("MY_GLOBAL = 99", awaitable=True).get()
+        print("rexec:", charm.thisProxy.eval("MY_GLOBAL", ret=True).get() == [99] * n)
     except CharmError as e:
         print("refused:", "remote_exec" in str(e))
         charm.exit(5)
