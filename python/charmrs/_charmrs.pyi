@@ -79,8 +79,9 @@ class RawFuture:
 def start(main: Any, argv: Sequence[str]) -> int:
     """Runs the runtime with greenlet ``main`` on PE 0; returns the job's exit code."""
 
-def launch(args: Sequence[str], python: str) -> int:
-    """Runs a job as ``charmrs-run`` does; returns its exit status."""
+def launch(args: Sequence[str], python: str, interactive_script: Optional[str] = None) -> int:
+    """Runs a job as ``charmrs-run`` does; returns its exit status. With
+    ``++interactive`` and no program, the program is ``interactive_script``."""
 
 def my_pe() -> int:
     """This PE's number."""

@@ -56,9 +56,14 @@ class _Charm:
         """Starts the runtime and runs ``entry(args)`` as a coroutine on PE 0 of the
         job (``entry`` is a function, or a chare class created on PE 0 with ``args``);
         ends the process with the job's exit code when the job ends. Chare classes
-        need no registration (``classes`` and ``modules`` are accepted and ignored)."""
+        need no registration (``classes`` and ``modules`` are accepted and ignored).
+        ``interactive=True``: no entry point; a Python prompt runs on PE 0 instead
+        (``charmrs.interactive``; remote exec and eval are allowed)."""
         if interactive:
-            raise NotImplementedError("interactive mode (++interactive) is not in charmrs yet")
+            from .interactive import main as console
+
+            self.options.remote_exec = True
+            entry = console
         if entry is None:
             raise TypeError("charm.start needs an entry point: a function or a chare class")
         argv = list(sys.argv)
@@ -327,6 +332,13 @@ class _CharmRemote(Chare):
         """``exec(code)`` in module ``module_name`` (needs ``charm.options.remote_exec``)."""
         _remote_exec_allowed()
         exec(code, sys.modules[module_name].__dict__)
+
+    def addReducer(self, func: Callable[..., Any], pre: Optional[Callable[..., Any]] = None, post: Optional[Callable[..., Any]] = None) -> None:  # noqa: N802
+        """``Reducer.addReducer`` on this PE (broadcast it to register a reducer
+        everywhere)."""
+        from .reduction import Reducer
+
+        Reducer.addReducer(func, pre=pre, post=post)
 
     def rexec(self, code: str, module_name: str = "__main__") -> None:
         """Charm4py's other name of ``exec``."""

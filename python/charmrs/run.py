@@ -1,4 +1,6 @@
-"""The launcher: ``python -m charmrs.run +p4 [++ppn K] [++nodelist F] prog.py args...``.
+"""The launcher: ``python -m charmrs.run +p4 [++ppn K] [++nodelist F] prog.py args...``,
+or ``python -m charmrs.run +p4 ++interactive`` for a Python prompt on PE 0 of a running
+job (``charmrs.interactive``).
 
 Takes the options of ``charmrs-run`` (the same code) and runs ``prog.py`` with this
 interpreter in every process of the job. Programs written for Charm4py run unchanged:
@@ -42,7 +44,8 @@ def main() -> int:
         return 0
     from . import _charmrs
 
-    return _charmrs.launch(sys.argv[1:], sys.executable)
+    console = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interactive.py")
+    return _charmrs.launch(sys.argv[1:], sys.executable, console)
 
 
 if __name__ == "__main__":

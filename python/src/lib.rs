@@ -1338,9 +1338,18 @@ fn created(c: charmrs::Creation<PyChareProxy>) -> PyResult<(PyProxy, PyFuture)> 
 /// interpreter running this), one PE per process by default. Returns the job's exit
 /// status (2 for a bad command line).
 #[pyfunction]
-fn launch(py: Python<'_>, args: Vec<String>, python: String) -> i32 {
+#[pyo3(signature = (args, python, interactive_script=None))]
+fn launch(py: Python<'_>, args: Vec<String>, python: String, interactive_script: Option<String>) -> i32 {
     use charmrs_comm::launcher::{local, options::LaunchOptions};
-    let mut opts = match LaunchOptions::parse(args) {
+    let interactive = args.iter().any(|a| a == "++interactive");
+    let parsed = match (LaunchOptions::parse(args.clone()), interactive_script) {
+        // `++interactive` without a program: the interactive console is the program.
+        (Err(charmrs_comm::launcher::options::LaunchError::NoProgram), Some(s)) if interactive => {
+            LaunchOptions::parse(args.into_iter().chain([s]))
+        }
+        (r, _) => r,
+    };
+    let mut opts = match parsed {
         Ok(o) => o,
         Err(e) => {
             eprintln!("charmrs.run: {e}");

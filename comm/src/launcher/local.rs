@@ -362,7 +362,9 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
             cmd.args(&opts.args).envs(vars.iter().map(|(k, v)| (k, v)));
             cmd
         };
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // Interactive mode: the first process reads the launcher's input (its prompt).
+        let stdin = if opts.interactive && s.rank == 0 { Stdio::inherit() } else { Stdio::null() };
+        cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = match cmd.spawn() {
