@@ -292,3 +292,45 @@ pub(crate) fn vecdeque_burst(n: u64) -> Duration {
     assert_eq!(count.get(), n);
     dt
 }
+
+/// A rayon pool of `n` threads, thread `i` pinned to core `i` (the lower bound of the
+/// fib and pool benches).
+pub(crate) fn pinned_rayon_pool(n: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .start_handler(|i| {
+            if let Some(&id) = core_affinity::get_core_ids().unwrap_or_default().get(i) {
+                core_affinity::set_for_current(id);
+            }
+        })
+        .build()
+        .expect("rayon pool")
+}
+
+/// Fibonacci, sequentially.
+pub(crate) fn fib_seq(n: u32) -> u64 {
+    if n < 2 {
+        u64::from(n)
+    } else {
+        fib_seq(n - 1) + fib_seq(n - 2)
+    }
+}
+
+/// Fibonacci with `rayon::join` above `threshold`.
+pub(crate) fn fib_rayon(n: u32, threshold: u32) -> u64 {
+    if n < 2 || n <= threshold {
+        return fib_seq(n);
+    }
+    let (a, b) = rayon::join(|| fib_rayon(n - 1, threshold), || fib_rayon(n - 2, threshold));
+    a + b
+}
+
+/// Number of calls of the recursion for fib(n) with `threshold` (sequential leaves
+/// count as one call each).
+pub(crate) fn fib_calls(n: u32, threshold: u32) -> u64 {
+    if n < 2 || n <= threshold {
+        1
+    } else {
+        1 + fib_calls(n - 1, threshold) + fib_calls(n - 2, threshold)
+    }
+}

@@ -25,24 +25,6 @@ use criterion::{BenchmarkGroup, Criterion};
 /// One worker per PE.
 pub struct Fib;
 
-fn fib_seq(n: u32) -> u64 {
-    if n < 2 {
-        u64::from(n)
-    } else {
-        fib_seq(n - 1) + fib_seq(n - 2)
-    }
-}
-
-/// Number of calls of the recursion for fib(n) with `threshold` (sequential leaves
-/// count as one call each).
-fn calls(n: u32, threshold: u32) -> u64 {
-    if n < 2 || n <= threshold {
-        1
-    } else {
-        1 + calls(n - 1, threshold) + calls(n - 2, threshold)
-    }
-}
-
 #[chare]
 impl Fib {
     fn new() -> Self {
@@ -52,7 +34,7 @@ impl Fib {
     /// fib(n), computed sequentially at or below `threshold`.
     async fn fib(this: Handle<Self>, n: u32, threshold: u32) -> u64 {
         if n < 2 || n <= threshold {
-            return fib_seq(n);
+            return common::fib_seq(n);
         }
         let me = this.my_pe().0;
         let p = this.num_pes();
@@ -64,14 +46,6 @@ impl Fib {
     }
 }
 
-fn fib_rayon(n: u32, threshold: u32) -> u64 {
-    if n < 2 || n <= threshold {
-        return fib_seq(n);
-    }
-    let (a, b) = rayon::join(|| fib_rayon(n - 1, threshold), || fib_rayon(n - 2, threshold));
-    a + b
-}
-
 fn bench_charmrs(
     g: &mut BenchmarkGroup<'_, WallTime>,
     job: &Job,
@@ -80,7 +54,7 @@ fn bench_charmrs(
     threshold: u32,
 ) -> Samples {
     let samples = Samples::default();
-    let expected = fib_seq(n);
+    let expected = common::fib_seq(n);
     g.bench_function("charmrs_p2", |b| {
         b.iter_custom(|iters| {
             let dt = job.run(move || async move {
@@ -104,13 +78,13 @@ fn bench_rayon(
     threshold: u32,
 ) -> Samples {
     let samples = Samples::default();
-    let expected = fib_seq(n);
+    let expected = common::fib_seq(n);
     g.bench_function("rayon_join_2_threads", |b| {
         b.iter_custom(|iters| {
             let dt = pool.install(|| {
                 let t0 = Instant::now();
                 for _ in 0..iters {
-                    assert_eq!(fib_rayon(std::hint::black_box(n), threshold), expected);
+                    assert_eq!(common::fib_rayon(std::hint::black_box(n), threshold), expected);
                 }
                 t0.elapsed()
             });
@@ -135,15 +109,7 @@ fn main() {
     }
     assert_eq!(job.shutdown(), 0);
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .start_handler(|i| {
-            if let Some(&id) = core_affinity::get_core_ids().unwrap_or_default().get(i) {
-                core_affinity::set_for_current(id);
-            }
-        })
-        .build()
-        .expect("rayon pool");
+    let pool = common::pinned_rayon_pool(2);
     let mut bound = Vec::new();
     for &(n, t, name) in &cases {
         let mut g = c.benchmark_group(name);
@@ -155,7 +121,7 @@ fn main() {
     c.final_summary();
     for (i, &(n, t, name)) in cases.iter().enumerate() {
         summary.ratio(&format!("{name} (+p2)"), &charmrs[i], "rayon::join", &bound[i], Goal::None);
-        let k = calls(n, t) as f64;
+        let k = common::fib_calls(n, t) as f64;
         summary.rate(
             &format!("{name} (+p2)"),
             (k, " calls"),

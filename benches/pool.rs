@@ -23,23 +23,6 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use rayon::prelude::*;
 
-fn fib_seq(n: u32) -> u64 {
-    if n < 2 {
-        u64::from(n)
-    } else {
-        fib_seq(n - 1) + fib_seq(n - 2)
-    }
-}
-
-/// Number of tasks of fib(n) with `threshold` (sequential leaves count as one each).
-fn calls(n: u32, threshold: u32) -> u64 {
-    if n < 2 || n <= threshold {
-        1
-    } else {
-        1 + calls(n - 1, threshold) + calls(n - 2, threshold)
-    }
-}
-
 /// fib(.0), sequential at or below .1.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Fib(u32, u32);
@@ -49,7 +32,7 @@ impl Task for Fib {
     async fn run(self) -> u64 {
         let Fib(n, t) = self;
         if n < 2 || n <= t {
-            return fib_seq(n);
+            return common::fib_seq(n);
         }
         let (a, b) = (pool::submit(Fib(n - 1, t)), pool::submit(Fib(n - 2, t)));
         a.await.expect("fib(n-1)") + b.await.expect("fib(n-2)")
@@ -77,20 +60,12 @@ impl Task for Spin {
     }
 }
 
-fn fib_rayon(n: u32, t: u32) -> u64 {
-    if n < 2 || n <= t {
-        return fib_seq(n);
-    }
-    let (a, b) = rayon::join(|| fib_rayon(n - 1, t), || fib_rayon(n - 2, t));
-    a + b
-}
-
 const MAP_TASKS: usize = 4096;
 const MAP_WORK: Duration = Duration::from_micros(5);
 
 fn bench_pool_fib(g: &mut BenchmarkGroup<'_, WallTime>, job: &Job, n: u32, t: u32) -> Samples {
     let samples = Samples::default();
-    let expected = fib_seq(n);
+    let expected = common::fib_seq(n);
     g.bench_function("charmrs_pool_p2", |b| {
         b.iter_custom(|iters| {
             let dt = job.run(move || async move {
@@ -141,26 +116,18 @@ fn main() {
     g.finish();
     assert_eq!(job.shutdown(), 0);
 
-    let rpool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .start_handler(|i| {
-            if let Some(&id) = core_affinity::get_core_ids().unwrap_or_default().get(i) {
-                core_affinity::set_for_current(id);
-            }
-        })
-        .build()
-        .expect("rayon pool");
+    let rpool = common::pinned_rayon_pool(2);
     let mut bound = Vec::new();
     for &(n, t, name) in &fibs {
         let mut g = c.benchmark_group(name);
         let s = Samples::default();
-        let expected = fib_seq(n);
+        let expected = common::fib_seq(n);
         g.bench_function("rayon_join_2_threads", |b| {
             b.iter_custom(|iters| {
                 let dt = rpool.install(|| {
                     let t0 = Instant::now();
                     for _ in 0..iters {
-                        assert_eq!(fib_rayon(std::hint::black_box(n), t), expected);
+                        assert_eq!(common::fib_rayon(std::hint::black_box(n), t), expected);
                     }
                     t0.elapsed()
                 });
@@ -191,7 +158,7 @@ fn main() {
     c.final_summary();
     for (i, &(n, t, name)) in fibs.iter().enumerate() {
         summary.ratio(&format!("{name} (+p2)"), &ours[i], "rayon::join", &bound[i], Goal::None);
-        let k = calls(n, t) as f64;
+        let k = common::fib_calls(n, t) as f64;
         summary.rate(
             &format!("{name} (+p2)"),
             (k, " tasks"),

@@ -193,6 +193,26 @@ impl CollInfo {
     }
 }
 
+/// This PE's place in the reduction (and multicast) tree over `members` (sorted, this
+/// PE among them), rooted at the first: the job's own tree when every PE is a member.
+pub(crate) fn red_place(pe: &PeLocal, members: &[PeId]) -> Rc<RedPlace> {
+    let root = members[0];
+    let place = |span: &Span| {
+        Rc::new(RedPlace { parent: span.parent(root, pe.id), children: span.children(root, pe.id) })
+    };
+    if members.len() == pe.num_pes() as usize {
+        place(&pe.shared.span)
+    } else {
+        let l = &pe.shared.layout;
+        place(&Span::new(
+            members.iter().copied(),
+            |p| l.host_of(p),
+            |p| l.proc_of(p),
+            pe.shared.config.tree_arity,
+        ))
+    }
+}
+
 /// Handles the creation message of a collection on this PE: forward it down the tree,
 /// construct the local elements, then release what waited for the collection.
 pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<CreateSpec>) {
@@ -230,23 +250,7 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
         Kind::Section => fatal("a section is not created as a collection"),
         Kind::Sparse { .. } => (Vec::new(), Vec::new()),
     };
-    let red = (!local.is_empty()).then(|| -> Rc<RedPlace> {
-        let root = members[0];
-        let place = |span: &Span| {
-            Rc::new(RedPlace { parent: span.parent(root, pe.id), children: span.children(root, pe.id) })
-        };
-        if members.len() == n as usize {
-            place(&pe.shared.span)
-        } else {
-            let l = &pe.shared.layout;
-            place(&Span::new(
-                members.iter().copied(),
-                |p| l.host_of(p),
-                |p| l.proc_of(p),
-                pe.shared.config.tree_arity,
-            ))
-        }
-    });
+    let red = (!local.is_empty()).then(|| red_place(pe, &members));
     tracing::debug!(coll = %coll, chare = spec.ctor.chare(), local = local.len(), "creating elements");
     let sparse = match &spec.kind {
         Kind::Sparse { dims, .. } => Some(sparse::SparseLocal::new(*dims)),

@@ -31,12 +31,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::chare::proxy::{Home, RawProxy};
 use crate::chare::Proxy;
-use crate::collection::{CollId, CollInfo, ElemKey, Index, Kind, RedPlace};
+use crate::collection::{CollId, CollInfo, ElemKey, Index, Kind};
 use crate::error::{Error, Result};
 use crate::future::Future;
 use crate::msg::Envelope;
 use crate::pe::{with_pe, PeId, PeLocal, SysMsg};
-use crate::reduction::Span;
 
 /// Set in [`CollId::seq`] for the id of a section.
 pub(crate) const SECTION_BIT: u32 = 1 << 31;
@@ -464,27 +463,8 @@ fn on_install(pe: &Rc<PeLocal>, base: CollId, secs: Vec<(u32, Vec<PeId>)>) {
         let Some(members) = pe.sections.staged.borrow_mut().remove(&sid) else {
             crate::chare::invoke::fatal(&format!("section {sid} installed on PE {} without members", pe.id))
         };
-        let root = pes[0];
-        let place =
-            |span: &Span| RedPlace { parent: span.parent(root, pe.id), children: span.children(root, pe.id) };
-        let red = if pes.len() == pe.num_pes() as usize {
-            place(&pe.shared.span)
-        } else {
-            let l = &pe.shared.layout;
-            place(&Span::new(
-                pes.iter().copied(),
-                |p| l.host_of(p),
-                |p| l.proc_of(p),
-                pe.shared.config.tree_arity,
-            ))
-        };
-        let info = CollInfo {
-            kind: Kind::Section,
-            local: Vec::new(),
-            members,
-            red: Some(Rc::new(red)),
-            sparse: None,
-        };
+        let red = crate::collection::red_place(pe, &pes);
+        let info = CollInfo { kind: Kind::Section, local: Vec::new(), members, red: Some(red), sparse: None };
         pe.colls.borrow_mut().insert(sid, Rc::new(info));
         let held = pe.pending_in.borrow_mut().remove(&sid).unwrap_or_default();
         for env in held {

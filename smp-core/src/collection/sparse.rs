@@ -40,7 +40,7 @@ use crate::error::Error;
 use crate::future::Future;
 use crate::msg::{Args, Envelope, Payload, Reply};
 use crate::pe::{PeId, PeLocal, SysMsg};
-use crate::reduction::{PartialMsg, RedKey, Span};
+use crate::reduction::{PartialMsg, RedKey};
 
 /// The default placement of a sparse array: a hash of the index, spread over the PEs.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -408,23 +408,8 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, msg: SparseMsg) {
                 let m = SparseMsg::Freeze { coll, root, members: members.clone() };
                 pe.send(child, Envelope::Sys(SysMsg::Sparse(m)), 0);
             }
-            let place = members.binary_search(&pe.id).is_ok().then(|| {
-                let r = members[0];
-                let place = |span: &Span| {
-                    Rc::new(RedPlace { parent: span.parent(r, pe.id), children: span.children(r, pe.id) })
-                };
-                if members.len() == pe.num_pes() as usize {
-                    place(&pe.shared.span)
-                } else {
-                    let l = &pe.shared.layout;
-                    place(&Span::new(
-                        members.iter().copied(),
-                        |p| l.host_of(p),
-                        |p| l.proc_of(p),
-                        pe.shared.config.tree_arity,
-                    ))
-                }
-            });
+            let place =
+                members.binary_search(&pe.id).is_ok().then(|| crate::collection::red_place(pe, &members));
             *s.frozen.borrow_mut() = Some(place);
             s.past.borrow_mut().clear();
             let held = std::mem::take(&mut *s.held.borrow_mut());

@@ -366,6 +366,17 @@ fn push(pe: &Rc<PeLocal>, job: Job, from_here: bool) {
     }
 }
 
+/// One job from the front of another PE's deque, if it has one.
+fn steal_from(s: &Stealer<Job>) -> Option<Job> {
+    loop {
+        match s.steal() {
+            Steal::Success(j) => return Some(j),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
+    }
+}
+
 /// Takes a job from this process's deques: this PE's own first, then the others'.
 fn take(pe: &PeLocal) -> Option<Job> {
     let pool = &pe.shared.pool;
@@ -374,16 +385,7 @@ fn take(pe: &PeLocal) -> Option<Job> {
     }
     let job = pe.pool.worker.pop().or_else(|| {
         let n = pool.stealers.len();
-        (1..n).find_map(|k| {
-            let s = &pool.stealers[(pe.pool.rank + k) % n];
-            loop {
-                match s.steal() {
-                    Steal::Success(j) => return Some(j),
-                    Steal::Empty => return None,
-                    Steal::Retry => continue,
-                }
-            }
-        })
+        (1..n).find_map(|k| steal_from(&pool.stealers[(pe.pool.rank + k) % n]))
     })?;
     pool.queued.taken();
     Some(job)
@@ -395,13 +397,7 @@ fn steal_oldest(pe: &PeLocal) -> Option<Job> {
     if !pool.has_queued() {
         return None;
     }
-    let job = pool.stealers.iter().find_map(|s| loop {
-        match s.steal() {
-            Steal::Success(j) => return Some(j),
-            Steal::Empty => return None,
-            Steal::Retry => continue,
-        }
-    })?;
+    let job = pool.stealers.iter().find_map(steal_from)?;
     pool.queued.taken();
     Some(job)
 }
