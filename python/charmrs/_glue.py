@@ -40,7 +40,16 @@ def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -
             return obj  # __init__ comes later, as a coroutine
     obj._charmrs_constructing = True
     try:
-        obj.__init__(*pickle.loads(args))
+        init = getattr(cls, "__init__")  # noqa: B009 (mypy refuses cls.__init__)
+        if getattr(init, "_charmrs_coro", False):
+            # A @coro constructor runs until it first waits; the runtime drives the
+            # rest (`_charmrs_ctor_glet`: the greenlet and what it waits for).
+            g = greenlet(lambda: init(obj, *pickle.loads(args)))
+            first = g.switch()
+            if not g.dead:
+                obj._charmrs_ctor_glet = (g, first)
+        else:
+            obj.__init__(*pickle.loads(args))
     finally:
         del obj._charmrs_constructing
     return obj

@@ -340,6 +340,32 @@ class _CharmRemote(Chare):
 
         Reducer.addReducer(func, pre=pre, post=post)
 
+    def createArray(  # noqa: N802 (Charm4py's name)
+        self,
+        cls: type,
+        dims: Any = None,
+        ndims: int = -1,
+        args: Sequence[Any] = (),
+        map: Any = None,  # noqa: A002
+        useAtSync: bool = False,  # noqa: N803
+    ) -> Any:
+        """Creates an array on this PE (as ``Array(...)``) and returns its proxy: call it
+        with ``ret=True`` to create an array from another PE's point of view."""
+        from .chare import Array
+
+        return Array(cls, dims, ndims, args, map, useAtSync)
+
+    def createGroup(self, cls: type, args: Sequence[Any] = (), onPEs: Optional[Sequence[int]] = None) -> Any:  # noqa: N802, N803
+        """Creates a group on this PE (as ``Group(...)``) and returns its proxy."""
+        from .chare import Group
+
+        return Group(cls, args, onPEs)
+
+    def createChare(self, cls: type, args: Sequence[Any] = (), onPE: int = -1) -> Any:  # noqa: N802, N803
+        """Creates a single chare on this PE's behalf (as ``Chare(cls, ...)``) and
+        returns its proxy."""
+        return Chare(cls, args=args, onPE=onPE)
+
     def rexec(self, code: str, module_name: str = "__main__") -> None:
         """Charm4py's other name of ``exec``."""
         self.exec(code, module_name)

@@ -155,6 +155,22 @@ impl PyChare {
                 .and_then(|f| f.call1((&class, PyBytes::new(py, &args), index, proxy, kind)));
             match made {
                 Ok(obj) => {
+                    // A @coro constructor that waits: its greenlet goes on as a task.
+                    let glet = pyo3::intern!(py, "_charmrs_ctor_glet");
+                    if let Ok((g, first)) =
+                        obj.getattr(glet).and_then(|t| t.extract::<(Py<PyAny>, Py<PyAny>)>())
+                    {
+                        let _ = obj.delattr(glet);
+                        let what = format!("the constructor of {class}");
+                        let me = ctx.this_elem();
+                        charmrs::spawn(async move {
+                            drive_from(g, &what, Some(first)).await;
+                            // The element's state changed: what waits on it looks again.
+                            if let Some(h) = Handle::<PyChare>::of(&me) {
+                                h.with(|_| ());
+                            }
+                        });
+                    }
                     // Reductions the constructor contributed to wait until the element
                     // exists: right after this message.
                     if obj.hasattr(pyo3::intern!(py, "_charmrs_pending")).unwrap_or(false) {
@@ -346,14 +362,21 @@ impl PyChare {
 /// future (`Future.get()`), waits for the future without the GIL and switches back in
 /// with its value (or throws its error into it). Returns what the greenlet returned.
 async fn drive(glet: Py<PyAny>, what: &str) -> Pickled {
+    drive_from(glet, what, None).await
+}
+
+/// [`drive`] for a greenlet already started: `first` is what it switched back with.
+async fn drive_from(glet: Py<PyAny>, what: &str, first: Option<Py<PyAny>>) -> Pickled {
     let mut resume: Option<Result<Py<PyAny>, PyErr>> = None;
+    let mut first = first;
     loop {
         let step = Python::attach(|py| {
             let g = glet.bind(py);
-            let r = match resume.take() {
-                None => g.call_method0("switch"),
-                Some(Ok(v)) => g.call_method1("switch", (v,)),
-                Some(Err(e)) => {
+            let r = match (first.take(), resume.take()) {
+                (Some(v), _) => Ok(v.into_bound(py)),
+                (None, None) => g.call_method0("switch"),
+                (None, Some(Ok(v))) => g.call_method1("switch", (v,)),
+                (None, Some(Err(e))) => {
                     let v = e.value(py);
                     g.call_method1("throw", (v.get_type(), v, e.traceback(py)))
                 }

@@ -159,3 +159,11 @@ def test_contributions_in_a_constructor(pes: int) -> None:
     r = run_job(pes, PROGS / "ctor_contribute.py")
     assert r.returncode == 0, r.stderr
     assert "ctor contributions: True True" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2, 4])
+def test_coroutine_constructors_and_remote_creation(pes: int) -> None:
+    r = run_job(pes, PROGS / "ctor_coro.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for check in ["coro ctors", "remote createArray", "remote createGroup"]:
+        assert f"{check}: True" in r.stdout, r.stdout
