@@ -55,16 +55,13 @@ def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -
     return obj
 
 
-#: Functions unpickled once: section functions and pool task functions.
-_FUNCS: dict[bytes, Any] = {}
 
 
 def section_of(func: bytes, obj: Any) -> list[int]:
     """The sections ``obj`` belongs to by the pickled section function ``func``: a
     number or an iterable of numbers (negative: none)."""
-    f = _FUNCS.get(func)
-    if f is None:
-        f = _FUNCS[func] = pickle.loads(func)
+    # Unpickled each time (a lookup by name): the program may redefine the function.
+    f = pickle.loads(func)
     r = f(obj)
     if r is None:
         return []
@@ -131,9 +128,8 @@ def coro(obj: Any, method: str, args: bytes, shape: int, ret: bool) -> greenlet:
 def task(func: bytes, args: bytes, chunk: bool) -> greenlet:
     """A greenlet that runs a pool task: ``func(*args)``, or with ``chunk``,
     ``[func(x) for x in args]``; it returns the pickled result."""
-    f = _FUNCS.get(func)
-    if f is None:
-        f = _FUNCS[func] = pickle.loads(func)
+    # Unpickled each time (a lookup by name): the program may redefine the function.
+    f = pickle.loads(func)
     a = pickle.loads(args)
     if chunk:
         return greenlet(lambda: pickle.dumps([f(x) for x in a], protocol=5))

@@ -99,12 +99,18 @@ class Pool:
         return None if raw is None else Future(_raw=raw)
 
     def submit_async(
-        self, tasks: Iterable[tuple[Callable[..., Any], Any]], chunksize: int = 1, ncores: int = -1
-    ) -> Future:
+        self,
+        tasks: Iterable[tuple[Callable[..., Any], Any]],
+        chunksize: int = 1,
+        ncores: int = -1,
+        multi_future: bool = False,
+    ) -> Union[Future, list[Future]]:
         """Runs ``func(arg)`` for each ``(func, arg)`` pair of ``tasks`` (different
         functions allowed), ``chunksize`` pairs per task; returns a ``Future`` of the
-        list of results, in order."""
+        list of results, in order (with ``multi_future=True``, one per task)."""
         pairs = list(tasks)
+        if multi_future:
+            return [self.Task(func, (arg,), ret=True) for func, arg in pairs]  # type: ignore[misc]
         for func, _ in pairs:
             _dumps_func(func)
         raw = _charmrs.pool_map(_dumps_func(_apply), self._chunks(pairs, chunksize), self._ncores(ncores))
@@ -113,7 +119,9 @@ class Pool:
     def submit(self, tasks: Iterable[tuple[Callable[..., Any], Any]], chunksize: int = 1, ncores: int = -1) -> list[Any]:
         """Runs ``func(arg)`` for each ``(func, arg)`` pair of ``tasks`` in parallel and
         returns the results in order (suspends the calling coroutine until then)."""
-        return self.submit_async(tasks, chunksize, ncores).get()  # type: ignore[no-any-return]
+        fut = self.submit_async(tasks, chunksize, ncores)
+        assert isinstance(fut, Future)
+        return fut.get()  # type: ignore[no-any-return]
 
 
 pool = Pool()

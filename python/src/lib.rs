@@ -582,20 +582,21 @@ impl PyFuture {
 }
 
 impl Drop for PyFuture {
-    /// Nobody can wait for it any more: an error it receives ends the job (it is never
-    /// lost silently).
+    /// Nobody can wait for it any more (the program dropped it): its value is dropped
+    /// and an error is printed as a warning, as Charm4py ignores them (calls made
+    /// without a future still end the job when they raise).
     fn drop(&mut self) {
         if !self.awaited.load(std::sync::atomic::Ordering::Relaxed) && charmrs::__private::on_pe() {
             match &self.kind {
-                FutKind::Val(f) => f.detach(),
-                FutKind::Unit(f) => f.detach(),
-                FutKind::All(f) => f.detach(),
-                FutKind::Red(f) => f.detach(),
-                FutKind::Gathered(f) => f.detach(),
-                FutKind::Num(f) => f.detach(),
-                FutKind::Sections(f) => f.detach(),
-                FutKind::Chunks(f) => f.detach(),
-                FutKind::Multi(f) => f.detach(),
+                FutKind::Val(f) => f.ignore(),
+                FutKind::Unit(f) => f.ignore(),
+                FutKind::All(f) => f.ignore(),
+                FutKind::Red(f) => f.ignore(),
+                FutKind::Gathered(f) => f.ignore(),
+                FutKind::Num(f) => f.ignore(),
+                FutKind::Sections(f) => f.ignore(),
+                FutKind::Chunks(f) => f.ignore(),
+                FutKind::Multi(f) => f.ignore(),
             }
         }
     }

@@ -210,7 +210,18 @@ impl<T: Payload> Future<T> {
     pub fn detach(&self) {
         with_pe(|pe| {
             if pe.id == self.id.pe {
-                pe.futures.detach(self.id)
+                pe.futures.detach(self.id, true)
+            }
+        });
+    }
+
+    /// Stops caring about the value, like [`detach`](Self::detach), but an error is
+    /// only printed as a warning (a language binding's futures that its program
+    /// dropped: Charm4py ignores their errors).
+    pub fn ignore(&self) {
+        with_pe(|pe| {
+            if pe.id == self.id.pe {
+                pe.futures.detach(self.id, false)
             }
         });
     }
@@ -318,6 +329,18 @@ enum Slot {
     Multi { need: u32, got: Vec<Result<AnyBox, Box<Error>>>, waker: Option<Waker> },
     /// Nobody will await: an error must end the job.
     Detached,
+    /// Nobody will await: an error is printed as a warning; `remaining` values are
+    /// still to come (the slot is freed after the last).
+    Ignored { remaining: u32 },
+}
+
+/// An error for a future nobody awaits: the end of the job, or a warning.
+fn ignored_error(message: &str, fatal_errors: bool) {
+    if fatal_errors {
+        fatal(&format!("unhandled {message}"));
+    }
+    let pe = crate::pe::local::try_with_pe(|pe| pe.id.0.to_string()).unwrap_or_else(|| "?".into());
+    eprintln!("charmrs: warning on PE {pe}: an error went to a future nobody waits for: {message}");
 }
 
 /// One place of the table: a generation, bumped at each reuse so that a stale id (of
@@ -394,6 +417,7 @@ impl FutureTable {
         enum Then {
             Wake(Option<Waker>),
             Fatal(String),
+            Warn(String),
             Nothing,
         }
         let then = self.with_slot(id.seq, |slot| match slot.take() {
@@ -405,6 +429,15 @@ impl FutureTable {
                 Err(e) => Then::Fatal(format!("unhandled {e}")),
                 Ok(_) => Then::Nothing,
             },
+            Some(Slot::Ignored { remaining }) => {
+                if remaining > 1 {
+                    *slot = Some(Slot::Ignored { remaining: remaining - 1 });
+                }
+                match value {
+                    Err(e) => Then::Warn(e.to_string()),
+                    Ok(_) => Then::Nothing,
+                }
+            }
             Some(Slot::Multi { need, mut got, mut waker }) => {
                 got.push(value.map_err(Box::new));
                 let full = got.len() as u32;
@@ -429,6 +462,7 @@ impl FutureTable {
         match then {
             Then::Wake(Some(w)) => w.wake(),
             Then::Fatal(m) => fatal(&m),
+            Then::Warn(m) => ignored_error(&m, false),
             Then::Wake(None) | Then::Nothing => {}
         }
     }
@@ -471,7 +505,9 @@ impl FutureTable {
                 }
                 Poll::Pending
             }
-            Some(Slot::Detached) | None => Poll::Ready(Err(Error::Consumed(id.to_string()))),
+            Some(Slot::Detached) | Some(Slot::Ignored { .. }) | None => {
+                Poll::Ready(Err(Error::Consumed(id.to_string())))
+            }
         })
     }
 
@@ -484,25 +520,31 @@ impl FutureTable {
         })
     }
 
-    /// Nobody will await this future.
-    pub(crate) fn detach(&self, id: FutureId) {
+    /// Nobody will await this future: an error in it ends the job (`fatal`), or, when
+    /// `fatal` is false, is printed as a warning; a value is dropped.
+    pub(crate) fn detach(&self, id: FutureId, fatal_errors: bool) {
         let err = self.with_slot(id.seq, |slot| match slot.take() {
-            Some(Slot::Ready(Err(e))) => Some(format!("unhandled {e}")),
+            Some(Slot::Ready(Err(e))) => Some(e.to_string()),
             Some(Slot::Waiting(_)) => {
-                *slot = Some(Slot::Detached);
+                *slot = Some(if fatal_errors { Slot::Detached } else { Slot::Ignored { remaining: 1 } });
                 None
             }
-            Some(Slot::Multi { got, .. }) => match got.into_iter().find_map(|r| r.err()) {
-                Some(e) => Some(format!("unhandled {e}")),
-                None => {
-                    *slot = Some(Slot::Detached);
-                    None
+            Some(Slot::Multi { need, got, .. }) => {
+                let remaining = need.saturating_sub(got.len() as u32);
+                let err = got.into_iter().find_map(|r| r.err()).map(|e| e.to_string());
+                if err.is_none() || !fatal_errors {
+                    *slot = match (fatal_errors, remaining) {
+                        (_, 0) => None,
+                        (true, _) => Some(Slot::Detached),
+                        (false, r) => Some(Slot::Ignored { remaining: r }),
+                    };
                 }
-            },
+                err
+            }
             _ => None,
         });
         if let Some(m) = err {
-            fatal(&m);
+            ignored_error(&m, fatal_errors);
         }
     }
 

@@ -47,10 +47,13 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
         }
         // A plain load first: the swap is a read-modify-write, not worth paying on every
         // turn of a PE busy with its own messages.
+        // A coroutine whose future a message set resumes before the next message runs
+        // (as in Charm4py): what it does next is not overtaken by later messages.
         if me.inbox.looks_nonempty() {
             for env in me.inbox.take_all() {
                 worked = true;
                 dispatch(pe, env);
+                run_tasks(pe, &mut ran_for);
             }
         }
         // Messages to itself, including those sent meanwhile, up to a budget: the inbox
@@ -60,17 +63,9 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
             let Some(env) = env else { break };
             worked = true;
             dispatch(pe, env);
+            run_tasks(pe, &mut ran_for);
         }
-        if pe.exec.has_ready() {
-            worked |= pe.exec.run_ready(&mut ran_for);
-            for key in ran_for.drain(..) {
-                if let Some(elem) = pe.elem(&key) {
-                    if elem.meta().has_buffered() {
-                        retry_when(pe, &elem);
-                    }
-                }
-            }
-        }
+        worked |= run_tasks(pe, &mut ran_for);
         worked |= pe.timers.fire_due();
         // Pool tasks run when nothing else is to be done.
         if !worked && pe.local.borrow().is_empty() && !pe.exec.has_ready() {
@@ -91,6 +86,24 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
             pe.stats.idle(out.idle, out.parked);
         }
     }
+}
+
+/// Polls the PE's ready tasks, then re-delivers the `when`-buffered messages of the
+/// elements they ran for. Whether any ran.
+#[inline]
+fn run_tasks(pe: &Rc<PeLocal>, ran_for: &mut Vec<ElemKey>) -> bool {
+    if !pe.exec.has_ready() {
+        return false;
+    }
+    let worked = pe.exec.run_ready(ran_for);
+    for key in ran_for.drain(..) {
+        if let Some(elem) = pe.elem(&key) {
+            if elem.meta().has_buffered() {
+                retry_when(pe, &elem);
+            }
+        }
+    }
+    worked
 }
 
 /// Counts and handles one message.
