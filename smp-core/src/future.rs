@@ -210,7 +210,17 @@ impl<T: Payload> Future<T> {
     pub fn detach(&self) {
         with_pe(|pe| {
             if pe.id == self.id.pe {
-                pe.futures.detach(self.id, true)
+                pe.futures.detach(self.id, Detach::Fatal)
+            }
+        });
+    }
+
+    /// Drops the value or the error, whenever it comes (the runtime's own futures
+    /// whose outcome is already decided, such as the rest of a failed `pool::map`).
+    pub(crate) fn discard(&self) {
+        with_pe(|pe| {
+            if pe.id == self.id.pe {
+                pe.futures.detach(self.id, Detach::Silent)
             }
         });
     }
@@ -221,7 +231,7 @@ impl<T: Payload> Future<T> {
     pub fn ignore(&self) {
         with_pe(|pe| {
             if pe.id == self.id.pe {
-                pe.futures.detach(self.id, false)
+                pe.futures.detach(self.id, Detach::Warn)
             }
         });
     }
@@ -329,9 +339,20 @@ enum Slot {
     Multi { need: u32, got: Vec<Result<AnyBox, Box<Error>>>, waker: Option<Waker> },
     /// Nobody will await: an error must end the job.
     Detached,
-    /// Nobody will await: an error is printed as a warning; `remaining` values are
-    /// still to come (the slot is freed after the last).
-    Ignored { remaining: u32 },
+    /// Nobody will await: an error is printed as a warning (or dropped if `quiet`);
+    /// `remaining` values are still to come (the slot is freed after the last).
+    Ignored { remaining: u32, quiet: bool },
+}
+
+/// What becomes of an error for a future nobody will await.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Detach {
+    /// It ends the job.
+    Fatal,
+    /// It is printed as a warning.
+    Warn,
+    /// It is dropped.
+    Silent,
 }
 
 /// An error for a future nobody awaits: the end of the job, or a warning.
@@ -429,13 +450,13 @@ impl FutureTable {
                 Err(e) => Then::Fatal(format!("unhandled {e}")),
                 Ok(_) => Then::Nothing,
             },
-            Some(Slot::Ignored { remaining }) => {
+            Some(Slot::Ignored { remaining, quiet }) => {
                 if remaining > 1 {
-                    *slot = Some(Slot::Ignored { remaining: remaining - 1 });
+                    *slot = Some(Slot::Ignored { remaining: remaining - 1, quiet });
                 }
                 match value {
-                    Err(e) => Then::Warn(e.to_string()),
-                    Ok(_) => Then::Nothing,
+                    Err(e) if !quiet => Then::Warn(e.to_string()),
+                    _ => Then::Nothing,
                 }
             }
             Some(Slot::Multi { need, mut got, mut waker }) => {
@@ -522,11 +543,16 @@ impl FutureTable {
 
     /// Nobody will await this future: an error in it ends the job (`fatal`), or, when
     /// `fatal` is false, is printed as a warning; a value is dropped.
-    pub(crate) fn detach(&self, id: FutureId, fatal_errors: bool) {
+    pub(crate) fn detach(&self, id: FutureId, mode: Detach) {
+        let fatal_errors = mode == Detach::Fatal;
         let err = self.with_slot(id.seq, |slot| match slot.take() {
             Some(Slot::Ready(Err(e))) => Some(e.to_string()),
             Some(Slot::Waiting(_)) => {
-                *slot = Some(if fatal_errors { Slot::Detached } else { Slot::Ignored { remaining: 1 } });
+                *slot = Some(if fatal_errors {
+                    Slot::Detached
+                } else {
+                    Slot::Ignored { remaining: 1, quiet: mode == Detach::Silent }
+                });
                 None
             }
             Some(Slot::Multi { need, got, .. }) => {
@@ -536,7 +562,7 @@ impl FutureTable {
                     *slot = match (fatal_errors, remaining) {
                         (_, 0) => None,
                         (true, _) => Some(Slot::Detached),
-                        (false, r) => Some(Slot::Ignored { remaining: r }),
+                        (false, r) => Some(Slot::Ignored { remaining: r, quiet: mode == Detach::Silent }),
                     };
                 }
                 err
@@ -544,7 +570,9 @@ impl FutureTable {
             _ => None,
         });
         if let Some(m) = err {
-            ignored_error(&m, fatal_errors);
+            if mode != Detach::Silent {
+                ignored_error(&m, fatal_errors);
+            }
         }
     }
 

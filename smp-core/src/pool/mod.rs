@@ -507,8 +507,16 @@ pub fn map<T: Task>(
     let futs: Vec<Future<T::Output>> = tasks.into_iter().map(submit).collect();
     async move {
         let mut out = Vec::with_capacity(futs.len());
-        for f in futs {
-            out.push(f.await?);
+        let mut rest = futs.into_iter();
+        for f in rest.by_ref() {
+            match f.await {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    // The map failed: the other tasks' results have nowhere to go.
+                    rest.for_each(|f| f.discard());
+                    return Err(e);
+                }
+            }
         }
         Ok(out)
     }
@@ -539,7 +547,13 @@ pub fn map_limited<T: Task>(
             let futs: Vec<Future<T::Output>> = running.iter().map(|(_, f)| f.clone()).collect();
             let (i, r) = crate::future::iwait(futs).next().await.expect("a future in flight");
             let (at, _) = running.swap_remove(i);
-            slots[at] = Some(r?);
+            match r {
+                Ok(v) => slots[at] = Some(v),
+                Err(e) => {
+                    running.iter().for_each(|(_, f)| f.discard());
+                    return Err(e);
+                }
+            }
         }
         Ok(slots.into_iter().map(|v| v.expect("every task finished")).collect())
     }
