@@ -253,9 +253,13 @@ class Chare:
     thisProxy: Any
 
     def _elem(self) -> Any:
-        proxy = self.thisProxy
-        index = self.thisIndex
-        return proxy._raw.elem([index] if isinstance(index, int) else list(index))
+        # The element's own raw proxy, made once.
+        raw = self.__dict__.get("_charmrs_elem")
+        if raw is None:
+            index = self.thisIndex
+            raw = self.thisProxy._raw.elem([index] if isinstance(index, int) else list(index))
+            self.__dict__["_charmrs_elem"] = raw
+        return raw
 
     def _charmrs_channel_msg(self, key: tuple[bytes, int], seq: int, payload: bytes) -> None:
         from .channel import _deliver

@@ -289,13 +289,37 @@ fn pickle_fn<'py>(py: Python<'py>, dumps: bool) -> PyResult<&'py Bound<'py, PyAn
     }
 }
 
+thread_local! {
+    /// The arguments last unpickled on this PE, with the message bytes they came from
+    /// (kept alive, so that the buffer's address cannot be reused meanwhile): the copies
+    /// of a broadcast share their bytes, so its local recipients unpickle them once and
+    /// share the objects, as the manual allows ("Rules and Semantics").
+    static LAST_ARGS: std::cell::RefCell<Option<(PodVec<u8>, Py<PyAny>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The unpickled `args`, from the cache when they are the bytes unpickled last.
+fn unpickle_args<'py>(py: Python<'py>, args: &PodVec<u8>) -> PyResult<Bound<'py, PyAny>> {
+    let hit = LAST_ARGS.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(b, _)| b.as_ptr() == args.as_ptr() && b.len() == args.len())
+            .map(|(_, v)| v.clone_ref(py))
+    });
+    if let Some(v) = hit {
+        return Ok(v.into_bound(py));
+    }
+    let v = pickle_fn(py, false)?.call1((PyBytes::new(py, args),))?;
+    let old = LAST_ARGS.with(|c| c.borrow_mut().replace((args.clone(), v.clone().unbind())));
+    drop(old); // outside the borrow: dropping objects may run Python code
+    Ok(v)
+}
+
 /// Runs `obj.<msg.method>(*args, **kwargs)` (the arguments unpickled here); returns the
 /// pickled result if the caller asked for it. `exit()` in the method ends the job with
 /// its code (the method returns normally).
 fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, msg: &PyMsg) -> PyResult<Pickled> {
     let method = obj.getattr(pyo3::types::PyString::new(py, &msg.method))?;
-    let loads = pickle_fn(py, false)?;
-    let unpickle = || loads.call1((PyBytes::new(py, &msg.args),));
+    let unpickle = || unpickle_args(py, &msg.args);
     let r = match msg.shape {
         ARGS_TUPLE if !msg.arrays.is_empty() => {
             let args = unpickle()?.cast_into::<pyo3::types::PyTuple>()?;
