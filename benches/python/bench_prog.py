@@ -8,6 +8,8 @@ Scenarios (two PEs: two processes):
 - ``msgs_per_s``: small messages per second from PE 0 to PE 1;
 - ``ret_roundtrip``: ``proxy.m(ret=True).get()`` round trip from main (PE 0) to PE 1;
 - ``bcast_reduce``: a group broadcast whose elements reduce (empty) to a future;
+- ``allreduce``: every group element's coroutine runs allreduces of one number, back
+  to back (time per allreduce);
 - ``array_reduce64``: a 64-element array sums one number each into a future;
 - ``pool_map1000_chunk10``: ``charm.pool.map`` of a trivial function over 1000 items
   in chunks of 10 (100 tasks);
@@ -57,6 +59,11 @@ class PP(Chare):
 
     def noop(self):
         return 1
+
+    @coro
+    def allreduce_rounds(self, k):
+        for _ in range(k):
+            assert self.allreduce(1, Reducer.sum).get() == charm.numPes()
 
     def bcast(self, fut):
         self.reduce(fut)
@@ -131,6 +138,11 @@ def main(args):
             f.get()
 
     print(f"RESULT bcast_reduce {timed(bcast, 200 if quick else 2000) * 1e6:.3f} us", flush=True)
+
+    def allreduce(k):
+        g.allreduce_rounds(k, awaitable=True).get()
+
+    print(f"RESULT allreduce {timed(allreduce, 200 if quick else 2000) * 1e6:.3f} us", flush=True)
 
     a = Array(R, 64)
     charm.awaitCreation(a)

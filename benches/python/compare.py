@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Runs bench_prog.py on charmrs and on Charm4py 1.1, side by side, and prints the
+"""Runs bench_prog.py on charmrs and on Charm4py 1.1 (and mpi_prog.py on mpi4py under
+Open MPI, where MPI has the operation), side by side, and prints the
 medians of several runs and the ratio (how many times faster charmrs is).
 
-    python3 benches/python/compare.py [--runs N] [--quick] [--venv DIR]
+    python3 benches/python/compare.py [--runs N] [--quick] [--venv DIR] [--mpi-venv DIR]
 
 Charm4py 1.1 goes into its own virtual environment (``--venv``, default
 ``target/charm4py-venv``), made with ``pip install charm4py==1.1 numpy`` on first use;
 it runs with its own launcher (``python -m charmrun.start +p2``). charmrs must be
 installed in this Python (``ci/python.sh`` does it) and runs with ``python -m
 charmrs.run +p2 ++ppn 1`` (two processes, as Charm4py's two PEs are). Both run the same
-file: it imports ``charm4py``, which charmrs.run maps to charmrs.
+file: it imports ``charm4py``, which charmrs.run maps to charmrs. With ``mpirun`` and
+``mpicc`` on the machine (Debian: ``openmpi-bin libopenmpi-dev``), mpi4py goes into a
+venv of its own (``--mpi-venv``, default ``target/mpi4py-venv``) and ``mpi_prog.py``
+runs on 2 ranks; its rows compare charmrs to it (goal: within 3x).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import argparse
 import os
 import statistics
 import subprocess
+import shutil
 import sys
 import time
 import venv
+from typing import Optional
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +57,23 @@ def run(cmd: list[str], env: dict[str, str]) -> dict[str, tuple[float, str]]:
     return out
 
 
+MPI_PROG = Path(__file__).resolve().parent / "mpi_prog.py"
+
+
+def mpi4py_python(venv_dir: Path) -> Optional[Path]:
+    """The venv's python with mpi4py (built against this machine's MPI: needs
+    ``mpicc``, e.g. Debian's ``libopenmpi-dev``), made on first use; None without MPI."""
+    py = venv_dir / "bin" / "python"
+    if shutil.which("mpirun") is None or shutil.which("mpicc") is None:
+        print("no mpirun/mpicc (apt-get install openmpi-bin libopenmpi-dev): no mpi4py rows", file=sys.stderr)
+        return None
+    if not py.exists():
+        print(f"making {venv_dir} with mpi4py ...", file=sys.stderr)
+        venv.create(venv_dir, with_pip=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "mpi4py", "numpy"], check=True)
+    return py
+
+
 def _square(x: int) -> int:
     return x * x
 
@@ -73,6 +96,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
     ap.add_argument("--venv", type=Path, default=ROOT / "target" / "charm4py-venv")
+    ap.add_argument("--mpi-venv", type=Path, default=ROOT / "target" / "mpi4py-venv")
     args = ap.parse_args()
     extra = ["--quick"] if args.quick else []
     env = dict(os.environ, CHARMRS_WARN="hwloc")
@@ -81,6 +105,10 @@ def main() -> int:
         "charmrs": [sys.executable, "-m", "charmrs.run", "+p2", "++ppn", "1", str(PROG), *extra],
         "charm4py": [str(c4p), "-m", "charmrun.start", "+p2", str(PROG), *extra],
     }
+    mpipy = mpi4py_python(args.mpi_venv)
+    if mpipy is not None:
+        root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+        runtimes["mpi4py"] = ["mpirun", "-np", "2", *root, "--oversubscribe", str(mpipy), str(MPI_PROG), *extra]
     results: dict[str, dict[str, list[float]]] = {k: {} for k in runtimes}
     units: dict[str, str] = {}
     mp: list[float] = []
@@ -99,6 +127,14 @@ def main() -> int:
         speedup = ours / theirs if scenario in RATES else theirs / ours
         unit = units[scenario]
         print(f"| {scenario} | {ours:.1f} {unit} | {theirs:.1f} {unit} | {speedup:.2f}x |")
+    if "mpi4py" in results:
+        print()
+        print(f"| scenario (2 ranks, medians of {args.runs} runs) | charmrs | mpi4py (Open MPI) | charmrs / mpi4py (goal <= 3x) |")
+        print("|---|---|---|---|")
+        for scenario in results["mpi4py"]:
+            ours = statistics.median(results["charmrs"].get(scenario, [float("nan")]))
+            theirs = statistics.median(results["mpi4py"][scenario])
+            print(f"| {scenario} | {ours:.1f} us | {theirs:.1f} us | {ours / theirs:.2f}x |")
     ours = statistics.median(results["charmrs"].get("pool_map1000_chunk10", [float("nan")]))
     theirs = statistics.median(mp)
     print()
