@@ -1331,16 +1331,22 @@ charmrs::register_map!(PyMap);
 impl charmrs::ArrayMap for PyMap {
     fn pe_of(&self, index: &Index, _shape: &Index, num_pes: u32) -> PeId {
         let me = charmrs::my_pe();
+        // Called by the scheduler (creating an array, routing a call): a bad map ends the
+        // job with a clear message, as no caller is there to receive an error.
         let Some(h) = Handle::<PyChare>::of(&self.group.elem(Index::from(me.0 as i32))) else {
-            panic!("the ArrayMap group has no element on PE {me}: create the map before the array")
+            charmrs::abort("the ArrayMap group has no element on this PE: create the map before the array")
         };
         let obj = h.with(|c| Python::attach(|py| c.obj.clone_ref(py)));
         Python::attach(|py| {
             let idx = pyo3::types::PyTuple::new(py, index.as_slice()).expect("a tuple");
             match obj.bind(py).call_method1("procNum", (idx,)).and_then(|v| v.extract::<i64>()) {
                 Ok(p) if p >= 0 && p < i64::from(num_pes) => PeId(p as u32),
-                Ok(p) => panic!("ArrayMap.procNum({index}) returned PE {p}; the job has {num_pes} PEs"),
-                Err(e) => raised(py, &format!("ArrayMap.procNum({index})"), e),
+                Ok(p) => charmrs::abort(&format!(
+                    "ArrayMap.procNum({index}) returned PE {p}; the job has {num_pes} PEs"
+                )),
+                Err(e) => {
+                    charmrs::abort(&format!("ArrayMap.procNum({index}) raised:\n{}", traceback(py, &e)))
+                }
             }
         })
     }

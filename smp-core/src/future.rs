@@ -459,19 +459,17 @@ impl FutureTable {
                     _ => Then::Nothing,
                 }
             }
-            Some(Slot::Multi { need, mut got, mut waker }) => {
+            Some(Slot::Multi { need, mut got, waker }) => {
                 got.push(value.map_err(Box::new));
                 let full = got.len() as u32;
-                *slot = Some(Slot::Multi { need, got, waker: None });
                 if full > need {
+                    *slot = Some(Slot::Multi { need, got, waker });
                     Then::Fatal(format!("future {id} was sent {full} values: it takes {need}"))
                 } else if full == need {
-                    Then::Wake(waker.take())
+                    *slot = Some(Slot::Multi { need, got, waker: None });
+                    Then::Wake(waker)
                 } else {
-                    *slot = match slot.take() {
-                        Some(Slot::Multi { need, got, .. }) => Some(Slot::Multi { need, got, waker }),
-                        other => other,
-                    };
+                    *slot = Some(Slot::Multi { need, got, waker });
                     Then::Nothing
                 }
             }
