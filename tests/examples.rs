@@ -91,6 +91,17 @@ fn pool_runs_nested_tasks_on_every_pe_and_reports_failures() {
 }
 
 #[test]
+fn migration_loses_duplicates_and_reorders_nothing() {
+    for n in PES {
+        run("migrate", &[&p(n), "32", "3000"], T).assert_ok().stdout_has("0 mismatches");
+    }
+    // An element with a suspended async method cannot move: a clear error.
+    run("migrate", &["+p2", "8", "100", "stuck"], T)
+        .assert_code(1)
+        .stderr_has("cannot migrate while an async method of it is suspended");
+}
+
+#[test]
 fn sparse_arrays_take_insertions_from_anywhere() {
     for n in PES {
         run("sparse", &[&p(n)], T).assert_ok().stdout_has("0 mismatches");

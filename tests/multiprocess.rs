@@ -120,6 +120,18 @@ fn pool_tasks_are_stolen_across_processes() {
 }
 
 #[test]
+fn migration_across_processes_loses_nothing() {
+    // With ++ppn 1, moving every element to the last PE leaves the other processes'
+    // homes with serialized contributions only (the reduction is finished elsewhere).
+    for shape in SHAPES {
+        launch(&shape, "migrate", &["32", "3000"], T).assert_ok().stdout_has("0 mismatches");
+    }
+    launch(&SHAPES[0], "migrate", &["8", "100", "stuck"], T)
+        .assert_code(1)
+        .stderr_has("cannot migrate while an async method of it is suspended");
+}
+
+#[test]
 fn sparse_arrays_work_across_processes() {
     for shape in SHAPES {
         launch(&shape, "sparse", &["30"], T).assert_ok().stdout_has("0 mismatches");

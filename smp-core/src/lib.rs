@@ -109,6 +109,7 @@ pub mod __private {
     };
     pub use crate::chare::proxy::{call, RawProxy};
     pub use crate::chare::registry::{EntryDesc, WhenFn, ENTRIES};
+    pub use crate::collection::migrate::MigrateFns;
     pub use crate::collection::section::{set_section_eval, SectionEval};
     pub use crate::collection::{MapDesc, MAPS};
     pub use crate::msg::wire::ArgCodec;

@@ -5,7 +5,7 @@
 //! compile error.
 
 use proc_macro::TokenStream;
-use proc_macro2::{Span, TokenStream as TokenStream2};
+use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{parse_macro_input, FnArg, ImplItem, ImplItemFn, ItemImpl, Pat, ReturnType, Type};
@@ -23,25 +23,50 @@ use syn::{parse_macro_input, FnArg, ImplItem, ImplItemFn, ItemImpl, Pat, ReturnT
 /// Arguments and return values must implement `charmrs::Payload`. The proxy is `pub`
 /// unless a visibility is given, `#[chare(pub(crate))]`: it must not be more visible than
 /// the chare type.
+///
+/// `#[chare(migratable)]` (or `#[chare(pub(crate), migratable)]`) makes the elements of
+/// arrays of this type migratable: the type must implement serde's `Serialize` and
+/// `Deserialize` (its state travels serialized). An entry method named `migrated`, if
+/// there is one, runs after each move; one named `resume_from_sync` runs after each
+/// load-balancing step (`Ctx::at_sync`).
 #[proc_macro_attribute]
 pub fn chare(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let vis: syn::Visibility = if attr.is_empty() {
-        syn::parse_quote!(pub)
-    } else {
-        match syn::parse::<syn::Visibility>(attr) {
-            Ok(v) => v,
-            Err(_) => {
-                return syn::Error::new(
-                    Span::call_site(),
-                    "#[chare] takes an optional visibility for the proxy, e.g. #[chare(pub(crate))]",
-                )
-                .to_compile_error()
-                .into()
+    let parser = |input: syn::parse::ParseStream| -> syn::Result<(syn::Visibility, bool)> {
+        let mut vis: syn::Visibility = input.parse()?;
+        if matches!(vis, syn::Visibility::Inherited) {
+            vis = syn::parse_quote!(pub);
+        } else if !input.is_empty() {
+            input.parse::<syn::Token![,]>()?;
+        }
+        let mut migratable = false;
+        if !input.is_empty() {
+            let id: syn::Ident = input.parse()?;
+            if id != "migratable" {
+                return Err(syn::Error::new(id.span(), "expected `migratable`"));
             }
+            migratable = true;
+        }
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens"));
+        }
+        Ok((vis, migratable))
+    };
+    let (vis, migratable) = match syn::parse::Parser::parse(parser, attr) {
+        Ok(v) => v,
+        Err(e) => {
+            return syn::Error::new(
+                e.span(),
+                format!(
+                    "#[chare] takes an optional visibility for the proxy and `migratable`, e.g. \
+                     #[chare(pub(crate), migratable)]: {e}"
+                ),
+            )
+            .to_compile_error()
+            .into()
         }
     };
     let item = parse_macro_input!(item as ItemImpl);
-    match expand(item, vis) {
+    match expand(item, vis, migratable) {
         Ok(t) => t.into(),
         Err(e) => e.to_compile_error().into(),
     }
@@ -147,7 +172,7 @@ fn parse_method(f: &mut ImplItemFn) -> syn::Result<Method> {
     Ok(Method { name: sig.ident.clone(), kind, args, ret, when })
 }
 
-fn expand(mut item: ItemImpl, vis: syn::Visibility) -> syn::Result<TokenStream2> {
+fn expand(mut item: ItemImpl, vis: syn::Visibility, migratable: bool) -> syn::Result<TokenStream2> {
     if item.trait_.is_some() {
         return Err(syn::Error::new(item.span(), "#[chare] goes on the inherent `impl Type { .. }` block"));
     }
@@ -177,6 +202,16 @@ fn expand(mut item: ItemImpl, vis: syn::Visibility) -> syn::Result<TokenStream2>
     let p = quote!(::charmrs::__private);
     let ty_name = ty_ident.to_string();
 
+    let hook = |name: &str| -> TokenStream2 {
+        let found = methods.iter().any(|m| m.name == name && !matches!(m.kind, Kind::Ctor { .. }));
+        if found {
+            let st = format_ident!("__CHARMRS_EP_{}_{}", ty_ident, name);
+            quote!(::core::option::Option::Some(&#st))
+        } else {
+            quote!(::core::option::Option::None)
+        }
+    };
+    let (migrated_hook, resume_hook) = (hook("migrated"), hook("resume_from_sync"));
     let mut statics = Vec::new();
     let mut proxy_methods = Vec::new();
     let mut when_fns = Vec::new();
@@ -224,6 +259,11 @@ fn expand(mut item: ItemImpl, vis: syn::Visibility) -> syn::Result<TokenStream2>
                 }))
             }
         };
+        let migrate = if migratable && matches!(m.kind, Kind::Ctor { .. }) {
+            quote!(.with_migrate(#p::MigrateFns::of::<#self_ty>(#migrated_hook, #resume_hook)))
+        } else {
+            quote!()
+        };
         statics.push(quote! {
             #[#p::linkme::distributed_slice(#p::ENTRIES)]
             #[linkme(crate = #p::linkme)]
@@ -239,7 +279,7 @@ fn expand(mut item: ItemImpl, vis: syn::Visibility) -> syn::Result<TokenStream2>
                 },
                 #when,
                 #p::ArgCodec::of::<#args_ty>(),
-            );
+            )#migrate;
         });
         if !matches!(m.kind, Kind::Ctor { .. }) {
             let params: Vec<TokenStream2> = m.args.iter().map(|(n, t)| quote!(#n: #t)).collect();

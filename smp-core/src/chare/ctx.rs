@@ -26,6 +26,8 @@ pub(crate) struct ElemMeta {
     pub(crate) home: Home,
     /// Number of reductions this element contributed to.
     pub(crate) red_seq: Cell<u32>,
+    /// Its home PE, while it lives elsewhere (it migrated: see `collection::migrate`).
+    pub(crate) away: Cell<Option<PeId>>,
     /// Messages and tasks waiting for a condition on this element; allocated only
     /// when something waits.
     parked: RefCell<Option<Box<Parked>>>,
@@ -43,7 +45,7 @@ struct Parked {
 impl ElemMeta {
     /// Metadata of a new element.
     pub(crate) fn new(key: ElemKey, home: Home) -> ElemMeta {
-        ElemMeta { key, home, red_seq: Cell::new(0), parked: RefCell::new(None) }
+        ElemMeta { key, home, red_seq: Cell::new(0), away: Cell::new(None), parked: RefCell::new(None) }
     }
 
     /// Whether messages wait for their `when` condition.
@@ -114,9 +116,42 @@ impl<C: Chare> Ctx<C> {
         })
     }
 
-    /// The PE this element runs on.
+    /// The PE this element runs on (it changes when the element migrates).
     pub fn my_pe(&self) -> PeId {
         crate::my_pe()
+    }
+
+    /// Migrates this element to PE `to` once the running entry method returns (Charm4py's
+    /// `migrate(toPe)`); to its own PE, nothing happens. Calls to the element made
+    /// before, during and after the move all reach it, once each and in order per
+    /// sender; its reductions and broadcasts are unaffected. The chare type's `migrated`
+    /// entry method, if it has one, runs on the new PE after the move.
+    ///
+    /// # Panics
+    /// If the chare type is not `#[chare(migratable)]`, the element is not part of a
+    /// dense array, or `to` does not exist. Later, when the move starts, the job ends
+    /// with a message if an `async` method of the element is suspended then, or the
+    /// element is a member of a section.
+    pub fn migrate(&self, to: PeId) {
+        let key = self.meta.key;
+        if C::__ctor().migrate().is_none() {
+            panic!(
+                "migrate: {} is not migratable (declare it with #[chare(migratable)])",
+                C::__ctor().chare()
+            );
+        }
+        if self.meta.home != Home::Array {
+            panic!("migrate: only elements of arrays migrate");
+        }
+        crate::pe::with_pe(|pe| {
+            if to.0 >= pe.num_pes() {
+                panic!("migrate to PE {to}: the job has {} PEs", pe.num_pes());
+            }
+            if pe.coll(key.coll).is_some_and(|i| i.sparse.is_some()) {
+                panic!("migrate: elements of sparse arrays do not migrate yet");
+            }
+            pe.send(pe.id, Envelope::Sys(crate::pe::SysMsg::Migrate { key, to }), 0);
+        });
     }
 
     /// Number of PEs of the job.

@@ -30,6 +30,7 @@ pub struct EntryDesc {
     invoke: fn(Invoke<'_>),
     when: Option<WhenFn>,
     codec: ArgCodec,
+    migrate: Option<crate::collection::migrate::MigrateFns>,
     id: AtomicU32,
 }
 
@@ -43,7 +44,28 @@ impl EntryDesc {
         when: Option<WhenFn>,
         codec: ArgCodec,
     ) -> EntryDesc {
-        EntryDesc { name, chare, method, invoke, when, codec, id: AtomicU32::new(UNREGISTERED) }
+        EntryDesc {
+            name,
+            chare,
+            method,
+            invoke,
+            when,
+            codec,
+            migrate: None,
+            id: AtomicU32::new(UNREGISTERED),
+        }
+    }
+
+    /// The constructor's descriptor of a migratable chare type (used by generated code):
+    /// how its elements are packed and unpacked.
+    pub const fn with_migrate(self, m: crate::collection::migrate::MigrateFns) -> EntryDesc {
+        EntryDesc { migrate: Some(m), ..self }
+    }
+
+    /// How elements of this constructor's chare type migrate (`None`: they do not).
+    #[inline]
+    pub(crate) fn migrate(&self) -> Option<&crate::collection::migrate::MigrateFns> {
+        self.migrate.as_ref()
     }
 
     /// Full stable name, `module::Type::method`.

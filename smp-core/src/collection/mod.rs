@@ -3,6 +3,7 @@
 
 mod index;
 mod map;
+pub(crate) mod migrate;
 pub(crate) mod section;
 pub(crate) mod sparse;
 
@@ -47,6 +48,8 @@ pub(crate) trait AnyElem {
     fn as_any(&self) -> &dyn Any;
     /// For downcasting an `Rc` to `Rc<Slot<C>>`.
     fn into_any_rc(self: Rc<Self>) -> Rc<dyn Any>;
+    /// The constructor of its chare type (which says how it migrates).
+    fn ctor(&self) -> &'static EntryDesc;
 }
 
 /// An entry of a PE's element table: the element itself, hashed and compared by its
@@ -84,6 +87,9 @@ impl<C: Chare> AnyElem for Slot<C> {
     }
     fn into_any_rc(self: Rc<Self>) -> Rc<dyn Any> {
         self
+    }
+    fn ctor(&self) -> &'static EntryDesc {
+        C::__ctor()
     }
 }
 
@@ -139,6 +145,8 @@ pub(crate) struct CollInfo {
     pub(crate) red: Option<Rc<RedPlace>>,
     /// A sparse array's state on this PE.
     pub(crate) sparse: Option<sparse::SparseLocal>,
+    /// Of the elements whose home is this PE: where those that migrated away are.
+    pub(crate) locs: std::cell::RefCell<rustc_hash::FxHashMap<Index, migrate::Loc>>,
 }
 
 /// A PE's place in the reduction tree of a collection (a [`Span`] over the PEs that
@@ -256,7 +264,14 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
         Kind::Sparse { dims, .. } => Some(sparse::SparseLocal::new(*dims)),
         _ => None,
     };
-    let info = Rc::new(CollInfo { kind: spec.kind.clone(), local, members: Vec::new(), red, sparse });
+    let info = Rc::new(CollInfo {
+        kind: spec.kind.clone(),
+        local,
+        members: Vec::new(),
+        red,
+        sparse,
+        locs: Default::default(),
+    });
     pe.colls.borrow_mut().insert(coll, Rc::clone(&info));
     for &index in &info.local {
         let meta = ElemMeta::new(ElemKey { coll, index }, spec.home);

@@ -464,7 +464,14 @@ fn on_install(pe: &Rc<PeLocal>, base: CollId, secs: Vec<(u32, Vec<PeId>)>) {
             crate::chare::invoke::fatal(&format!("section {sid} installed on PE {} without members", pe.id))
         };
         let red = crate::collection::red_place(pe, &pes);
-        let info = CollInfo { kind: Kind::Section, local: Vec::new(), members, red: Some(red), sparse: None };
+        let info = CollInfo {
+            kind: Kind::Section,
+            local: Vec::new(),
+            members,
+            red: Some(red),
+            sparse: None,
+            locs: Default::default(),
+        };
         pe.colls.borrow_mut().insert(sid, Rc::new(info));
         let held = pe.pending_in.borrow_mut().remove(&sid).unwrap_or_default();
         for env in held {

@@ -142,10 +142,17 @@ pub(crate) enum WireHead {
         ctor: u32,
         done: FutureId,
     },
-    /// [`SysMsg::Reduce`]; payload: the partial result.
-    Reduce { key: RedKey },
+    /// [`SysMsg::Reduce`]; payload: the partial result, or the `parts` of a
+    /// [`PartialMsg::Raw`] one after the other (these are their lengths).
+    Reduce { key: RedKey, from: crate::reduction::RedFrom, parts: Vec<u64> },
     /// [`SysMsg::AllReduce`]; payload: the result.
-    AllReduce { key: RedKey, root: PeId },
+    AllReduce { key: RedKey, root: PeId, down: bool },
+    /// [`SysMsg::Red`].
+    Red(crate::reduction::RedSys),
+    /// [`SysMsg::Mig`].
+    Mig(crate::collection::migrate::MigMsg),
+    /// [`SysMsg::Migrant`]; payload: the element's serialized state.
+    Migrant { coll: CollId, index: Index, ctor: u32, red_seq: u32 },
     /// [`SysMsg::Qd`].
     Qd(QdMsg),
     /// [`SysMsg::Section`].
@@ -272,16 +279,30 @@ pub(crate) fn to_wire<R>(
                     })?;
                 }
             }
-            SysMsg::Reduce { key, partial } => {
-                head(&mut out, WireHead::Reduce { key })?;
+            SysMsg::Reduce { key, partial, from } => {
+                head(&mut out, WireHead::Reduce { key, from, parts: partial.part_lens() })?;
                 partial.encode(&mut out).map_err(|e| fail("a partial reduction", e))?;
             }
-            SysMsg::AllReduce { key, root, result } => {
-                let Some(enc) = result.downcast_ref::<Encoded>() else {
-                    return Err(fail("an allreduce result", "it was not serialized by its sender".into()));
-                };
-                head(&mut out, WireHead::AllReduce { key, root })?;
+            SysMsg::AllReduce { key, root, result, down } => {
+                let enc = result.encode().map_err(|e| fail("an allreduce result", e))?;
+                head(&mut out, WireHead::AllReduce { key, root, down })?;
                 out.extend_from_slice(&enc.0);
+            }
+            SysMsg::Red(m) => {
+                head(&mut out, WireHead::Red(m))?;
+            }
+            SysMsg::Mig(m) => {
+                head(&mut out, WireHead::Mig(m))?;
+            }
+            SysMsg::Migrant(m) => {
+                let h = WireHead::Migrant {
+                    coll: m.key.coll,
+                    index: m.key.index,
+                    ctor: m.ctor.id().0,
+                    red_seq: m.red_seq,
+                };
+                head(&mut out, h)?;
+                out.extend_from_slice(&m.state);
             }
             SysMsg::Qd(q) => {
                 head(&mut out, WireHead::Qd(q))?;
@@ -303,7 +324,7 @@ pub(crate) fn to_wire<R>(
             SysMsg::Exit => {
                 head(&mut out, WireHead::Exit(0))?;
             }
-            SysMsg::Wake(_) | SysMsg::Run(_) | SysMsg::InsertLater { .. } => {
+            SysMsg::Wake(_) | SysMsg::Run(_) | SysMsg::InsertLater { .. } | SysMsg::Migrate { .. } => {
                 return Err(fail("a message", "wake-ups and closures never leave their process".into()));
             }
         },
@@ -436,12 +457,45 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
             let spec = Arc::new(CreateSpec { kind, home, ctor: desc, args, done });
             Envelope::Sys(SysMsg::Create { coll, root, spec })
         }
-        WireHead::Reduce { key } => {
-            Envelope::Sys(SysMsg::Reduce { key, partial: PartialMsg::Encoded(payload.into()) })
+        WireHead::Reduce { key, from, parts } => {
+            let partial = if parts.is_empty() {
+                PartialMsg::Encoded(payload.into())
+            } else {
+                let mut rest = payload;
+                let mut raw = Vec::with_capacity(parts.len());
+                for len in parts {
+                    let len = usize::try_from(len).ok().filter(|&l| l <= rest.len()).ok_or_else(|| {
+                        DecodeError("a partial reduction shorter than its parts say".into())
+                    })?;
+                    let (part, tail) = rest.split_at(len);
+                    raw.push(part.into());
+                    rest = tail;
+                }
+                PartialMsg::Raw(raw)
+            };
+            Envelope::Sys(SysMsg::Reduce { key, partial, from })
         }
-        WireHead::AllReduce { key, root } => {
+        WireHead::AllReduce { key, root, down } => {
             let result: RedResult = Arc::new(Encoded(payload.into()));
-            Envelope::Sys(SysMsg::AllReduce { key, root, result })
+            Envelope::Sys(SysMsg::AllReduce { key, root, result, down })
+        }
+        WireHead::Red(m) => Envelope::Sys(SysMsg::Red(m)),
+        WireHead::Mig(m) => Envelope::Sys(SysMsg::Mig(m)),
+        WireHead::Migrant { coll, index, ctor, red_seq } => {
+            let desc = args_of(ctor, "migration")?;
+            if desc.migrate().is_none() {
+                return Err(DecodeError(format!(
+                    "a migrating element of {}, which is not migratable",
+                    desc.chare()
+                )));
+            }
+            let m = crate::collection::migrate::Migrant {
+                key: crate::collection::ElemKey { coll, index },
+                ctor: desc,
+                red_seq,
+                state: payload.to_vec(),
+            };
+            Envelope::Sys(SysMsg::Migrant(Box::new(m)))
         }
         WireHead::Qd(q) => Envelope::Sys(SysMsg::Qd(q)),
         WireHead::Section(m) => Envelope::Sys(SysMsg::Section(m)),

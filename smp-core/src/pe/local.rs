@@ -84,6 +84,8 @@ pub(crate) struct PeLocal {
     pub(crate) sections: crate::collection::section::SecState,
     /// This PE's task-pool deque and stealing state.
     pub(crate) pool: crate::pool::PoolLocal,
+    /// Migrations in progress.
+    pub(crate) mig: crate::collection::migrate::MigState,
     /// Counters.
     pub(crate) stats: Stats,
 }
@@ -109,6 +111,7 @@ impl PeLocal {
             reds: ReductionTable::new(),
             qd: QdState::new(),
             sections: Default::default(),
+            mig: Default::default(),
         }
     }
 

@@ -24,6 +24,8 @@ pub(crate) enum SysMsg {
         key: RedKey,
         /// The child's combined contributions.
         partial: PartialMsg,
+        /// From a child or a migrated element.
+        from: crate::reduction::RedFrom,
     },
     /// The result of an allreduce, broadcast down the tree of the collection.
     AllReduce {
@@ -33,7 +35,22 @@ pub(crate) enum SysMsg {
         root: PeId,
         /// The result.
         result: RedResult,
+        /// Pass it on down the tree (not for a migrated element's copy).
+        down: bool,
     },
+    /// Finishing or forgetting reductions (see `reduction::RedFrom::origins`).
+    Red(crate::reduction::RedSys),
+    /// Migrate element `key` of this PE to PE `to` (a local request).
+    Migrate {
+        /// The element.
+        key: crate::collection::ElemKey,
+        /// Where to.
+        to: PeId,
+    },
+    /// The migration protocol.
+    Mig(crate::collection::migrate::MigMsg),
+    /// A migrating element.
+    Migrant(Box<crate::collection::migrate::Migrant>),
     /// Poll a task of this PE (a waker fired on another thread).
     Wake(TaskId),
     /// Run this closure on the PE (work injected from outside the job: [`crate::Job::run`]).

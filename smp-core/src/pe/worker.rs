@@ -133,10 +133,7 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
                 }
                 None => match pe.coll(coll) {
                     Some(info) if info.sparse.is_some() => collection::sparse::route(pe, &info, env),
-                    Some(_) => fatal(&format!(
-                        "message for element {index} of collection {coll}, which is not on PE {}",
-                        pe.id
-                    )),
+                    Some(info) => collection::migrate::route(pe, &info, env),
                     None => pe.hold_for_coll(coll, env),
                 },
             }
@@ -169,8 +166,14 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
                 None => Vec::new(),
             };
             for &index in info.local.iter().chain(&dynamic) {
-                let Some(elem) = pe.elem(&ElemKey { coll, index }) else { continue };
                 let env = Envelope::Call { coll, index, ep, reply, args: Args::Shared(args.clone()) };
+                let Some(elem) = pe.elem(&ElemKey { coll, index }) else {
+                    // Migrated away from here, its home: forwarded like a call.
+                    if info.sparse.is_none() {
+                        collection::migrate::route(pe, &info, env);
+                    }
+                    continue;
+                };
                 deliver(pe, &elem, desc, env);
                 if elem.meta().has_buffered() {
                     retry_when(pe, &elem);
@@ -180,14 +183,20 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
         Envelope::SetFuture { fut, value } => pe.futures.set(fut, value.map_err(|e| *e)),
         Envelope::Sys(m) => match m {
             SysMsg::Create { coll, root, spec } => collection::on_create(pe, coll, root, spec),
-            SysMsg::Reduce { key, partial } => {
+            SysMsg::Reduce { key, partial, from } => {
                 if pe.coll(key.coll).is_some() {
-                    reduction::on_child(pe, key, partial);
+                    reduction::on_child(pe, key, partial, from);
                 } else {
-                    pe.hold_for_coll(key.coll, Envelope::Sys(SysMsg::Reduce { key, partial }));
+                    pe.hold_for_coll(key.coll, Envelope::Sys(SysMsg::Reduce { key, partial, from }));
                 }
             }
-            SysMsg::AllReduce { key, root, result } => reduction::handle_allreduce(pe, key, root, result),
+            SysMsg::AllReduce { key, root, result, down } => {
+                reduction::handle_allreduce(pe, key, root, result, down)
+            }
+            SysMsg::Red(m) => reduction::handle_sys(pe, m),
+            SysMsg::Migrate { key, to } => collection::migrate::request(pe, key, to),
+            SysMsg::Mig(m) => collection::migrate::handle(pe, m),
+            SysMsg::Migrant(m) => collection::migrate::on_migrant(pe, *m),
             SysMsg::Wake(t) => pe.exec.wake(t),
             SysMsg::Run(f) => f(),
             SysMsg::Qd(m) => qd::handle(pe, m),

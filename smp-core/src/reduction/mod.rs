@@ -29,7 +29,7 @@ use crate::msg::wire::Encoded;
 
 use crate::chare::invoke::fatal;
 use crate::chare::{Call, ElemMeta, Proxy};
-use crate::collection::{CollId, CollInfo};
+use crate::collection::CollId;
 use crate::error::Error;
 use crate::future::{Future, FutureId};
 use crate::msg::{Envelope, Payload};
@@ -129,8 +129,63 @@ impl<R: Payload> From<&Future<R>> for RedTarget<R> {
 
 /// A partial result on its way up the tree (type-erased).
 pub(crate) type RedUp = Box<dyn Partial>;
-/// An allreduce result on its way down (type-erased `Result<R, Error>`).
-pub(crate) type RedResult = Arc<dyn Any + Send + Sync>;
+/// An allreduce result on its way down: a [`TypedResult`] in the process that computed
+/// it, [`Encoded`] after it crossed processes.
+pub(crate) type RedResult = Arc<dyn AnyResult>;
+
+/// A type-erased allreduce result that can serialize itself: a PE that forwards a
+/// result it has no use for (all its elements migrated away) does not know its type.
+pub(crate) trait AnyResult: Any + Send + Sync {
+    /// The bytes for a PE of another process.
+    fn encode(&self) -> Result<Encoded, String>;
+    /// For downcasting.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// An allreduce result of type `R`, in the process that computed or decoded it.
+pub(crate) struct TypedResult<R>(pub(crate) Result<R, Error>);
+
+impl<R: Payload> AnyResult for TypedResult<R> {
+    fn encode(&self) -> Result<Encoded, String> {
+        let mut bytes = Vec::new();
+        crate::msg::wire::encode(&self.0, &mut bytes)?;
+        Ok(Encoded(bytes.into()))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl AnyResult for Encoded {
+    fn encode(&self) -> Result<Encoded, String> {
+        Ok(Encoded(self.0.clone()))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Where a partial result comes from, besides its bytes.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RedFrom {
+    /// From an element that migrated away from this PE (its home): the PE it runs on,
+    /// and whether it waits for an allreduce result. `None`: from a child PE.
+    pub(crate) away: Option<(PeId, bool)>,
+    /// PEs keeping a typed template of this reduction (they sent contributions from
+    /// another process): whoever finishes it tells them to forget it, and a root
+    /// left with bytes only asks the first of them to finish it.
+    pub(crate) origins: Vec<PeId>,
+}
+
+/// Reduction messages besides partials and results.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) enum RedSys {
+    /// From the root, which has no typed partial to decode them: finish the
+    /// reduction with these serialized partials (see [`RedFrom::origins`]).
+    Finish { key: RedKey, root: PeId, parts: Vec<Vec<u8>> },
+    /// The reduction is finished: drop its template.
+    Forget { key: RedKey },
+}
 
 /// A partial result in a message: typed when it comes from this process, bytes when it
 /// comes from another (decoded by the typed partial it is merged into).
@@ -139,6 +194,9 @@ pub(crate) enum PartialMsg {
     Typed(RedUp),
     /// From another process: the serialized accumulator.
     Encoded(Box<[u8]>),
+    /// From another process: several serialized accumulators that a PE could not
+    /// decode (it had no typed partial of this reduction).
+    Raw(Vec<Box<[u8]>>),
 }
 
 impl PartialMsg {
@@ -150,6 +208,20 @@ impl PartialMsg {
                 out.extend_from_slice(b);
                 Ok(())
             }
+            PartialMsg::Raw(parts) => {
+                for p in parts {
+                    out.extend_from_slice(p);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The lengths of the parts of a [`PartialMsg::Raw`] (empty otherwise).
+    pub(crate) fn part_lens(&self) -> Vec<u64> {
+        match self {
+            PartialMsg::Raw(parts) => parts.iter().map(|p| p.len() as u64).collect(),
+            _ => Vec::new(),
         }
     }
 }
@@ -164,6 +236,11 @@ pub(crate) trait Partial: Send {
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), String>;
     /// Computes the result at the root and delivers it.
     fn finish(self: Box<Self>, pe: &Rc<PeLocal>, key: RedKey);
+    /// Computes the result for root `root`, which could not (see [`RedSys::Finish`]):
+    /// an allreduce result goes back to the root, to go down its tree.
+    fn finish_for(self: Box<Self>, pe: &Rc<PeLocal>, key: RedKey, root: PeId);
+    /// An empty partial of the same reduction (reducer and target, no value).
+    fn template(&self) -> RedUp;
     /// For downcasting.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }
@@ -218,10 +295,23 @@ impl<T: Payload, R: Payload> Partial for Typed<T, R> {
                 Err(e) => fatal(&format!("reduction to an entry method failed: {e}")),
             },
             TargetKind::All => {
-                let result: RedResult = Arc::new(result);
-                on_allreduce::<R>(pe, key, pe.id, result);
+                let result: RedResult = Arc::new(TypedResult(result));
+                on_allreduce::<R>(pe, key, pe.id, result, true);
             }
         }
+    }
+
+    fn finish_for(self: Box<Self>, pe: &Rc<PeLocal>, key: RedKey, root: PeId) {
+        if !matches!(self.target, TargetKind::All) {
+            return self.finish(pe, key);
+        }
+        let result = self.acc.and_then(|a| (self.reducer.finish)(a).map_err(Error::Reduction));
+        let result: RedResult = Arc::new(TypedResult(result));
+        pe.send(root, Envelope::Sys(SysMsg::AllReduce { key, root, result, down: true }), 0);
+    }
+
+    fn template(&self) -> RedUp {
+        Box::new(Typed { acc: Ok(Acc::Nothing), reducer: self.reducer, target: self.target.clone() })
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
@@ -229,63 +319,69 @@ impl<T: Payload, R: Payload> Partial for Typed<T, R> {
     }
 }
 
-/// Delivers an allreduce result to this PE's elements and forwards it down the tree.
-fn on_allreduce<R: Payload>(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result: RedResult) {
-    let Some(info) = pe.coll(key.coll) else { fatal("allreduce result for an unknown collection") };
+/// Delivers an allreduce result to this PE's elements and, if `down`, forwards it down
+/// the tree and to the PEs of migrated elements that wait for it.
+fn on_allreduce<R: Payload>(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result: RedResult, down: bool) {
     pe.reds.all_handlers.borrow_mut().remove(&key);
-    let result: RedResult = match result.downcast_ref::<Encoded>() {
-        Some(enc) => Arc::new(enc.decode::<Result<R, Error>>().unwrap_or_else(|e| {
+    let result: RedResult = match result.as_any().downcast_ref::<Encoded>() {
+        Some(enc) => Arc::new(TypedResult(enc.decode::<Result<R, Error>>().unwrap_or_else(|e| {
             fatal(&format!("an allreduce result from another process is not a {}: {e}", type_name::<R>()))
-        })),
+        }))),
         None => result,
     };
-    send_down::<R>(pe, &info, key, root, &result);
+    if down {
+        pass_on(pe, key, root, &result);
+    }
     let waiters = pe.reds.waiters.borrow_mut().remove(&key).unwrap_or_default();
-    let r = result.downcast_ref::<Result<R, Error>>().expect("allreduce result type");
+    let r = &result.as_any().downcast_ref::<TypedResult<R>>().expect("allreduce result type").0;
     for w in waiters {
         Future::<R>::from_id(w).complete(r.clone());
     }
 }
 
-fn send_down<R: Payload>(pe: &Rc<PeLocal>, info: &CollInfo, key: RedKey, root: PeId, result: &RedResult) {
-    let Some(place) = info.place() else { return };
-    // Serialized once, for the children in other processes only.
+/// Sends an allreduce result down the tree, and to the PEs of this PE's migrated
+/// elements that wait for it (which do not pass it on).
+fn pass_on(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result: &RedResult) {
+    let Some(info) = pe.coll(key.coll) else { fatal("allreduce result for an unknown collection") };
+    let away = pe.reds.remote_all.borrow_mut().remove(&key).unwrap_or_default();
+    let down = info.place().map(|p| p.children.clone()).unwrap_or_default();
+    // Serialized once, for the PEs in other processes only.
     let mut wire: Option<RedResult> = None;
-    for &to in &place.children {
+    let sends = down.iter().map(|&p| (p, true)).chain(away.iter().map(|&p| (p, false)));
+    for (to, down) in sends {
         let result = if pe.shared.is_local(to) {
             Arc::clone(result)
         } else {
-            let w = wire.get_or_insert_with(|| {
-                let r = result.downcast_ref::<Result<R, Error>>().expect("allreduce result type");
-                let mut bytes = Vec::new();
-                if let Err(e) = crate::msg::wire::encode(r, &mut bytes) {
-                    fatal(&format!("an allreduce result does not serialize: {e}"));
-                }
-                Arc::new(Encoded(bytes.into()))
+            let w = wire.get_or_insert_with(|| match result.encode() {
+                Ok(e) => Arc::new(e),
+                Err(e) => fatal(&format!("an allreduce result does not serialize: {e}")),
             });
             Arc::clone(w)
         };
-        pe.send(to, Envelope::Sys(SysMsg::AllReduce { key, root, result }), 0);
+        pe.send(to, Envelope::Sys(SysMsg::AllReduce { key, root, result, down }), 0);
     }
 }
 
-/// Type-erased handler of an allreduce message: the closure knows `R`.
-pub(crate) fn handle_allreduce(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result: RedResult) {
+/// Type-erased handler of an allreduce message: the closure knows `R`. A PE with no
+/// waiting element (they all migrated away) passes the result on without decoding it.
+pub(crate) fn handle_allreduce(pe: &Rc<PeLocal>, key: RedKey, root: PeId, result: RedResult, down: bool) {
     let deliver = pe.reds.all_handlers.borrow().get(&key).copied();
     match deliver {
-        Some(f) => f(pe, key, root, result),
-        None => fatal("allreduce result arrived on a PE that did not contribute"),
+        Some(f) => f(pe, key, root, result, down),
+        None if down => pass_on(pe, key, root, &result),
+        // A migrated element's copy, already delivered with the tree's.
+        None => {}
     }
 }
 
 /// Delivers an allreduce result on one PE (knows the result type).
-type AllReduceFn = fn(&Rc<PeLocal>, RedKey, PeId, RedResult);
+type AllReduceFn = fn(&Rc<PeLocal>, RedKey, PeId, RedResult, bool);
 
 /// Per-PE reduction state.
 pub(crate) struct ReductionTable {
     states: RefCell<HashMap<RedKey, State>>,
     /// Finished user reductions waiting for earlier ones (root only).
-    finished: RefCell<BTreeMap<RedKey, RedUp>>,
+    finished: RefCell<BTreeMap<RedKey, (Done, Vec<PeId>)>>,
     next_user: RefCell<HashMap<CollId, u32>>,
     /// Futures of local elements waiting for an allreduce result.
     waiters: RefCell<HashMap<RedKey, Vec<FutureId>>>,
@@ -293,6 +389,12 @@ pub(crate) struct ReductionTable {
     all_handlers: RefCell<HashMap<RedKey, AllReduceFn>>,
     /// Set by `RedTarget::all` for the contribution being made.
     pending_all: RefCell<Vec<FutureId>>,
+    /// Of allreduces in progress: the PEs of migrated elements (of this PE's home) that
+    /// wait for the result.
+    remote_all: RefCell<HashMap<RedKey, Vec<PeId>>>,
+    /// Typed templates of reductions this PE sent contributions of migrated elements to
+    /// another process for (see [`RedFrom::origins`]).
+    templates: RefCell<HashMap<RedKey, RedUp>>,
 }
 
 struct State {
@@ -301,6 +403,8 @@ struct State {
     raw: Vec<Box<[u8]>>,
     local: u32,
     children: u32,
+    /// See [`RedFrom::origins`].
+    origins: Vec<PeId>,
 }
 
 impl ReductionTable {
@@ -313,6 +417,8 @@ impl ReductionTable {
             waiters: RefCell::new(HashMap::default()),
             all_handlers: RefCell::new(HashMap::default()),
             pending_all: RefCell::new(Vec::new()),
+            remote_all: RefCell::new(HashMap::default()),
+            templates: RefCell::new(HashMap::default()),
         }
     }
 }
@@ -325,7 +431,38 @@ pub(crate) fn contribute<T: Payload, R: Payload>(
     reducer: Reducer<T, R>,
     target: RedTarget<R>,
 ) {
-    contribute_to(RedKey { coll: meta.key.coll, stream }, meta.key.index, value, reducer, target)
+    let key = RedKey { coll: meta.key.coll, stream };
+    match meta.away.get() {
+        None => contribute_to(key, meta.key.index, value, reducer, target),
+        Some(home) => contribute_away(key, meta.key.index, home, value, reducer, target),
+    }
+}
+
+/// An element that migrated away from its home PE contributes: through its home, so
+/// that the reduction's membership (the tree over the home PEs) does not change.
+fn contribute_away<T: Payload, R: Payload>(
+    key: RedKey,
+    index: crate::Index,
+    home: PeId,
+    value: Result<T, Error>,
+    reducer: Reducer<T, R>,
+    target: RedTarget<R>,
+) {
+    with_pe(|pe| {
+        let all = matches!(target.kind, TargetKind::All);
+        if all {
+            let futs = std::mem::take(&mut *pe.reds.pending_all.borrow_mut());
+            pe.reds.waiters.borrow_mut().entry(key).or_default().extend(futs);
+            pe.reds.all_handlers.borrow_mut().insert(key, on_allreduce::<R>);
+        }
+        let acc = value.map(|v| reducer.lift(index, v));
+        let partial: RedUp = Box::new(Typed { acc, reducer, target: target.kind });
+        if !pe.shared.is_local(home) {
+            pe.reds.templates.borrow_mut().entry(key).or_insert_with(|| partial.template());
+        }
+        let from = RedFrom { away: Some((pe.id, all)), origins: Vec::new() };
+        pe.send(home, Envelope::Sys(SysMsg::Reduce { key, partial: PartialMsg::Typed(partial), from }), 0);
+    })
 }
 
 /// An element of index `index` contributes to reduction `key` (of its collection or of
@@ -345,21 +482,54 @@ pub(crate) fn contribute_to<T: Payload, R: Payload>(
         }
         let acc = value.map(|v| reducer.lift(index, v));
         let partial: RedUp = Box::new(Typed { acc, reducer, target: target.kind });
-        add(pe, key, PartialMsg::Typed(partial), false);
+        add(pe, key, PartialMsg::Typed(partial), false, Vec::new());
     })
 }
 
-/// A partial from a child PE arrives (the collection is known here).
-pub(crate) fn on_child(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg) {
-    add(pe, key, partial, true);
+/// A partial from a child PE, or from a migrated element of this PE's home, arrives
+/// (the collection is known here).
+pub(crate) fn on_child(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from: RedFrom) {
+    let mut origins = from.origins;
+    match from.away {
+        None => add(pe, key, partial, true, origins),
+        Some((at, all)) => {
+            if all {
+                pe.reds.remote_all.borrow_mut().entry(key).or_default().push(at);
+            }
+            if !matches!(partial, PartialMsg::Typed(_)) {
+                origins.push(at);
+            }
+            add(pe, key, partial, false, origins)
+        }
+    }
+}
+
+/// Handles [`RedSys`] messages.
+pub(crate) fn handle_sys(pe: &Rc<PeLocal>, m: RedSys) {
+    match m {
+        RedSys::Forget { key } => {
+            pe.reds.templates.borrow_mut().remove(&key);
+        }
+        RedSys::Finish { key, root, parts } => {
+            let Some(mut acc) = pe.reds.templates.borrow_mut().remove(&key) else {
+                fatal("asked to finish a reduction this PE kept no template of")
+            };
+            for p in parts {
+                if let Err(e) = acc.merge_encoded(&p) {
+                    fatal(&e);
+                }
+            }
+            acc.finish_for(pe, key, root);
+        }
+    }
 }
 
 /// A contribution held until a sparse array's membership was frozen goes on.
 pub(crate) fn replay(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
-    add(pe, key, partial, from_child)
+    add(pe, key, partial, from_child, Vec::new())
 }
 
-fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
+fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool, origins: Vec<PeId>) {
     let Some(info) = pe.coll(key.coll) else { fatal("contribution to a collection unknown on this PE") };
     let (partial, from_child) = match &info.sparse {
         Some(s) => match s.hold(key, partial, from_child) {
@@ -373,13 +543,22 @@ fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
     };
     let done = {
         let mut states = pe.reds.states.borrow_mut();
-        let st = states.entry(key).or_insert(State { acc: None, raw: Vec::new(), local: 0, children: 0 });
+        let st = states.entry(key).or_insert(State {
+            acc: None,
+            raw: Vec::new(),
+            local: 0,
+            children: 0,
+            origins: Vec::new(),
+        });
+        st.origins.extend(origins);
         match (&mut st.acc, partial) {
             (Some(acc), PartialMsg::Typed(p)) => acc.merge(p),
             (None, PartialMsg::Typed(p)) => st.acc = Some(p),
-            // Bytes from another process wait for a typed partial to decode them (one
-            // comes: every member PE holds elements, and each contributes).
+            // Bytes from another process wait for a typed partial to decode them. One
+            // comes unless every element of this PE's home migrated to other processes:
+            // then the bytes go up as they are (see `RedFrom::origins`).
             (_, PartialMsg::Encoded(b)) => st.raw.push(b),
+            (_, PartialMsg::Raw(parts)) => st.raw.extend(parts),
         }
         if let Some(acc) = &mut st.acc {
             for b in st.raw.drain(..) {
@@ -396,34 +575,72 @@ fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool) {
         let complete =
             st.local as usize == info.local_count(key.stream) && st.children as usize == place.children.len();
         if complete {
-            states.remove(&key).and_then(|s| s.acc)
+            states.remove(&key)
         } else {
             None
         }
     };
-    let Some(acc) = done else { return };
-
+    let Some(st) = done else { return };
+    let (partial, origins) = match st.acc {
+        Some(acc) => (Done::Typed(acc), st.origins),
+        None => (Done::Raw(st.raw), st.origins),
+    };
     match place.parent {
-        Some(p) => pe.send(p, Envelope::Sys(SysMsg::Reduce { key, partial: PartialMsg::Typed(acc) }), 0),
-        None => at_root(pe, key, acc),
+        Some(p) => {
+            let partial = match partial {
+                Done::Typed(acc) => PartialMsg::Typed(acc),
+                Done::Raw(parts) => PartialMsg::Raw(parts),
+            };
+            let from = RedFrom { away: None, origins };
+            pe.send(p, Envelope::Sys(SysMsg::Reduce { key, partial, from }), 0)
+        }
+        None => at_root(pe, key, (partial, origins)),
     }
 }
 
+/// A reduction complete at its root: typed, or bytes only (see [`RedFrom::origins`]).
+pub(crate) enum Done {
+    Typed(RedUp),
+    Raw(Vec<Box<[u8]>>),
+}
+
 /// Delivers user reductions in the order they were started.
-fn at_root(pe: &Rc<PeLocal>, key: RedKey, acc: RedUp) {
-    let Stream::User(seq) = key.stream else { return acc.finish(pe, key) };
+fn at_root(pe: &Rc<PeLocal>, key: RedKey, done: (Done, Vec<PeId>)) {
+    let Stream::User(seq) = key.stream else { return finish(pe, key, done) };
     let next = *pe.reds.next_user.borrow().get(&key.coll).unwrap_or(&0);
     if seq != next {
-        pe.reds.finished.borrow_mut().insert(key, acc);
+        pe.reds.finished.borrow_mut().insert(key, done);
         return;
     }
-    acc.finish(pe, key);
+    finish(pe, key, done);
     let mut n = next + 1;
     loop {
         let k = RedKey { coll: key.coll, stream: Stream::User(n) };
-        let Some(a) = pe.reds.finished.borrow_mut().remove(&k) else { break };
-        a.finish(pe, k);
+        let Some(d) = pe.reds.finished.borrow_mut().remove(&k) else { break };
+        finish(pe, k, d);
         n += 1;
     }
     pe.reds.next_user.borrow_mut().insert(key.coll, n);
+}
+
+/// Finishes a reduction at its root, or has the first PE that keeps a template of it
+/// finish it; the others forget theirs.
+fn finish(pe: &Rc<PeLocal>, key: RedKey, (done, mut origins): (Done, Vec<PeId>)) {
+    origins.sort_unstable();
+    origins.dedup();
+    let mut forget = origins.as_slice();
+    match done {
+        Done::Typed(acc) => acc.finish(pe, key),
+        Done::Raw(parts) => {
+            let Some((&first, rest)) = origins.split_first() else {
+                fatal("a reduction's root has only serialized partials and nobody to decode them")
+            };
+            let parts = parts.into_iter().map(Vec::from).collect();
+            pe.send(first, Envelope::Sys(SysMsg::Red(RedSys::Finish { key, root: pe.id, parts })), 0);
+            forget = rest;
+        }
+    }
+    for &o in forget {
+        pe.send(o, Envelope::Sys(SysMsg::Red(RedSys::Forget { key })), 0);
+    }
 }

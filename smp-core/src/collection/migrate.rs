@@ -1,0 +1,293 @@
+//! Migration of array elements between PEs (and processes), with nothing lost,
+//! duplicated or reordered.
+//!
+//! **Homes.** Every element of a dense array has a *home*: the PE its map placed it on.
+//! Senders always address the home (they need no location table, and the fast path of
+//! an element that never moved is unchanged). The home runs the call if the element is
+//! there, and otherwise forwards it to where the element lives, or keeps it while the
+//! element is in transit. Each home knows where its migrated elements are
+//! (`CollInfo::locs`).
+//!
+//! **Moving an element from PE A to PE B** (A is not its home H):
+//! 1. A sends `Moving` to H. H starts keeping the element's messages and answers `Ack`.
+//!    Everything H forwarded to A before reached A before the `Ack` (messages between
+//!    two PEs stay in order), so A runs them first.
+//! 2. On the `Ack`, A packs the element (serde) and sends it to B, then the messages
+//!    still waiting for a `when` condition.
+//! 3. B unpacks it, runs its `migrated` hook, and sends `Arrived` to H, which forwards
+//!    what it kept, in order, and from then on forwards to B.
+//!
+//! When A is the home, step 1 is local; when B is the home, B runs what it kept itself.
+//! A call from one sender to one element thus always travels sender → H (→ the
+//! element's PE), and H handles them in order: per-sender order holds across moves.
+//!
+//! **Collectives keep their membership.** A broadcast reaches each element through its
+//! home (a migrated element gets it as a forwarded call), and a migrated element's
+//! contributions go to its home PE, where they count as that PE's own: the reduction
+//! tree over the home PEs never changes (see `reduction::contribute_away`).
+//!
+//! Not supported (refused with a clear message): migrating elements of groups, single
+//! chares and sparse arrays, members of sections (as in Charm4py), and elements with an
+//! `async` method suspended (its task holds the element).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use rustc_hash::FxHashMap as HashMap;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::chare::invoke::{fatal, Invoke, Target};
+use crate::chare::proxy::Home;
+use crate::chare::registry::EntryDesc;
+use crate::chare::{Chare, Ctx, ElemMeta, Slot};
+use crate::collection::{AnyElem, CollId, CollInfo, ElemEntry, ElemKey, Index, Kind};
+use crate::msg::{Args, Envelope, Reply};
+use crate::pe::{PeId, PeLocal, SysMsg};
+
+/// Rebuilds an element from its serialized state.
+type UnpackFn = fn(&[u8], ElemMeta) -> Result<Rc<dyn AnyElem>, String>;
+
+/// How the elements of a migratable chare type are packed and unpacked (made by
+/// `#[chare(migratable)]`).
+#[derive(Clone, Copy)]
+pub struct MigrateFns {
+    pack: fn(&dyn AnyElem) -> Result<Vec<u8>, String>,
+    unpack: UnpackFn,
+    migrated: Option<&'static EntryDesc>,
+    resume: Option<&'static EntryDesc>,
+}
+
+impl MigrateFns {
+    /// The functions of chare type `C`; `migrated` is its entry method run after each
+    /// move, `resume` the one run after a load-balancing step (`resume_from_sync`).
+    pub const fn of<C: Chare + Serialize + DeserializeOwned>(
+        migrated: Option<&'static EntryDesc>,
+        resume: Option<&'static EntryDesc>,
+    ) -> MigrateFns {
+        MigrateFns { pack: pack::<C>, unpack: unpack::<C>, migrated, resume }
+    }
+
+    /// The entry method run on each element after a load-balancing step.
+    #[allow(dead_code)] // the load balancer's (next slice)
+    pub(crate) fn resume(&self) -> Option<&'static EntryDesc> {
+        self.resume
+    }
+}
+
+fn pack<C: Chare + Serialize>(elem: &dyn AnyElem) -> Result<Vec<u8>, String> {
+    let slot = elem.as_any().downcast_ref::<Slot<C>>().ok_or("an element of another chare type")?;
+    let mut out = Vec::new();
+    crate::msg::wire::encode(&*slot.state.borrow(), &mut out)?;
+    Ok(out)
+}
+
+fn unpack<C: Chare + DeserializeOwned>(bytes: &[u8], meta: ElemMeta) -> Result<Rc<dyn AnyElem>, String> {
+    let state: C = crate::msg::wire::decode(bytes)?;
+    Ok(Rc::new(Slot { ctx: Ctx::<C>::new(meta), state: RefCell::new(state) }))
+}
+
+/// Where a home PE's migrated element is.
+pub(crate) enum Loc {
+    /// Lives on this PE.
+    At(PeId),
+    /// In transit: its messages, kept in arrival order.
+    Moving(Vec<Envelope>),
+}
+
+/// The messages of the migration protocol (see the module doc).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum MigMsg {
+    /// To the home: the element is about to leave `from`.
+    Moving { coll: CollId, index: Index, from: PeId },
+    /// From the home: nothing more for the element will come; ship it.
+    Ack { coll: CollId, index: Index },
+    /// To the home: the element now lives on `at`.
+    Arrived { coll: CollId, index: Index, at: PeId },
+}
+
+/// A PE's migrations in progress.
+#[derive(Default)]
+pub(crate) struct MigState {
+    /// Elements waiting for their home's `Ack`, and where they go.
+    leaving: RefCell<HashMap<ElemKey, PeId>>,
+    /// Elements that arrived here, and that left.
+    pub(crate) arrived: std::cell::Cell<u64>,
+    pub(crate) left: std::cell::Cell<u64>,
+}
+
+/// A packed element on its way (never dispatched as is: [`on_migrant`] unpacks it).
+pub(crate) struct Migrant {
+    pub(crate) key: ElemKey,
+    pub(crate) ctor: &'static EntryDesc,
+    pub(crate) red_seq: u32,
+    pub(crate) state: Vec<u8>,
+}
+
+/// Why an element cannot migrate, if it cannot.
+fn refusal(pe: &PeLocal, info: &CollInfo, key: &ElemKey, elem: &Rc<dyn AnyElem>) -> Option<String> {
+    let chare = elem.ctor().chare();
+    if !matches!(info.kind, Kind::Array { .. }) {
+        return Some(format!("{chare}: only elements of dense arrays migrate"));
+    }
+    if elem.ctor().migrate().is_none() {
+        return Some(format!("{chare} is not migratable: declare it with #[chare(migratable)]"));
+    }
+    // The table's reference and the caller's: more means a suspended task holds it.
+    if Rc::strong_count(elem) > 2 {
+        return Some(format!(
+            "element {} of {chare} cannot migrate while an async method of it is suspended",
+            key.index
+        ));
+    }
+    let in_section = pe.colls.borrow().values().any(|c| c.members.contains(key));
+    if in_section {
+        return Some(format!("element {} of {chare} is a member of a section: it cannot migrate", key.index));
+    }
+    None
+}
+
+/// Moves element `key` (on this PE) to PE `to` (a local request, after the method that
+/// asked returned).
+pub(crate) fn request(pe: &Rc<PeLocal>, key: ElemKey, to: PeId) {
+    let Some(elem) = pe.elem(&key) else {
+        // Already gone (asked twice): the first request wins.
+        tracing::debug!(index = %key.index, "migration request for an element no longer here");
+        return;
+    };
+    if to == pe.id || pe.mig.leaving.borrow().contains_key(&key) {
+        return;
+    }
+    if to.0 >= pe.num_pes() {
+        fatal(&format!("migrate of element {} to PE {to}: the job has {} PEs", key.index, pe.num_pes()));
+    }
+    let Some(info) = pe.coll(key.coll) else { fatal("migration of an element of an unknown collection") };
+    if let Some(why) = refusal(pe, &info, &key, &elem) {
+        fatal(&why);
+    }
+    let home = info.pe_of(&key.index, pe.num_pes()).expect("an element has a home");
+    if home == pe.id {
+        info.locs.borrow_mut().insert(key.index, Loc::Moving(Vec::new()));
+        ship(pe, key, elem, to);
+    } else {
+        pe.mig.leaving.borrow_mut().insert(key, to);
+        let m = MigMsg::Moving { coll: key.coll, index: key.index, from: pe.id };
+        pe.send(home, Envelope::Sys(SysMsg::Mig(m)), 0);
+    }
+}
+
+/// Packs the element and sends it, then its `when`-buffered messages, to `to`.
+fn ship(pe: &Rc<PeLocal>, key: ElemKey, elem: Rc<dyn AnyElem>, to: PeId) {
+    pe.elems.borrow_mut().remove(&key);
+    let ctor = elem.ctor();
+    let fns = ctor.migrate().expect("checked migratable");
+    let state = (fns.pack)(&*elem).unwrap_or_else(|e| {
+        fatal(&format!("element {} of {} does not serialize for migration: {e}", key.index, ctor.chare()))
+    });
+    let meta = elem.meta();
+    let buffered = meta.take_buffered();
+    tracing::debug!(index = %key.index, to = %to, bytes = state.len(), "element leaves");
+    pe.mig.left.set(pe.mig.left.get() + 1);
+    let m = Migrant { key, ctor, red_seq: meta.red_seq.get(), state };
+    pe.send(to, Envelope::Sys(SysMsg::Migrant(Box::new(m))), 0);
+    for env in buffered {
+        pe.send(to, env, 0);
+    }
+}
+
+/// A packed element arrives: install it, run its `migrated` hook, tell its home.
+pub(crate) fn on_migrant(pe: &Rc<PeLocal>, m: Migrant) {
+    let Some(info) = pe.coll(m.key.coll) else { fatal("an element of an unknown collection migrated in") };
+    let Some(fns) = m.ctor.migrate() else { fatal("an element of a non-migratable chare type migrated in") };
+    let home = info.pe_of(&m.key.index, pe.num_pes()).expect("an element has a home");
+    let meta = ElemMeta::new(m.key, Home::Array);
+    meta.red_seq.set(m.red_seq);
+    meta.away.set((home != pe.id).then_some(home));
+    let elem = (fns.unpack)(&m.state, meta).unwrap_or_else(|e| {
+        fatal(&format!(
+            "element {} of {} does not deserialize after migration: {e}",
+            m.key.index,
+            m.ctor.chare()
+        ))
+    });
+    pe.elems.borrow_mut().insert(ElemEntry(Rc::clone(&elem)));
+    pe.mig.arrived.set(pe.mig.arrived.get() + 1);
+    if let Some(desc) = fns.migrated {
+        run_hook(pe, &elem, desc);
+    }
+    if home == pe.id {
+        let kept = info.locs.borrow_mut().remove(&m.key.index);
+        if let Some(Loc::Moving(kept)) = kept {
+            for env in kept {
+                crate::pe::worker::handle(pe, env);
+            }
+        }
+    } else {
+        let msg = MigMsg::Arrived { coll: m.key.coll, index: m.key.index, at: pe.id };
+        pe.send(home, Envelope::Sys(SysMsg::Mig(msg)), 0);
+    }
+}
+
+/// Runs an argument-less entry method (a hook) on a local element.
+pub(crate) fn run_hook(pe: &Rc<PeLocal>, elem: &Rc<dyn AnyElem>, desc: &'static EntryDesc) {
+    let args: crate::msg::ArgBox = smallbox::smallbox!(());
+    desc.invoke(Invoke { pe, target: Target::Elem(elem), desc, args: Args::Owned(args), reply: Reply::None });
+    crate::chare::invoke::after_state_change(elem.meta());
+}
+
+/// Handles a migration protocol message.
+pub(crate) fn handle(pe: &Rc<PeLocal>, m: MigMsg) {
+    match m {
+        MigMsg::Moving { coll, index, from } => {
+            let Some(info) = pe.coll(coll) else {
+                fatal("a migration of an element of an unknown collection")
+            };
+            info.locs.borrow_mut().insert(index, Loc::Moving(Vec::new()));
+            pe.send(from, Envelope::Sys(SysMsg::Mig(MigMsg::Ack { coll, index })), 0);
+        }
+        MigMsg::Ack { coll, index } => {
+            let key = ElemKey { coll, index };
+            let to = pe.mig.leaving.borrow_mut().remove(&key);
+            let (Some(to), Some(elem)) = (to, pe.elem(&key)) else {
+                fatal(&format!("a migration acknowledgement for element {index}, which is not leaving"))
+            };
+            ship(pe, key, elem, to);
+        }
+        MigMsg::Arrived { coll, index, at } => {
+            let Some(info) = pe.coll(coll) else {
+                fatal("an arrival of an element of an unknown collection")
+            };
+            let before = info.locs.borrow_mut().insert(index, Loc::At(at));
+            if let Some(Loc::Moving(kept)) = before {
+                for env in kept {
+                    pe.send(at, env, 0);
+                }
+            }
+        }
+    }
+}
+
+/// A call for an element of a dense array that is not on this PE: on its home,
+/// forward it to where the element lives, or keep it while the element moves.
+pub(crate) fn route(pe: &Rc<PeLocal>, info: &CollInfo, env: Envelope) {
+    let Envelope::Call { coll, index, .. } = &env else { unreachable!("calls only") };
+    let (coll, index) = (*coll, *index);
+    let home = info.pe_of(&index, pe.num_pes());
+    if home == Some(pe.id) {
+        let mut locs = info.locs.borrow_mut();
+        match locs.get_mut(&index) {
+            Some(Loc::At(at)) => {
+                let at = *at;
+                drop(locs);
+                pe.send(at, env, 0);
+                return;
+            }
+            Some(Loc::Moving(kept)) => {
+                kept.push(env);
+                return;
+            }
+            None => {}
+        }
+    }
+    fatal(&format!("message for element {index} of collection {coll}, which is not on PE {}", pe.id))
+}
