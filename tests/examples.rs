@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{example, run};
+use common::{example, run, stencil_result};
 
 const T: Duration = Duration::from_secs(60);
 const PES: [u32; 4] = [1, 2, 4, 7];
@@ -99,6 +99,36 @@ fn migration_loses_duplicates_and_reorders_nothing() {
     run("migrate", &["+p2", "8", "100", "stuck"], T)
         .assert_code(1)
         .stderr_has("cannot migrate while an async method of it is suspended");
+}
+
+#[test]
+fn load_balancers_move_blocks_and_keep_the_result() {
+    const STENCIL: [&str; 5] = ["16", "20", "5", "60", "10"];
+    for n in PES {
+        let pes = p(n);
+        let plain = run("lb_stencil", &[&[pes.as_str()], &STENCIL[..]].concat(), T);
+        plain.assert_ok();
+        let (moves, want) = stencil_result(&plain);
+        assert_eq!(moves, 0, "no balancer, no moves");
+        for b in ["GreedyLB", "RefineLB", "GreedyRefineLB", "RotateLB", "DistributedLB"] {
+            let args = [&[pes.as_str(), "+balancer", b, "+LBDebug", "1"], &STENCIL[..]].concat();
+            let r = run("lb_stencil", &args, T);
+            r.assert_ok().stdout_has(&format!("charmrs LB [{b}] step 2"));
+            let (moves, sum) = stencil_result(&r);
+            assert_eq!(sum, want, "{b} at {pes}: the result depends on the balancing");
+            if n > 1 && b == "RotateLB" {
+                // Every block moves at each of the 3 steps.
+                assert_eq!(moves, 16 * 3, "{b} at {pes}");
+            }
+            if n > 1 && b == "GreedyLB" {
+                // The heavy blocks all start on PE 0.
+                assert!(moves > 0, "{b} at {pes} moved nothing");
+            }
+        }
+    }
+    run("lb_stencil", &["+p2", "+balancer", "NoSuchLB"], T)
+        .assert_code(2)
+        .stderr_has("GreedyLB, RefineLB, GreedyRefineLB, RotateLB or DistributedLB");
 }
 
 #[test]

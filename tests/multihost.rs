@@ -144,6 +144,9 @@ fn examples_run_unchanged_across_namespace_hosts() {
         .stdout_has("400 tasks ran on 3 of 3 PEs");
     h.launch(&["+p6", "++ppn", "2"], "sparse", &["30"]).assert_ok().stdout_has("0 mismatches");
     h.launch(&["+p6", "++ppn", "2"], "migrate", &["24", "2000"]).assert_ok().stdout_has("0 mismatches");
+    h.launch(&["+p6", "++ppn", "2"], "lb_stencil", &["+balancer", "GreedyLB", "12", "20", "5", "60", "10"])
+        .assert_ok()
+        .stdout_has("checksum 306.000000");
     h.launch(&["+p6", "++ppn", "2"], "failures", &["qd"]).assert_ok().stdout_has("quiescence after chains");
     h.launch(&["+p6", "++ppn", "1"], "failures", &["topo"])
         .assert_ok()

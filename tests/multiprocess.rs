@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{example, launch, launch_env, launcher, run, wait_ended};
+use common::{example, launch, launch_env, launcher, run, stencil_result, wait_ended};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -129,6 +129,27 @@ fn migration_across_processes_loses_nothing() {
     launch(&SHAPES[0], "migrate", &["8", "100", "stuck"], T)
         .assert_code(1)
         .stderr_has("cannot migrate while an async method of it is suspended");
+}
+
+#[test]
+fn load_balancing_moves_blocks_between_processes() {
+    const STENCIL: [&str; 5] = ["16", "20", "5", "60", "10"];
+    for shape in SHAPES {
+        let plain = launch(&shape, "lb_stencil", &STENCIL, T);
+        plain.assert_ok();
+        let (_, want) = stencil_result(&plain);
+        for b in ["GreedyLB", "RotateLB", "DistributedLB"] {
+            let args = [&["+balancer", b, "+LBDebug", "2"], &STENCIL[..]].concat();
+            let r = launch(&shape, "lb_stencil", &args, T);
+            r.assert_ok();
+            let (moves, sum) = stencil_result(&r);
+            assert_eq!(sum, want, "{b} with {shape:?}");
+            if b == "RotateLB" {
+                assert_eq!(moves, 16 * 3, "{b} with {shape:?}");
+                r.stdout_has("charmrs LB:   element 15: PE 3 -> PE 0");
+            }
+        }
+    }
 }
 
 #[test]

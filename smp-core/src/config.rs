@@ -35,6 +35,8 @@
 //! | `+tree-arity K` | `CHARMRS_TREE_ARITY=K` | `4` | Fan-out of the spanning tree used for broadcasts and reductions, `K >= 2`. |
 //! | `+nopin` | `CHARMRS_NOPIN=1` | pinning on | Do not pin PE threads to CPUs. `CHARMRS_NOPIN` accepts `1/true/yes/on` and `0/false/no/off`. |
 //! | `+setcpuaffinity` | — | — | Accepted and ignored, for Charm++ compatibility (charmrs pins by default). |
+//! | `+balancer NAME` | `CHARMRS_BALANCER` | none | The load balancer run at `at_sync` ([`Balancer`]): `GreedyLB`, `RefineLB`, `GreedyRefineLB`, `RotateLB`, `DistributedLB`. Without one, `at_sync` moves nothing and resumes the elements. |
+//! | `+LBDebug N` | — | `0` | Print what each load-balancing step did (`1`: a summary line; `2`: also every move). |
 //! | `--` | — | — | End of runtime options; the rest goes to the program. |
 //! | — | `CHARMRS_WARN=a,b` | all on | Comma-separated warnings to silence: `oversubscribed` (more PEs than usable CPUs), `pinning` (a PE could not be pinned, or CPUs unknown), `hwloc` (hwloc topology unavailable, placement falls back to the affinity-mask order), or `all` ([`WarningKind`]). |
 //! | — | `CHARMRS_RANK`, `CHARMRS_NUM_PROCESSES`, `CHARMRS_FIRST_PE`, `CHARMRS_TOTAL_PES`, `CHARMRS_JOB`, `CHARMRS_SECRET` | set by `charmrs-run` | A process's place in a job started by the launcher (with `CHARMRS_PES` for its PE count): see `charmrs_comm::bootstrap`. |
@@ -69,7 +71,8 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 pub const DEFAULT_TREE_ARITY: u32 = 4;
 
 /// The runtime options known on the command line, for error messages.
-const KNOWN_OPTIONS: &str = "+p, +stats, +idle, +spin-us, +tree-arity, +nopin, +setcpuaffinity";
+const KNOWN_OPTIONS: &str =
+    "+p, +stats, +idle, +spin-us, +tree-arity, +nopin, +setcpuaffinity, +balancer, +LBDebug";
 
 /// A warning of the runtime that `CHARMRS_WARN` can silence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -132,6 +135,10 @@ pub struct Config {
     pub pin: bool,
     /// Warnings silenced by `CHARMRS_WARN`.
     pub silenced_warnings: BTreeSet<WarningKind>,
+    /// `+balancer NAME`, env `CHARMRS_BALANCER`: the load balancer of `at_sync`.
+    pub balancer: Option<Balancer>,
+    /// `+LBDebug N`: how much each load-balancing step prints.
+    pub lb_debug: u32,
     /// `argv[0]` followed by every argument that is not a runtime option,
     /// in order.
     pub user_args: Vec<String>,
@@ -148,10 +155,56 @@ impl Default for Config {
             tree_arity: DEFAULT_TREE_ARITY,
             pin: true,
             silenced_warnings: BTreeSet::new(),
+            balancer: None,
+            lb_debug: 0,
             user_args: Vec::new(),
         }
     }
 }
+
+/// A load-balancing strategy (`+balancer NAME`), with Charm++'s names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Balancer {
+    /// `GreedyLB`: heaviest object first onto the least loaded PE, ignoring where
+    /// objects are (many moves, best balance). Gathers every load on one PE.
+    Greedy,
+    /// `RefineLB`: moves objects off PEs above the average (plus 5%) onto the least
+    /// loaded PEs, few moves. Gathers every load on one PE.
+    Refine,
+    /// `GreedyRefineLB`: the greedy placement, keeping each object where it is when
+    /// that does not raise the greedy maximum.
+    GreedyRefine,
+    /// `RotateLB`: every object moves to the next PE (for testing migration).
+    Rotate,
+    /// `DistributedLB`: no PE sees every load; PEs learn the average by a reduction,
+    /// then PEs above it hand objects to PEs below it that accept them.
+    Distributed,
+}
+
+impl Balancer {
+    /// Every strategy, and its name.
+    pub const ALL: [(Balancer, &'static str); 5] = [
+        (Balancer::Greedy, "GreedyLB"),
+        (Balancer::Refine, "RefineLB"),
+        (Balancer::GreedyRefine, "GreedyRefineLB"),
+        (Balancer::Rotate, "RotateLB"),
+        (Balancer::Distributed, "DistributedLB"),
+    ];
+
+    /// The strategy of this name.
+    pub fn from_name(name: &str) -> Option<Balancer> {
+        Balancer::ALL.into_iter().find(|(_, n)| *n == name).map(|(b, _)| b)
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        Balancer::ALL.into_iter().find(|(b, _)| *b == self).map(|(_, n)| n).expect("listed")
+    }
+}
+
+const EXPECT_BALANCER: &str = "GreedyLB, RefineLB, GreedyRefineLB, RotateLB or DistributedLB";
+const EXPECT_LBDEBUG: &str = "a whole number >= 0";
 
 /// Why the command line or the environment was rejected.
 ///
@@ -303,6 +356,10 @@ struct CmdLine {
     tree_arity: Option<u32>,
     /// `+nopin`.
     nopin: bool,
+    /// `+balancer`.
+    balancer: Option<Balancer>,
+    /// `+LBDebug`.
+    lb_debug: u32,
 }
 
 impl Config {
@@ -336,6 +393,23 @@ impl Config {
                 "stats" => cmd.stats = true,
                 "nopin" => cmd.nopin = true,
                 "setcpuaffinity" => {}
+                "balancer" | "LBDebug" => {
+                    let value = it.next().ok_or_else(|| ConfigError::MissingValue { option: arg.clone() })?;
+                    if name == "balancer" {
+                        let b = Balancer::from_name(&value).ok_or_else(|| ConfigError::BadValue {
+                            option: arg.clone(),
+                            value: value.clone(),
+                            expected: EXPECT_BALANCER,
+                        })?;
+                        cmd.balancer = Some(b);
+                    } else {
+                        cmd.lb_debug = value.parse().map_err(|_| ConfigError::BadValue {
+                            option: arg.clone(),
+                            value: value.clone(),
+                            expected: EXPECT_LBDEBUG,
+                        })?;
+                    }
+                }
                 "idle" | "spin-us" | "tree-arity" => {
                     let value = it.next().ok_or_else(|| ConfigError::MissingValue { option: arg.clone() })?;
                     let bad = |expected| ConfigError::BadValue {
@@ -432,13 +506,35 @@ impl Config {
             None => BTreeSet::new(),
         };
 
+        let balancer = match cmd.balancer {
+            Some(b) => Some(b),
+            None => match var("CHARMRS_BALANCER") {
+                Some(v) => Some(
+                    Balancer::from_name(v.trim())
+                        .ok_or_else(|| bad_env("CHARMRS_BALANCER", v, EXPECT_BALANCER))?,
+                ),
+                None => None,
+            },
+        };
+
         if let Some(n) = var("CHARMRS_NUM_PROCESSES") {
             if !matches!(n.parse::<u32>(), Ok(1..)) {
                 return Err(bad_env("CHARMRS_NUM_PROCESSES", n, "a whole number >= 1"));
             }
         }
 
-        Ok(Config { num_pes, stats: cmd.stats, idle, spin, tree_arity, pin, silenced_warnings, user_args })
+        Ok(Config {
+            num_pes,
+            stats: cmd.stats,
+            idle,
+            spin,
+            tree_arity,
+            pin,
+            silenced_warnings,
+            balancer,
+            lb_debug: cmd.lb_debug,
+            user_args,
+        })
     }
 
     /// `parse(std::env::args(), |k| std::env::var(k).ok())`.
@@ -478,6 +574,26 @@ mod tests {
 
     fn err(args: &[&str]) -> String {
         parse(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn balancer_and_lbdebug() {
+        let c = parse(&["a", "+balancer", "GreedyLB", "+LBDebug", "2", "x"]).unwrap();
+        assert_eq!(c.balancer, Some(Balancer::Greedy));
+        assert_eq!(c.lb_debug, 2);
+        assert_eq!(c.user_args, vec!["a", "x"]);
+        assert_eq!(parse(&["a"]).unwrap().balancer, None);
+        for (b, name) in Balancer::ALL {
+            assert_eq!(parse(&["a", "+balancer", name]).unwrap().balancer, Some(b));
+            assert_eq!(b.name(), name);
+        }
+        let m = err(&["a", "+balancer", "FooLB"]);
+        assert!(m.contains("GreedyLB, RefineLB, GreedyRefineLB, RotateLB or DistributedLB"), "{m}");
+        assert!(err(&["a", "+balancer"]).contains("needs a value"));
+        assert!(err(&["a", "+LBDebug", "x"]).contains("+LBDebug"));
+        let env = parse_env(&["a"], &[("CHARMRS_BALANCER", "RotateLB")]).unwrap();
+        assert_eq!(env.balancer, Some(Balancer::Rotate));
+        assert!(parse_env(&["a"], &[("CHARMRS_BALANCER", "x")]).is_err());
     }
 
     #[test]

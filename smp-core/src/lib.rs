@@ -58,6 +58,7 @@ mod collection;
 pub mod config;
 mod error;
 mod future;
+mod lb;
 mod msg;
 mod pe;
 pub mod pool;
@@ -74,7 +75,7 @@ pub use collection::{
     combine, section, split, Array, ArrayMap, BlockMap, BlockSlot, Creation, Group, HashMapping, Index,
     Members, Single, SliceDim, MAX_DIMS,
 };
-pub use config::Config;
+pub use config::{Balancer, Config};
 pub use error::{Error, Result};
 pub use future::{iwait, wait_all, wait_any, Future, Iwait};
 pub use msg::{oob::PodVec, Payload};

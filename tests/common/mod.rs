@@ -179,3 +179,12 @@ pub(crate) fn wait_ended(
     }
     (status, err, took)
 }
+
+/// The `(moves, checksum)` of an `lb_stencil` run's result line.
+pub(crate) fn stencil_result(r: &Run) -> (u64, String) {
+    let line = r.stdout.lines().find(|l| l.starts_with("lb_stencil")).expect("lb_stencil result line");
+    let moves =
+        line.split(", ").find_map(|p| p.strip_suffix(" moves")).expect("moves").parse().expect("a number");
+    let sum = line.rsplit("checksum ").next().expect("checksum").to_string();
+    (moves, sum)
+}

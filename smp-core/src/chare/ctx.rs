@@ -28,6 +28,13 @@ pub(crate) struct ElemMeta {
     pub(crate) red_seq: Cell<u32>,
     /// Its home PE, while it lives elsewhere (it migrated: see `collection::migrate`).
     pub(crate) away: Cell<Option<PeId>>,
+    /// Nanoseconds spent in its entry methods since the last load-balancing step
+    /// (measured for migratable chare types only).
+    pub(crate) load: Cell<u64>,
+    /// Load-balancing syncs it reached (`at_sync` calls).
+    pub(crate) sync_epoch: Cell<u32>,
+    /// Whether the load balancer may move it (`set_migratable`).
+    pub(crate) migratable: Cell<bool>,
     /// Messages and tasks waiting for a condition on this element; allocated only
     /// when something waits.
     parked: RefCell<Option<Box<Parked>>>,
@@ -45,7 +52,16 @@ struct Parked {
 impl ElemMeta {
     /// Metadata of a new element.
     pub(crate) fn new(key: ElemKey, home: Home) -> ElemMeta {
-        ElemMeta { key, home, red_seq: Cell::new(0), away: Cell::new(None), parked: RefCell::new(None) }
+        ElemMeta {
+            key,
+            home,
+            red_seq: Cell::new(0),
+            away: Cell::new(None),
+            load: Cell::new(0),
+            sync_epoch: Cell::new(0),
+            migratable: Cell::new(true),
+            parked: RefCell::new(None),
+        }
     }
 
     /// Whether messages wait for their `when` condition.
@@ -157,6 +173,37 @@ impl<C: Chare> Ctx<C> {
     /// Number of PEs of the job.
     pub fn num_pes(&self) -> u32 {
         crate::num_pes()
+    }
+
+    /// Tells the runtime this element is ready for load balancing (Charm4py's
+    /// `AtSync`). Once every element of the array has called it, the balancer chosen
+    /// with `+balancer` runs: it may move elements, measured by the time they spent in
+    /// their entry methods since the last step. Then every element's
+    /// `resume_from_sync` entry method runs (declare one: it is how elements learn the
+    /// step is over). Without `+balancer`, nothing moves and `resume_from_sync` runs.
+    /// `+LBDebug 1` prints what each step did.
+    ///
+    /// # Panics
+    /// If the chare type is not `#[chare(migratable)]` or the element is not part of a
+    /// dense array.
+    pub fn at_sync(&self) {
+        if C::__ctor().migrate().is_none() || self.meta.home != Home::Array {
+            panic!(
+                "at_sync: load balancing needs an array of a #[chare(migratable)] type ({} is not one)",
+                C::__ctor().chare()
+            );
+        }
+        let epoch = self.meta.sync_epoch.get();
+        self.meta.sync_epoch.set(epoch + 1);
+        let coll = self.meta.key.coll;
+        let target = RedTarget::from_fn(move |()| crate::pe::with_pe(|pe| crate::lb::start(pe, coll, epoch)));
+        reduction::contribute(&self.meta, Stream::Sync(epoch), Ok(()), Reducer::<(), ()>::nop(), target);
+    }
+
+    /// Whether the load balancer may move this element (Charm4py's `setMigratable`;
+    /// elements of migratable types may, by default). [`Ctx::migrate`] still moves it.
+    pub fn set_migratable(&self, migratable: bool) {
+        self.meta.migratable.set(migratable);
     }
 
     /// Contributes `value` to the next reduction of this element's collection (every

@@ -209,12 +209,29 @@ fn complete<R: Payload>(meta: &ElemMeta, desc: &EntryDesc, reply: Reply, result:
     }
 }
 
+/// Starts measuring an entry method's time for the load balancer (migratable chare
+/// types only: two clock reads per method).
+#[inline]
+fn lb_start<C: Chare>() -> Option<std::time::Instant> {
+    C::__ctor().migrate().is_some().then(std::time::Instant::now)
+}
+
+/// Adds the time since `t0` to the element's load.
+#[inline]
+fn lb_end(meta: &ElemMeta, t0: Option<std::time::Instant>) {
+    if let Some(t0) = t0 {
+        meta.load.set(meta.load.get() + t0.elapsed().as_nanos() as u64);
+    }
+}
+
 /// Runs a `&mut self` entry method.
 pub fn invoke_mut<C: Chare, A: Payload, R: Payload>(inv: Invoke<'_>, f: fn(&mut C, &Ctx<C>, A) -> R) {
     let slot = slot_ref::<C>(&inv.target, inv.desc);
     let args = take_args::<A>(inv.pe, inv.args, inv.desc);
     let t0 = inv.pe.stats.start_ep();
+    let l0 = lb_start::<C>();
     let r = catch_unwind(AssertUnwindSafe(|| f(&mut slot.state.borrow_mut(), &slot.ctx, args)));
+    lb_end(&slot.ctx.meta, l0);
     inv.pe.stats.end_ep(inv.desc.id(), t0);
     complete(&slot.ctx.meta, inv.desc, inv.reply, r.map_err(panic_message));
 }
@@ -224,7 +241,9 @@ pub fn invoke_ref<C: Chare, A: Payload, R: Payload>(inv: Invoke<'_>, f: fn(&C, &
     let slot = slot_ref::<C>(&inv.target, inv.desc);
     let args = take_args::<A>(inv.pe, inv.args, inv.desc);
     let t0 = inv.pe.stats.start_ep();
+    let l0 = lb_start::<C>();
     let r = catch_unwind(AssertUnwindSafe(|| f(&slot.state.borrow(), &slot.ctx, args)));
+    lb_end(&slot.ctx.meta, l0);
     inv.pe.stats.end_ep(inv.desc.id(), t0);
     complete(&slot.ctx.meta, inv.desc, inv.reply, r.map_err(panic_message));
 }
@@ -244,7 +263,9 @@ where
     let key = slot.ctx.meta.key;
     let handle = Handle(Rc::clone(&slot));
     let t0 = inv.pe.stats.start_ep();
+    let l0 = lb_start::<C>();
     let fut = catch_unwind(AssertUnwindSafe(|| f(handle, args)));
+    lb_end(&slot.ctx.meta, l0);
     inv.pe.stats.end_ep(desc.id(), t0);
     match fut {
         Ok(fut) => inv.pe.spawn_task(

@@ -69,7 +69,6 @@ impl MigrateFns {
     }
 
     /// The entry method run on each element after a load-balancing step.
-    #[allow(dead_code)] // the load balancer's (next slice)
     pub(crate) fn resume(&self) -> Option<&'static EntryDesc> {
         self.resume
     }
@@ -109,8 +108,9 @@ pub(crate) enum MigMsg {
 /// A PE's migrations in progress.
 #[derive(Default)]
 pub(crate) struct MigState {
-    /// Elements waiting for their home's `Ack`, and where they go.
-    leaving: RefCell<HashMap<ElemKey, PeId>>,
+    /// Elements waiting for their home's `Ack`, where they go, and whether the load
+    /// balancer moves them.
+    leaving: RefCell<HashMap<ElemKey, (PeId, bool)>>,
     /// Elements that arrived here, and that left.
     pub(crate) arrived: std::cell::Cell<u64>,
     pub(crate) left: std::cell::Cell<u64>,
@@ -120,8 +120,19 @@ pub(crate) struct MigState {
 pub(crate) struct Migrant {
     pub(crate) key: ElemKey,
     pub(crate) ctor: &'static EntryDesc,
-    pub(crate) red_seq: u32,
+    pub(crate) meta: MetaWire,
     pub(crate) state: Vec<u8>,
+}
+
+/// The runtime's bookkeeping of an element that travels with it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct MetaWire {
+    red_seq: u32,
+    sync_epoch: u32,
+    load: u64,
+    migratable: bool,
+    /// Moved by the load balancer (its destination counts it).
+    lb: bool,
 }
 
 /// Why an element cannot migrate, if it cannot.
@@ -161,23 +172,46 @@ pub(crate) fn request(pe: &Rc<PeLocal>, key: ElemKey, to: PeId) {
     if to.0 >= pe.num_pes() {
         fatal(&format!("migrate of element {} to PE {to}: the job has {} PEs", key.index, pe.num_pes()));
     }
+    if let Err(why) = start_move(pe, key, elem, to, false) {
+        fatal(&why);
+    }
+}
+
+/// Moves element `key` (on this PE) to PE `to` for the load balancer, or says why it
+/// cannot move now.
+pub(crate) fn request_lb(pe: &Rc<PeLocal>, key: ElemKey, to: PeId) -> Result<(), String> {
+    let Some(elem) = pe.elem(&key) else { return Err("it is no longer on this PE".into()) };
+    if pe.mig.leaving.borrow().contains_key(&key) {
+        return Err("it is already moving".into());
+    }
+    start_move(pe, key, elem, to, true)
+}
+
+fn start_move(
+    pe: &Rc<PeLocal>,
+    key: ElemKey,
+    elem: Rc<dyn AnyElem>,
+    to: PeId,
+    lb: bool,
+) -> Result<(), String> {
     let Some(info) = pe.coll(key.coll) else { fatal("migration of an element of an unknown collection") };
     if let Some(why) = refusal(pe, &info, &key, &elem) {
-        fatal(&why);
+        return Err(why);
     }
     let home = info.pe_of(&key.index, pe.num_pes()).expect("an element has a home");
     if home == pe.id {
         info.locs.borrow_mut().insert(key.index, Loc::Moving(Vec::new()));
-        ship(pe, key, elem, to);
+        ship(pe, key, elem, to, lb);
     } else {
-        pe.mig.leaving.borrow_mut().insert(key, to);
+        pe.mig.leaving.borrow_mut().insert(key, (to, lb));
         let m = MigMsg::Moving { coll: key.coll, index: key.index, from: pe.id };
         pe.send(home, Envelope::Sys(SysMsg::Mig(m)), 0);
     }
+    Ok(())
 }
 
 /// Packs the element and sends it, then its `when`-buffered messages, to `to`.
-fn ship(pe: &Rc<PeLocal>, key: ElemKey, elem: Rc<dyn AnyElem>, to: PeId) {
+fn ship(pe: &Rc<PeLocal>, key: ElemKey, elem: Rc<dyn AnyElem>, to: PeId, lb: bool) {
     pe.elems.borrow_mut().remove(&key);
     let ctor = elem.ctor();
     let fns = ctor.migrate().expect("checked migratable");
@@ -188,7 +222,14 @@ fn ship(pe: &Rc<PeLocal>, key: ElemKey, elem: Rc<dyn AnyElem>, to: PeId) {
     let buffered = meta.take_buffered();
     tracing::debug!(index = %key.index, to = %to, bytes = state.len(), "element leaves");
     pe.mig.left.set(pe.mig.left.get() + 1);
-    let m = Migrant { key, ctor, red_seq: meta.red_seq.get(), state };
+    let wire = MetaWire {
+        red_seq: meta.red_seq.get(),
+        sync_epoch: meta.sync_epoch.get(),
+        load: meta.load.get(),
+        migratable: meta.migratable.get(),
+        lb,
+    };
+    let m = Migrant { key, ctor, meta: wire, state };
     pe.send(to, Envelope::Sys(SysMsg::Migrant(Box::new(m))), 0);
     for env in buffered {
         pe.send(to, env, 0);
@@ -201,7 +242,10 @@ pub(crate) fn on_migrant(pe: &Rc<PeLocal>, m: Migrant) {
     let Some(fns) = m.ctor.migrate() else { fatal("an element of a non-migratable chare type migrated in") };
     let home = info.pe_of(&m.key.index, pe.num_pes()).expect("an element has a home");
     let meta = ElemMeta::new(m.key, Home::Array);
-    meta.red_seq.set(m.red_seq);
+    meta.red_seq.set(m.meta.red_seq);
+    meta.sync_epoch.set(m.meta.sync_epoch);
+    meta.load.set(m.meta.load);
+    meta.migratable.set(m.meta.migratable);
     meta.away.set((home != pe.id).then_some(home));
     let elem = (fns.unpack)(&m.state, meta).unwrap_or_else(|e| {
         fatal(&format!(
@@ -226,6 +270,9 @@ pub(crate) fn on_migrant(pe: &Rc<PeLocal>, m: Migrant) {
         let msg = MigMsg::Arrived { coll: m.key.coll, index: m.key.index, at: pe.id };
         pe.send(home, Envelope::Sys(SysMsg::Mig(msg)), 0);
     }
+    if m.meta.lb {
+        crate::lb::arrived(pe, m.key.coll);
+    }
 }
 
 /// Runs an argument-less entry method (a hook) on a local element.
@@ -248,10 +295,10 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, m: MigMsg) {
         MigMsg::Ack { coll, index } => {
             let key = ElemKey { coll, index };
             let to = pe.mig.leaving.borrow_mut().remove(&key);
-            let (Some(to), Some(elem)) = (to, pe.elem(&key)) else {
+            let (Some((to, lb)), Some(elem)) = (to, pe.elem(&key)) else {
                 fatal(&format!("a migration acknowledgement for element {index}, which is not leaving"))
             };
-            ship(pe, key, elem, to);
+            ship(pe, key, elem, to, lb);
         }
         MigMsg::Arrived { coll, index, at } => {
             let Some(info) = pe.coll(coll) else {

@@ -145,6 +145,8 @@ pub(crate) struct CollInfo {
     pub(crate) red: Option<Rc<RedPlace>>,
     /// A sparse array's state on this PE.
     pub(crate) sparse: Option<sparse::SparseLocal>,
+    /// The constructor of its elements (none for a section).
+    pub(crate) ctor: Option<&'static EntryDesc>,
     /// Of the elements whose home is this PE: where those that migrated away are.
     pub(crate) locs: std::cell::RefCell<rustc_hash::FxHashMap<Index, migrate::Loc>>,
 }
@@ -270,6 +272,7 @@ pub(crate) fn on_create(pe: &Rc<PeLocal>, coll: CollId, root: PeId, spec: Arc<Cr
         members: Vec::new(),
         red,
         sparse,
+        ctor: Some(spec.ctor),
         locs: Default::default(),
     });
     pe.colls.borrow_mut().insert(coll, Rc::clone(&info));

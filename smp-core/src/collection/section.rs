@@ -470,6 +470,7 @@ fn on_install(pe: &Rc<PeLocal>, base: CollId, secs: Vec<(u32, Vec<PeId>)>) {
             members,
             red: Some(red),
             sparse: None,
+            ctor: None,
             locs: Default::default(),
         };
         pe.colls.borrow_mut().insert(sid, Rc::new(info));

@@ -152,7 +152,9 @@ pub(crate) enum WireHead {
     /// [`SysMsg::Mig`].
     Mig(crate::collection::migrate::MigMsg),
     /// [`SysMsg::Migrant`]; payload: the element's serialized state.
-    Migrant { coll: CollId, index: Index, ctor: u32, red_seq: u32 },
+    Migrant { coll: CollId, index: Index, ctor: u32, meta: crate::collection::migrate::MetaWire },
+    /// [`SysMsg::Lb`].
+    Lb(crate::lb::LbMsg),
     /// [`SysMsg::Qd`].
     Qd(QdMsg),
     /// [`SysMsg::Section`].
@@ -294,12 +296,15 @@ pub(crate) fn to_wire<R>(
             SysMsg::Mig(m) => {
                 head(&mut out, WireHead::Mig(m))?;
             }
+            SysMsg::Lb(m) => {
+                head(&mut out, WireHead::Lb(m))?;
+            }
             SysMsg::Migrant(m) => {
                 let h = WireHead::Migrant {
                     coll: m.key.coll,
                     index: m.key.index,
                     ctor: m.ctor.id().0,
-                    red_seq: m.red_seq,
+                    meta: m.meta,
                 };
                 head(&mut out, h)?;
                 out.extend_from_slice(&m.state);
@@ -481,7 +486,8 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
         }
         WireHead::Red(m) => Envelope::Sys(SysMsg::Red(m)),
         WireHead::Mig(m) => Envelope::Sys(SysMsg::Mig(m)),
-        WireHead::Migrant { coll, index, ctor, red_seq } => {
+        WireHead::Lb(m) => Envelope::Sys(SysMsg::Lb(m)),
+        WireHead::Migrant { coll, index, ctor, meta } => {
             let desc = args_of(ctor, "migration")?;
             if desc.migrate().is_none() {
                 return Err(DecodeError(format!(
@@ -492,7 +498,7 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
             let m = crate::collection::migrate::Migrant {
                 key: crate::collection::ElemKey { coll, index },
                 ctor: desc,
-                red_seq,
+                meta,
                 state: payload.to_vec(),
             };
             Envelope::Sys(SysMsg::Migrant(Box::new(m)))

@@ -86,6 +86,8 @@ pub(crate) struct PeLocal {
     pub(crate) pool: crate::pool::PoolLocal,
     /// Migrations in progress.
     pub(crate) mig: crate::collection::migrate::MigState,
+    /// Load-balancing steps in progress.
+    pub(crate) lb: crate::lb::LbState,
     /// Counters.
     pub(crate) stats: Stats,
 }
@@ -112,6 +114,7 @@ impl PeLocal {
             qd: QdState::new(),
             sections: Default::default(),
             mig: Default::default(),
+            lb: Default::default(),
         }
     }
 

@@ -23,7 +23,7 @@ use crate::sched::idle::Sleeper;
 use crate::topo;
 
 /// The number of a PE in the job, from 0 to `num_pes() - 1`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PeId(pub u32);
 
 impl std::fmt::Display for PeId {

@@ -51,6 +51,8 @@ pub(crate) enum SysMsg {
     Mig(crate::collection::migrate::MigMsg),
     /// A migrating element.
     Migrant(Box<crate::collection::migrate::Migrant>),
+    /// Load balancing.
+    Lb(crate::lb::LbMsg),
     /// Poll a task of this PE (a waker fired on another thread).
     Wake(TaskId),
     /// Run this closure on the PE (work injected from outside the job: [`crate::Job::run`]).

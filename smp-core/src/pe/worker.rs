@@ -197,6 +197,7 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
             SysMsg::Migrate { key, to } => collection::migrate::request(pe, key, to),
             SysMsg::Mig(m) => collection::migrate::handle(pe, m),
             SysMsg::Migrant(m) => collection::migrate::on_migrant(pe, *m),
+            SysMsg::Lb(m) => crate::lb::handle(pe, m),
             SysMsg::Wake(t) => pe.exec.wake(t),
             SysMsg::Run(f) => f(),
             SysMsg::Qd(m) => qd::handle(pe, m),

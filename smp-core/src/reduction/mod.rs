@@ -43,6 +43,8 @@ pub(crate) enum Stream {
     /// Completion of a broadcast awaited (or with return values) through this future;
     /// also the creation of the collection.
     Bcast(FutureId),
+    /// The n-th load-balancing sync of an array's elements (`at_sync`).
+    Sync(u32),
 }
 
 /// Identifies a reduction in the job.
