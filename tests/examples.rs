@@ -110,7 +110,7 @@ fn load_balancers_move_blocks_and_keep_the_result() {
         plain.assert_ok();
         let (moves, want) = stencil_result(&plain);
         assert_eq!(moves, 0, "no balancer, no moves");
-        for b in ["GreedyLB", "RefineLB", "GreedyRefineLB", "RotateLB", "DistributedLB"] {
+        for b in ["GreedyLB", "RefineLB", "GreedyRefineLB", "RotateLB", "RandCentLB", "DistributedLB"] {
             let args = [&[pes.as_str(), "+balancer", b, "+LBDebug", "1"], &STENCIL[..]].concat();
             let r = run("lb_stencil", &args, T);
             r.assert_ok().stdout_has(&format!("charmrs LB [{b}] step 2"));
@@ -128,7 +128,7 @@ fn load_balancers_move_blocks_and_keep_the_result() {
     }
     run("lb_stencil", &["+p2", "+balancer", "NoSuchLB"], T)
         .assert_code(2)
-        .stderr_has("GreedyLB, RefineLB, GreedyRefineLB, RotateLB or DistributedLB");
+        .stderr_has("GreedyLB, RefineLB, GreedyRefineLB, RotateLB, RandCentLB or DistributedLB");
 }
 
 #[test]

@@ -7,6 +7,7 @@ __all__ = [
     "Proxy",
     "RawFuture",
     "abort",
+    "at_sync",
     "call_after",
     "contribute",
     "create_array",
@@ -17,12 +18,14 @@ __all__ = [
     "host_pes",
     "launch",
     "make_sections",
+    "migrate",
     "pool_map",
     "pool_submit",
     "my_pe",
     "node_first_pe",
     "num_pes",
     "pe_host",
+    "set_migratable",
     "start",
     "start_qd",
     "timer",
@@ -94,6 +97,15 @@ def exit(code: int) -> None:
 
 def abort(message: str) -> None:
     """Ends the job at once with ``message``."""
+
+def at_sync(elem: Proxy) -> None:
+    """``AtSync()`` of array element ``elem`` (the caller's own): ready for load balancing."""
+
+def migrate(elem: Proxy, pe: int) -> None:
+    """Moves array element ``elem`` (the caller's own) to PE ``pe`` after the running method."""
+
+def set_migratable(elem: Proxy, migratable: bool) -> None:
+    """Whether the load balancer may move element ``elem`` (the caller's own)."""
 
 def create_group(cls: str, args: bytes, pes: Optional[Sequence[int]] = None) -> tuple[Proxy, RawFuture]:
     """Creates a group of class ``cls`` (``module:qualname``), on ``pes`` only if given."""

@@ -57,6 +57,17 @@ def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -
 
 
 
+def pack_chare(obj: Any) -> bytes:
+    """The state of a migrating chare: the object pickled (its class by name)."""
+    return pickle.dumps(obj, protocol=5)
+
+
+def unpack_chare(b: bytes) -> Any:
+    """A migrated chare, rebuilt from ``pack_chare``'s bytes (its constructor does
+    not run again)."""
+    return pickle.loads(b)
+
+
 def section_of(func: bytes, obj: Any) -> list[int]:
     """The sections ``obj`` belongs to by the pickled section function ``func``: a
     number or an iterable of numbers (negative: none)."""

@@ -210,12 +210,17 @@ def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]
     return method
 
 
+#: Methods of the base class that are also remote methods (Charm4py: "call it via a
+#: proxy", ``proxy.migrate(pe)``).
+_REMOTE_BASE = frozenset(["migrate", "setMigratable", "AtSync", "resumeFromSync"])
+
+
 def _proxy_class(cls: type) -> type:
     pc = _PROXY_CLASSES.get(cls)
     if pc is None:
         ns: dict[str, Any] = {"__slots__": ()}
         for name in dir(cls):
-            if name.startswith("_") or hasattr(Chare, name):
+            if name.startswith("_") or (hasattr(Chare, name) and name not in _REMOTE_BASE):
                 continue
             m = getattr(cls, name, None)
             if callable(m):
@@ -305,6 +310,44 @@ class Chare:
         fut = _reduce(self, data, reducer, None, section)
         assert fut is not None
         return fut
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What migrates: the attributes, without the runtime's per-PE caches."""
+        state = dict(self.__dict__)
+        state.pop("_charmrs_elem", None)
+        return state
+
+    #: Whether the load balancer may move this chare (``setMigratable``); array
+    #: elements may by default.
+    migratable: bool = True
+
+    def AtSync(self) -> None:  # noqa: N802 (Charm4py's name)
+        """Tells the runtime this array element is ready for load balancing. Once
+        every element of the array has called it, the balancer chosen with
+        ``+balancer NAME`` (GreedyLB, RefineLB, GreedyRefineLB, RotateLB,
+        RandCentLB, DistributedLB) may move elements by their measured load; then each
+        element's ``resumeFromSync`` runs. Without ``+balancer`` nothing moves."""
+        _charmrs.at_sync(self._elem())
+
+    def resumeFromSync(self) -> None:  # noqa: N802 (Charm4py's name)
+        """Called on every element after a load-balancing step (after ``AtSync``):
+        redefine it to go on."""
+
+    def migrate(self, toPe: int) -> None:  # noqa: N803 (Charm4py's name)
+        """Moves this array element to PE ``toPe`` once the running method returns
+        (nothing happens if it is there). Also a remote method:
+        ``proxy[i].migrate(pe)``. Its messages follow it, none lost or reordered."""
+        _charmrs.migrate(self._elem(), toPe)
+
+    def migrated(self) -> None:
+        """Called after this chare migrated to a new PE: redefine it to act then."""
+
+    def setMigratable(self, migratable: bool) -> None:  # noqa: N802 (Charm4py's name)
+        """Whether the load balancer may move this chare (array elements may by
+        default); ``migrate`` still moves it."""
+        self.migratable = bool(migratable)
+        if not self.__dict__.get("_charmrs_constructing"):
+            _charmrs.set_migratable(self._elem(), self.migratable)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if cls is Chare and args and isinstance(args[0], type) and issubclass(args[0], Chare):
@@ -438,12 +481,11 @@ def Array(  # noqa: N802
     its proxy at once. With ``dims=None``, an empty sparse array of ``ndims``-d indexes
     (1 if not given) filled with ``proxy.ckInsert(index, args, onPE)`` and closed with
     ``proxy.ckDoneInserting()``. ``map``: the proxy of an ``ArrayMap`` group that
-    places the elements."""
+    places the elements. ``useAtSync``: the elements call ``AtSync`` for load
+    balancing (accepted for compatibility: any array element may)."""
     _ro_flush()
     if map is not None and not isinstance(map, Proxy):
         raise TypeError(f"map= takes the proxy of an ArrayMap group, not {map!r}")
-    if useAtSync:
-        raise NotImplementedError("useAtSync: load balancing (AtSync) is not in charmrs yet")
     mraw = None if map is None else map._raw
     if dims is None:
         raw, created = _charmrs.create_sparse(_path(cls), 1 if ndims < 1 else ndims, mraw)

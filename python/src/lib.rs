@@ -68,7 +68,8 @@ const ARGS_KW: u8 = 3;
 /// A pickled value; empty when the caller did not ask for it.
 type Pickled = PodVec<u8>;
 
-/// A Python chare: the Python object, made by `charmrs._glue.construct`.
+/// A Python chare: the Python object, made by `charmrs._glue.construct`. It migrates
+/// pickled (`charmrs._glue.pack_chare` / `unpack_chare`, protocol 5).
 pub struct PyChare {
     obj: Py<PyAny>,
 }
@@ -142,7 +143,33 @@ fn pickled(v: &Bound<'_, PyAny>) -> Pickled {
     }
 }
 
-#[chare]
+impl serde::Serialize for PyChare {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let bytes = Python::attach(|py| {
+            glue_fn!(py, "pack_chare")
+                .and_then(|f| f.call1((self.obj.bind(py),)))
+                .map(|b| pickled(&b))
+                .map_err(|e| traceback(py, &e))
+        })
+        .map_err(|tb| serde::ser::Error::custom(format!("pickling the chare failed:\n{}", tb.trim_end())))?;
+        bytes.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PyChare {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = PodVec::<u8>::deserialize(d)?;
+        Python::attach(|py| {
+            glue_fn!(py, "unpack_chare")
+                .and_then(|f| f.call1((PyBytes::new(py, &bytes),)))
+                .map(|o| PyChare { obj: o.unbind() })
+                .map_err(|e| traceback(py, &e))
+        })
+        .map_err(|tb| serde::de::Error::custom(format!("unpickling the chare failed:\n{}", tb.trim_end())))
+    }
+}
+
+#[chare(migratable)]
 impl PyChare {
     /// Makes the Python object: `kind` is [`KIND_GROUP`], [`KIND_ARRAY`] or
     /// [`KIND_SINGLE`] (Charm4py's `thisIndex` is an int for a group, a tuple for an
@@ -183,6 +210,12 @@ impl PyChare {
                             })
                         });
                     }
+                    // `setMigratable(False)` in the constructor.
+                    if let Ok(false) =
+                        obj.getattr(pyo3::intern!(py, "migratable")).and_then(|m| m.is_truthy())
+                    {
+                        ctx.set_migratable(false);
+                    }
                     PyChare { obj: obj.unbind() }
                 }
                 Err(e) => raised(py, &format!("the constructor of {class}"), e),
@@ -216,6 +249,40 @@ impl PyChare {
     /// Runs `msg.method` (a `@coro` method) in a greenlet: it may wait for futures.
     async fn call_coro(this: Handle<Self>, msg: PyMsg) -> Pickled {
         Self::run_coro(this, msg).await
+    }
+
+    /// After a move: the Python object's `migrated()`.
+    fn migrated(&mut self) {
+        Python::attach(|py| {
+            if let Err(e) = self.obj.bind(py).call_method0(pyo3::intern!(py, "migrated")) {
+                raised(py, "method migrated", e)
+            }
+        })
+    }
+
+    /// After a load-balancing step: the Python object's `resumeFromSync()`, sent to the
+    /// element as a message (a `@coro` one runs as a coroutine).
+    fn resume_from_sync(&mut self, ctx: &Ctx<Self>) {
+        let coro = Python::attach(|py| {
+            self.obj
+                .bind(py)
+                .getattr(pyo3::intern!(py, "resumeFromSync"))
+                .and_then(|m| m.getattr(pyo3::intern!(py, "_charmrs_coro")))
+                .and_then(|c| c.is_truthy())
+                .unwrap_or(false)
+        });
+        let msg = PyMsg {
+            method: "resumeFromSync".into(),
+            args: PodVec::new(),
+            arrays: Vec::new(),
+            ret: false,
+            shape: ARGS_NONE,
+        };
+        if coro {
+            let _ = ctx.this_elem().call_coro(msg);
+        } else {
+            let _ = ctx.this_elem().call(msg);
+        }
     }
 }
 
@@ -1458,6 +1525,44 @@ fn duration(secs: f64) -> PyResult<std::time::Duration> {
     })
 }
 
+/// The live element `elem` names (on this PE), for the methods it calls on itself.
+fn own_elem(elem: &PyProxy, what: &str) -> PyResult<Handle<PyChare>> {
+    on_pe()?;
+    Handle::<PyChare>::of(&elem.inner)
+        .ok_or_else(|| CharmError::new_err(format!("{what} is called by a chare element, on its own PE")))
+}
+
+/// `AtSync()` of array element `elem`: ready for load balancing.
+#[pyfunction]
+fn at_sync(elem: &PyProxy) -> PyResult<()> {
+    let h = own_elem(elem, "AtSync")?;
+    h.can_migrate()
+        .map_err(|why| CharmError::new_err(format!("AtSync: load balancing moves elements, and {why}")))?;
+    h.at_sync();
+    Ok(())
+}
+
+/// `migrate(pe)` of array element `elem`: moves it once the running method returns.
+#[pyfunction]
+fn migrate(elem: &PyProxy, pe: i64) -> PyResult<()> {
+    let h = own_elem(elem, "migrate")?;
+    h.can_migrate().map_err(|why| CharmError::new_err(format!("migrate: {why}")))?;
+    let n = charmrs::num_pes();
+    let to = u32::try_from(pe)
+        .ok()
+        .filter(|&p| p < n)
+        .ok_or_else(|| CharmError::new_err(format!("migrate to PE {pe}: the job has {n} PEs")))?;
+    h.migrate(charmrs::PeId(to));
+    Ok(())
+}
+
+/// `setMigratable(m)` of element `elem`: whether the load balancer may move it.
+#[pyfunction]
+fn set_migratable(elem: &PyProxy, migratable: bool) -> PyResult<()> {
+    own_elem(elem, "setMigratable")?.set_migratable(migratable);
+    Ok(())
+}
+
 /// Calls `callable(*args)` on this PE after `secs` seconds (`charm.scheduleCallableAfter`).
 /// An exception it raises ends the job with its traceback.
 #[pyfunction]
@@ -1604,6 +1709,9 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pool_map, m)?)?;
     for f in [
         wrap_pyfunction!(abort, m)?,
+        wrap_pyfunction!(at_sync, m)?,
+        wrap_pyfunction!(migrate, m)?,
+        wrap_pyfunction!(set_migratable, m)?,
         wrap_pyfunction!(timer, m)?,
         wrap_pyfunction!(call_after, m)?,
         wrap_pyfunction!(start_qd, m)?,

@@ -35,7 +35,7 @@
 //! | `+tree-arity K` | `CHARMRS_TREE_ARITY=K` | `4` | Fan-out of the spanning tree used for broadcasts and reductions, `K >= 2`. |
 //! | `+nopin` | `CHARMRS_NOPIN=1` | pinning on | Do not pin PE threads to CPUs. `CHARMRS_NOPIN` accepts `1/true/yes/on` and `0/false/no/off`. |
 //! | `+setcpuaffinity` | — | — | Accepted and ignored, for Charm++ compatibility (charmrs pins by default). |
-//! | `+balancer NAME` | `CHARMRS_BALANCER` | none | The load balancer run at `at_sync` ([`Balancer`]): `GreedyLB`, `RefineLB`, `GreedyRefineLB`, `RotateLB`, `DistributedLB`. Without one, `at_sync` moves nothing and resumes the elements. |
+//! | `+balancer NAME` | `CHARMRS_BALANCER` | none | The load balancer run at `at_sync` ([`Balancer`]): `GreedyLB`, `RefineLB`, `GreedyRefineLB`, `RotateLB`, `RandCentLB`, `DistributedLB`. Without one, `at_sync` moves nothing and resumes the elements. |
 //! | `+LBDebug N` | — | `0` | Print what each load-balancing step did (`1`: a summary line; `2`: also every move). |
 //! | `--` | — | — | End of runtime options; the rest goes to the program. |
 //! | — | `CHARMRS_WARN=a,b` | all on | Comma-separated warnings to silence: `oversubscribed` (more PEs than usable CPUs), `pinning` (a PE could not be pinned, or CPUs unknown), `hwloc` (hwloc topology unavailable, placement falls back to the affinity-mask order), or `all` ([`WarningKind`]). |
@@ -177,6 +177,8 @@ pub enum Balancer {
     GreedyRefine,
     /// `RotateLB`: every object moves to the next PE (for testing migration).
     Rotate,
+    /// `RandCentLB`: every object goes to a random PE (for testing migration).
+    RandCent,
     /// `DistributedLB`: no PE sees every load; PEs learn the average by a reduction,
     /// then PEs above it hand objects to PEs below it that accept them.
     Distributed,
@@ -184,11 +186,12 @@ pub enum Balancer {
 
 impl Balancer {
     /// Every strategy, and its name.
-    pub const ALL: [(Balancer, &'static str); 5] = [
+    pub const ALL: [(Balancer, &'static str); 6] = [
         (Balancer::Greedy, "GreedyLB"),
         (Balancer::Refine, "RefineLB"),
         (Balancer::GreedyRefine, "GreedyRefineLB"),
         (Balancer::Rotate, "RotateLB"),
+        (Balancer::RandCent, "RandCentLB"),
         (Balancer::Distributed, "DistributedLB"),
     ];
 
@@ -203,7 +206,7 @@ impl Balancer {
     }
 }
 
-const EXPECT_BALANCER: &str = "GreedyLB, RefineLB, GreedyRefineLB, RotateLB or DistributedLB";
+const EXPECT_BALANCER: &str = "GreedyLB, RefineLB, GreedyRefineLB, RotateLB, RandCentLB or DistributedLB";
 const EXPECT_LBDEBUG: &str = "a whole number >= 0";
 
 /// Why the command line or the environment was rejected.
@@ -588,7 +591,10 @@ mod tests {
             assert_eq!(b.name(), name);
         }
         let m = err(&["a", "+balancer", "FooLB"]);
-        assert!(m.contains("GreedyLB, RefineLB, GreedyRefineLB, RotateLB or DistributedLB"), "{m}");
+        assert!(
+            m.contains("GreedyLB, RefineLB, GreedyRefineLB, RotateLB, RandCentLB or DistributedLB"),
+            "{m}"
+        );
         assert!(err(&["a", "+balancer"]).contains("needs a value"));
         assert!(err(&["a", "+LBDebug", "x"]).contains("+LBDebug"));
         let env = parse_env(&["a"], &[("CHARMRS_BALANCER", "RotateLB")]).unwrap();

@@ -144,30 +144,39 @@ impl<C: Chare> Ctx<C> {
     /// entry method, if it has one, runs on the new PE after the move.
     ///
     /// # Panics
-    /// If the chare type is not `#[chare(migratable)]`, the element is not part of a
-    /// dense array, or `to` does not exist. Later, when the move starts, the job ends
+    /// If the element cannot migrate ([`Ctx::can_migrate`]) or `to` does not exist. Later, when the move starts, the job ends
     /// with a message if an `async` method of the element is suspended then, or the
     /// element is a member of a section.
     pub fn migrate(&self, to: PeId) {
+        if let Err(why) = self.can_migrate() {
+            panic!("migrate: {why}");
+        }
         let key = self.meta.key;
-        if C::__ctor().migrate().is_none() {
-            panic!(
-                "migrate: {} is not migratable (declare it with #[chare(migratable)])",
-                C::__ctor().chare()
-            );
-        }
-        if self.meta.home != Home::Array {
-            panic!("migrate: only elements of arrays migrate");
-        }
         crate::pe::with_pe(|pe| {
             if to.0 >= pe.num_pes() {
                 panic!("migrate to PE {to}: the job has {} PEs", pe.num_pes());
             }
-            if pe.coll(key.coll).is_some_and(|i| i.sparse.is_some()) {
-                panic!("migrate: elements of sparse arrays do not migrate yet");
-            }
             pe.send(pe.id, Envelope::Sys(crate::pe::SysMsg::Migrate { key, to }), 0);
         });
+    }
+
+    /// Whether this element can migrate (and take part in load balancing), or why
+    /// not: its chare type must be `#[chare(migratable)]` and it must be an element of
+    /// a dense array.
+    pub fn can_migrate(&self) -> Result<(), String> {
+        if C::__ctor().migrate().is_none() {
+            return Err(format!(
+                "{} is not migratable (declare it with #[chare(migratable)])",
+                C::__ctor().chare()
+            ));
+        }
+        let sparse = crate::pe::with_pe(|pe| pe.coll(self.meta.key.coll).is_some_and(|i| i.sparse.is_some()));
+        if self.meta.home != Home::Array || sparse {
+            return Err(
+                "only elements of dense arrays migrate (not groups, single chares or sparse arrays)".into()
+            );
+        }
+        Ok(())
     }
 
     /// Number of PEs of the job.
@@ -184,14 +193,10 @@ impl<C: Chare> Ctx<C> {
     /// `+LBDebug 1` prints what each step did.
     ///
     /// # Panics
-    /// If the chare type is not `#[chare(migratable)]` or the element is not part of a
-    /// dense array.
+    /// If the element cannot migrate ([`Ctx::can_migrate`]).
     pub fn at_sync(&self) {
-        if C::__ctor().migrate().is_none() || self.meta.home != Home::Array {
-            panic!(
-                "at_sync: load balancing needs an array of a #[chare(migratable)] type ({} is not one)",
-                C::__ctor().chare()
-            );
+        if let Err(why) = self.can_migrate() {
+            panic!("at_sync: load balancing moves elements, and {why}");
         }
         let epoch = self.meta.sync_epoch.get();
         self.meta.sync_epoch.set(epoch + 1);

@@ -295,7 +295,10 @@ pub fn invoke_ctor<C: Chare>(inv: Invoke<'_>, f: fn(&Ctx<C>, C::Args) -> C) {
             inv.pe.elems.borrow_mut().insert(crate::collection::ElemEntry(Rc::clone(&slot)));
             complete(slot.meta(), inv.desc, inv.reply, Ok(()));
         }
-        Err(p) => complete::<()>(&ctx.meta, inv.desc, inv.reply, Err(panic_message(p))),
+        Err(p) => {
+            inv.pe.failed_ctors.borrow_mut().insert(ctx.meta.key);
+            complete::<()>(&ctx.meta, inv.desc, inv.reply, Err(panic_message(p)))
+        }
     }
 }
 

@@ -336,5 +336,8 @@ pub(crate) fn route(pe: &Rc<PeLocal>, info: &CollInfo, env: Envelope) {
             None => {}
         }
     }
+    if pe.failed_ctors.borrow().contains(&ElemKey { coll, index }) {
+        fatal(&format!("message for element {index} of collection {coll}, whose constructor failed"))
+    }
     fatal(&format!("message for element {index} of collection {coll}, which is not on PE {}", pe.id))
 }

@@ -13,9 +13,9 @@
 //!    `resume_from_sync` at once.
 //! 2. R sends `Start` down the tree of all PEs; each PE lists the elements of `A` that
 //!    live on it, with their loads (and zeroes them).
-//! 3. A *central* balancer (GreedyLB, RefineLB, GreedyRefineLB, RotateLB) gathers the
+//! 3. A *central* balancer (GreedyLB, RefineLB, GreedyRefineLB, RotateLB, RandCentLB) gathers the
 //!    lists up the tree (`Loads`); R computes the moves and sends them down (`Plan`).
-//!    The *distributed* one (DistributedLB) gathers only sums: R learns the total load
+//!    (RandCentLB places objects at random, for testing.) The *distributed* one (DistributedLB) gathers only sums: R learns the total load
 //!    (`Sum`) and sends the average down (`Avg`). PEs below the average announce
 //!    themselves to a few random PEs (`Under`, acknowledged; `Gossiped` up the tree
 //!    when done). R then opens the transfers (`Transfer`): each PE above the average
@@ -463,7 +463,7 @@ fn up_loads(pe: &Rc<PeLocal>, coll: CollId) {
         Some(p) => send(pe, p, LbMsg::Loads { coll, objs }),
         None => {
             let balancer = pe.shared.config.balancer.expect("a balancer");
-            let moves = plan(balancer, &objs, pe.num_pes());
+            let moves = plan(balancer, &objs, pe.num_pes(), epoch);
             if pe.shared.config.lb_debug > 0 {
                 report(balancer, epoch, coll, &objs, &moves, pe.num_pes(), pe.shared.config.lb_debug);
             }
@@ -614,8 +614,23 @@ fn gossip_targets(me: PeId, p: u32, epoch: u32) -> Vec<PeId> {
 }
 
 /// The moves of a central strategy: `(index, from, to)` for each object that moves.
-pub(crate) fn plan(b: Balancer, objs: &[Obj], p: u32) -> Vec<(Index, PeId, PeId)> {
+pub(crate) fn plan(b: Balancer, objs: &[Obj], p: u32, step: u32) -> Vec<(Index, PeId, PeId)> {
     let to: Vec<PeId> = match b {
+        Balancer::RandCent => {
+            let mut h: u64 = 0x2545_f491_4f6c_dd1d ^ u64::from(step).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            objs.iter()
+                .map(|o| {
+                    h ^= h << 13;
+                    h ^= h >> 7;
+                    h ^= h << 17;
+                    if o.migratable {
+                        PeId((h % u64::from(p)) as u32)
+                    } else {
+                        o.pe
+                    }
+                })
+                .collect()
+        }
         Balancer::Rotate => {
             objs.iter().map(|o| if o.migratable { PeId((o.pe.0 + 1) % p) } else { o.pe }).collect()
         }
@@ -787,7 +802,7 @@ mod tests {
     fn greedy_balances_an_imbalanced_placement() {
         // Everything on PE 0.
         let o = objs(&[(0, 10), (0, 9), (0, 8), (0, 7), (0, 3), (0, 3)]);
-        let m = plan(Balancer::Greedy, &o, 3);
+        let m = plan(Balancer::Greedy, &o, 3, 0);
         let l = after(&o, &m, 3);
         assert_eq!(l.iter().sum::<u64>(), 40);
         // Heaviest first onto the least loaded: 15 here (the best is 14).
@@ -797,19 +812,19 @@ mod tests {
     #[test]
     fn refine_moves_little_and_keeps_balanced_pes_alone() {
         let o = objs(&[(0, 5), (0, 5), (1, 5), (1, 5), (2, 5), (2, 5), (2, 5), (2, 5)]);
-        let m = plan(Balancer::Refine, &o, 3);
+        let m = plan(Balancer::Refine, &o, 3, 0);
         // PE 2 has 20 of 40 (avg 13.3): one object moves to PE 0 or 1, nothing else.
         assert_eq!(m.len(), 1, "{m:?}");
         assert_eq!(m[0].1, PeId(2));
         // Already balanced: no moves.
         let b = objs(&[(0, 5), (1, 5), (2, 5)]);
-        assert!(plan(Balancer::Refine, &b, 3).is_empty());
+        assert!(plan(Balancer::Refine, &b, 3, 0).is_empty());
     }
 
     #[test]
     fn greedy_refine_keeps_objects_that_do_no_harm() {
         let o = objs(&[(0, 5), (1, 5), (2, 5), (2, 5)]);
-        let m = plan(Balancer::GreedyRefine, &o, 3);
+        let m = plan(Balancer::GreedyRefine, &o, 3, 0);
         let l = after(&o, &m, 3);
         assert_eq!(*l.iter().max().unwrap(), 10);
         assert!(m.len() <= 1, "{m:?}");
@@ -819,7 +834,7 @@ mod tests {
     fn rotate_moves_every_migratable_object_one_pe_on() {
         let mut o = objs(&[(0, 1), (1, 1), (2, 1)]);
         o[1].migratable = false;
-        let m = plan(Balancer::Rotate, &o, 3);
+        let m = plan(Balancer::Rotate, &o, 3, 0);
         assert_eq!(m, vec![(Index::from(0), PeId(0), PeId(1)), (Index::from(2), PeId(2), PeId(0))]);
     }
 
@@ -828,7 +843,7 @@ mod tests {
         let mut o = objs(&[(0, 10), (0, 1), (0, 1)]);
         o[0].migratable = false;
         for b in [Balancer::Greedy, Balancer::Refine, Balancer::GreedyRefine] {
-            let m = plan(b, &o, 2);
+            let m = plan(b, &o, 2, 0);
             assert!(m.iter().all(|m| m.0 != Index::from(0)), "{b:?}: {m:?}");
         }
     }
@@ -857,8 +872,8 @@ mod tests {
                 Obj { index: Index::from(i as i32), pe: PeId(pe), load, migratable: m }
             }).collect();
             let before = pe_loads(&o, &o.iter().map(|x| x.pe).collect::<Vec<_>>(), p);
-            for b in [Balancer::Greedy, Balancer::Refine, Balancer::GreedyRefine] {
-                let m = plan(b, &o, p);
+            for b in [Balancer::Greedy, Balancer::Refine, Balancer::GreedyRefine, Balancer::RandCent] {
+                let m = plan(b, &o, p, 1);
                 for mv in &m {
                     let obj = o.iter().find(|x| x.index == mv.0).unwrap();
                     proptest::prop_assert!(obj.migratable);
@@ -866,7 +881,7 @@ mod tests {
                 }
                 let l = after(&o, &m, p);
                 proptest::prop_assert_eq!(l.iter().sum::<u64>(), before.iter().sum::<u64>());
-                if b != Balancer::Greedy {
+                if b != Balancer::Greedy && b != Balancer::RandCent {
                     proptest::prop_assert!(l.iter().max() <= before.iter().max());
                 }
             }

@@ -88,6 +88,8 @@ pub(crate) struct PeLocal {
     pub(crate) mig: crate::collection::migrate::MigState,
     /// Load-balancing steps in progress.
     pub(crate) lb: crate::lb::LbState,
+    /// Elements whose constructor failed here (for the error of a later call to one).
+    pub(crate) failed_ctors: RefCell<rustc_hash::FxHashSet<ElemKey>>,
     /// Counters.
     pub(crate) stats: Stats,
 }
@@ -115,6 +117,7 @@ impl PeLocal {
             sections: Default::default(),
             mig: Default::default(),
             lb: Default::default(),
+            failed_ctors: Default::default(),
         }
     }
 
