@@ -35,6 +35,10 @@ pub struct Block {
     /// The neighbours' values of the current iteration received so far.
     got: u32,
     sum: f64,
+    /// Iterations this block sent its value for (it computes an iteration once both
+    /// neighbours' values are in and its own went out: after a load-balancing step the
+    /// neighbours may resume, and send, before it does).
+    sent: u32,
     moves: u32,
     done: Option<Future<(f64, u32)>>,
 }
@@ -42,7 +46,7 @@ pub struct Block {
 #[chare(migratable)]
 impl Block {
     fn new(cfg: Cfg) -> Self {
-        Block { cfg, iter: 0, v: 0.0, got: 0, sum: 0.0, moves: 0, done: None }
+        Block { cfg, iter: 0, v: 0.0, got: 0, sum: 0.0, sent: 0, moves: 0, done: None }
     }
 
     /// Starts the iterations; the result (checksum, moves) goes to `done`.
@@ -52,20 +56,39 @@ impl Block {
         self.send_halos(ctx);
     }
 
-    fn send_halos(&self, ctx: &Ctx<Self>) {
-        let i = ctx.this_index()[0];
-        let n = self.cfg.n;
-        ctx.this_proxy().elem((i + n - 1) % n).halo(self.iter, self.v);
-        ctx.this_proxy().elem((i + 1) % n).halo(self.iter, self.v);
-    }
-
     /// A neighbour's value of iteration `iter` (early ones wait for their iteration).
     #[when(self.iter == *iter)]
     fn halo(&mut self, ctx: &Ctx<Self>, iter: u32, v: f64) {
         debug_assert_eq!(iter, self.iter);
         self.sum += v;
         self.got += 1;
-        if self.got < 2 {
+        self.step(ctx);
+    }
+
+    /// After a load-balancing step: go on.
+    fn resume_from_sync(&mut self, ctx: &Ctx<Self>) {
+        self.send_halos(ctx);
+        self.step(ctx);
+    }
+
+    /// After a move.
+    fn migrated(&mut self) {
+        self.moves += 1;
+    }
+}
+
+impl Block {
+    fn send_halos(&mut self, ctx: &Ctx<Self>) {
+        self.sent = self.iter + 1;
+        let i = ctx.this_index()[0];
+        let n = self.cfg.n;
+        ctx.this_proxy().elem((i + n - 1) % n).halo(self.iter, self.v);
+        ctx.this_proxy().elem((i + 1) % n).halo(self.iter, self.v);
+    }
+
+    /// Computes the current iteration if its inputs are in and its value went out.
+    fn step(&mut self, ctx: &Ctx<Self>) {
+        if self.got < 2 || self.sent != self.iter + 1 {
             return;
         }
         let i = ctx.this_index()[0];
@@ -91,16 +114,6 @@ impl Block {
         } else {
             self.send_halos(ctx);
         }
-    }
-
-    /// After a load-balancing step: go on.
-    fn resume_from_sync(&mut self, ctx: &Ctx<Self>) {
-        self.send_halos(ctx);
-    }
-
-    /// After a move.
-    fn migrated(&mut self) {
-        self.moves += 1;
     }
 }
 

@@ -32,6 +32,7 @@ __all__ = [
     "topo_subtrees",
     "topo_tree_edges",
     "topology",
+    "user_args",
 ]
 
 class CharmError(Exception):
@@ -97,6 +98,9 @@ def exit(code: int) -> None:
 
 def abort(message: str) -> None:
     """Ends the job at once with ``message``."""
+
+def user_args(argv: list[str]) -> list[str]:
+    """``argv`` without the runtime's options; a bad option is a ``ValueError``."""
 
 def at_sync(elem: Proxy) -> None:
     """``AtSync()`` of array element ``elem`` (the caller's own): ready for load balancing."""

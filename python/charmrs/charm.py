@@ -85,7 +85,9 @@ class _Charm:
             user(args)
             _ro_flush()
 
-        code = _charmrs.start(_glue.main(main, argv), argv)
+        # The program sees its own arguments, the runtime's options taken out (as
+        # Charm++ does): `+balancer GreedyLB` is not in main's `args`.
+        code = _charmrs.start(_glue.main(main, _charmrs.user_args(argv)), argv)
         sys.stdout.flush()
         sys.stderr.flush()
         sys.exit(code)

@@ -146,12 +146,13 @@ fn pickled(v: &Bound<'_, PyAny>) -> Pickled {
 impl serde::Serialize for PyChare {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let bytes = Python::attach(|py| {
-            glue_fn!(py, "pack_chare")
-                .and_then(|f| f.call1((self.obj.bind(py),)))
-                .map(|b| pickled(&b))
-                .map_err(|e| traceback(py, &e))
+            let obj = self.obj.bind(py);
+            glue_fn!(py, "pack_chare").and_then(|f| f.call1((obj,))).map(|b| pickled(&b)).map_err(|e| {
+                let class = obj.get_type().qualname().map(|q| q.to_string()).unwrap_or_default();
+                format!("pickling the {class} object failed:\n{}", traceback(py, &e).trim_end())
+            })
         })
-        .map_err(|tb| serde::ser::Error::custom(format!("pickling the chare failed:\n{}", tb.trim_end())))?;
+        .map_err(serde::ser::Error::custom)?;
         bytes.serialize(s)
     }
 }
@@ -165,7 +166,7 @@ impl<'de> serde::Deserialize<'de> for PyChare {
                 .map(|o| PyChare { obj: o.unbind() })
                 .map_err(|e| traceback(py, &e))
         })
-        .map_err(|tb| serde::de::Error::custom(format!("unpickling the chare failed:\n{}", tb.trim_end())))
+        .map_err(|tb| serde::de::Error::custom(format!("unpickling it failed:\n{}", tb.trim_end())))
     }
 }
 
@@ -1300,6 +1301,15 @@ fn start(py: Python<'_>, main: Py<PyAny>, argv: Vec<String>) -> PyResult<i32> {
     .map_err(CharmError::new_err)
 }
 
+/// `argv` without the runtime's options (`+p4`, `+balancer GreedyLB`, ...), as Charm++
+/// leaves it for the program; a bad option is a `ValueError`.
+#[pyfunction]
+fn user_args(argv: Vec<String>) -> PyResult<Vec<String>> {
+    charmrs::Config::parse(argv, |k| std::env::var(k).ok())
+        .map(|c| c.user_args)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+}
+
 /// This PE's number.
 #[pyfunction]
 fn my_pe() -> u32 {
@@ -1710,6 +1720,7 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     for f in [
         wrap_pyfunction!(abort, m)?,
         wrap_pyfunction!(at_sync, m)?,
+        wrap_pyfunction!(user_args, m)?,
         wrap_pyfunction!(migrate, m)?,
         wrap_pyfunction!(set_migratable, m)?,
         wrap_pyfunction!(timer, m)?,

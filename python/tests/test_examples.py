@@ -38,3 +38,19 @@ def test_channels_example(pes: int) -> None:
     r = run_job(pes, EXAMPLES / "channels.py")
     assert r.returncode == 0, r.stderr
     assert f"channels: {8 * pes} chares exchanged 100 steps with both neighbours" in r.stdout
+
+
+def test_load_balance_example_balances_and_keeps_the_result() -> None:
+    plain = run_job(2, EXAMPLES / "load_balance.py", "12", "20", "5")
+    assert plain.returncode == 0, plain.stderr
+    greedy = run_job(2, EXAMPLES / "load_balance.py", "12", "20", "5", "+balancer", "GreedyLB", "+LBDebug", "1")
+    assert greedy.returncode == 0, greedy.stderr
+    assert "charmrs LB [GreedyLB] step 0" in greedy.stdout
+    def result(out: str) -> tuple[int, str]:
+        m = re.search(r"(\d+) moves, checksum (\S+)", out)
+        assert m, out
+        return int(m.group(1)), m.group(2)
+    assert result(plain.stdout)[0] == 0
+    moves, checksum = result(greedy.stdout)
+    assert moves > 0
+    assert checksum == result(plain.stdout)[1]

@@ -52,7 +52,11 @@ fn decode_config() -> impl bincode::config::Config {
 
 /// Appends the serialization of `v` to `out`.
 pub(crate) fn encode<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), String> {
-    bincode::serde::encode_into_std_write(v, out, config()).map(|_| ()).map_err(|e| e.to_string())
+    bincode::serde::encode_into_std_write(v, out, config()).map(|_| ()).map_err(|e| match e {
+        // A payload's own error message (bincode shows it quoted and escaped).
+        bincode::error::EncodeError::OtherString(s) => s,
+        e => e.to_string(),
+    })
 }
 
 /// Decodes a `T` that must span all of `bytes`.
@@ -66,7 +70,10 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 
 /// Decodes a `T` from the start of `bytes`; returns it and the bytes it used.
 fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
-    bincode::serde::decode_from_slice::<T, _>(bytes, decode_config()).map_err(|e| e.to_string())
+    bincode::serde::decode_from_slice::<T, _>(bytes, decode_config()).map_err(|e| match e {
+        bincode::error::DecodeError::OtherString(s) => s,
+        e => e.to_string(),
+    })
 }
 
 /// A payload that crossed processes and is still bytes: decoded by the code that knows
