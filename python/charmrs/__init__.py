@@ -10,7 +10,7 @@ with ``ret=True`` / ``awaitable=True``, ``Future``, ``@coro``, ``@when``, reduct
 
 from .charm import Options, charm
 from .channel import Channel
-from .chare import Array, ArrayMap, Chare, Group, coro, threaded, when
+from .chare import Array, ArrayMap, Chare, Group, coro, register, threaded, when
 from .exceptions import Charm4PyError, CharmError
 from .future import Future
 from .readonly import readonlies
@@ -31,6 +31,7 @@ __all__ = [
     "charm",
     "coro",
     "readonlies",
+    "register",
     "threaded",
     "threads",
     "when",

@@ -459,6 +459,12 @@ def _create_single(cls: type, args: Sequence[Any] = (), onPE: int = -1, _coro_in
     return _make_proxy(raw, cls, Future(_raw=created))
 
 
+def register(cls: type) -> type:
+    """Charm4py's class decorator for chares defined in imported modules: charmrs finds
+    chare classes by module and name, so it returns ``cls`` unchanged."""
+    return cls
+
+
 def Group(cls: type, args: Sequence[Any] = (), onPEs: Optional[Sequence[int]] = None) -> Proxy:  # noqa: N802, N803
     """Creates one element of ``cls`` on every PE (or on the PEs of ``onPEs`` only:
     then broadcasts and reductions over the group involve those PEs only); returns

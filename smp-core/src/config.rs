@@ -37,6 +37,8 @@
 //! | `+setcpuaffinity` | — | — | Accepted and ignored, for Charm++ compatibility (charmrs pins by default). |
 //! | `+balancer NAME` | `CHARMRS_BALANCER` | none | The load balancer run at `at_sync` ([`Balancer`]): `GreedyLB`, `RefineLB`, `GreedyRefineLB`, `RotateLB`, `RandCentLB`, `DistributedLB`. Without one, `at_sync` moves nothing and resumes the elements. |
 //! | `+LBDebug N` | — | `0` | Print what each load-balancing step did (`1`: a summary line; `2`: also every move). |
+//! | `+LBOff` | — | — | No load balancing: `at_sync` moves nothing (whatever `+balancer` says). |
+//! | `+LBCommOff`, `+LBObjOnly`, `+LBPeriod S` | — | — | Accepted and ignored, for Charm++ compatibility (the balancers use the objects' loads only, not the communication graph or background load, and run at every `at_sync`). |
 //! | `--` | — | — | End of runtime options; the rest goes to the program. |
 //! | — | `CHARMRS_WARN=a,b` | all on | Comma-separated warnings to silence: `oversubscribed` (more PEs than usable CPUs), `pinning` (a PE could not be pinned, or CPUs unknown), `hwloc` (hwloc topology unavailable, placement falls back to the affinity-mask order), or `all` ([`WarningKind`]). |
 //! | — | `CHARMRS_RANK`, `CHARMRS_NUM_PROCESSES`, `CHARMRS_FIRST_PE`, `CHARMRS_TOTAL_PES`, `CHARMRS_JOB`, `CHARMRS_SECRET` | set by `charmrs-run` | A process's place in a job started by the launcher (with `CHARMRS_PES` for its PE count): see `charmrs_comm::bootstrap`. |
@@ -72,7 +74,7 @@ pub const DEFAULT_TREE_ARITY: u32 = 4;
 
 /// The runtime options known on the command line, for error messages.
 const KNOWN_OPTIONS: &str =
-    "+p, +stats, +idle, +spin-us, +tree-arity, +nopin, +setcpuaffinity, +balancer, +LBDebug";
+    "+p, +stats, +idle, +spin-us, +tree-arity, +nopin, +setcpuaffinity, +balancer, +LBDebug, +LBOff, +LBCommOff, +LBObjOnly, +LBPeriod";
 
 /// A warning of the runtime that `CHARMRS_WARN` can silence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -363,6 +365,8 @@ struct CmdLine {
     balancer: Option<Balancer>,
     /// `+LBDebug`.
     lb_debug: u32,
+    /// `+LBOff`.
+    lb_off: bool,
 }
 
 impl Config {
@@ -395,7 +399,18 @@ impl Config {
             match name {
                 "stats" => cmd.stats = true,
                 "nopin" => cmd.nopin = true,
-                "setcpuaffinity" => {}
+                "setcpuaffinity" | "LBCommOff" | "LBObjOnly" => {}
+                "LBPeriod" => {
+                    let value = it.next().ok_or_else(|| ConfigError::MissingValue { option: arg.clone() })?;
+                    if !value.parse::<f64>().is_ok_and(|v| v >= 0.0) {
+                        return Err(ConfigError::BadValue {
+                            option: arg.clone(),
+                            value,
+                            expected: "seconds >= 0",
+                        });
+                    }
+                }
+                "LBOff" => cmd.lb_off = true,
                 "balancer" | "LBDebug" => {
                     let value = it.next().ok_or_else(|| ConfigError::MissingValue { option: arg.clone() })?;
                     if name == "balancer" {
@@ -510,6 +525,7 @@ impl Config {
         };
 
         let balancer = match cmd.balancer {
+            _ if cmd.lb_off => None,
             Some(b) => Some(b),
             None => match var("CHARMRS_BALANCER") {
                 Some(v) => Some(
@@ -597,6 +613,12 @@ mod tests {
         );
         assert!(err(&["a", "+balancer"]).contains("needs a value"));
         assert!(err(&["a", "+LBDebug", "x"]).contains("+LBDebug"));
+        assert_eq!(parse(&["a", "+balancer", "GreedyLB", "+LBOff"]).unwrap().balancer, None);
+        let c =
+            parse(&["a", "+LBCommOff", "+LBObjOnly", "+LBPeriod", "0.5", "+balancer", "RefineLB"]).unwrap();
+        assert_eq!(c.balancer, Some(Balancer::Refine));
+        assert_eq!(c.user_args, vec!["a"]);
+        assert!(err(&["a", "+LBPeriod", "x"]).contains("+LBPeriod"));
         let env = parse_env(&["a"], &[("CHARMRS_BALANCER", "RotateLB")]).unwrap();
         assert_eq!(env.balancer, Some(Balancer::Rotate));
         assert!(parse_env(&["a"], &[("CHARMRS_BALANCER", "x")]).is_err());
