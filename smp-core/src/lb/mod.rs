@@ -155,6 +155,8 @@ impl LbMsg {
 /// A step in progress on one PE.
 #[derive(Default)]
 struct Step {
+    /// When it started here (for `+LBDebug`).
+    started: Option<std::time::Instant>,
     root: PeId,
     epoch: u32,
     /// The tree's children of this PE (from the step's root).
@@ -243,7 +245,8 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, m: LbMsg) {
             }
             let objs = local_objs(pe, coll);
             let load: u64 = objs.iter().map(|o| o.load).sum();
-            let mut st = Step { root, epoch, children, ..Default::default() };
+            let started = Some(std::time::Instant::now());
+            let mut st = Step { started, root, epoch, children, ..Default::default() };
             st.load = load;
             if balancer == Balancer::Distributed {
                 st.sum_load = load;
@@ -585,7 +588,16 @@ fn check_done(pe: &Rc<PeLocal>, coll: CollId) {
     let st = pe.lb.steps.borrow_mut().remove(&coll).expect("a step");
     match pe.shared.span.parent(st.root, pe.id) {
         Some(p) => send(pe, p, LbMsg::Done { coll }),
-        None => resume(pe, coll),
+        None => {
+            if pe.shared.config.lb_debug > 0 {
+                let ms = st.started.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
+                println!(
+                    "charmrs LB: step {} of array {coll} done in {ms:.3} ms ({} moved in here)",
+                    st.epoch, st.expect_in
+                );
+            }
+            resume(pe, coll)
+        }
     }
 }
 
