@@ -62,6 +62,8 @@ class Proxy:
         """Ends the insertions into this sparse array."""
     def to_bytes(self) -> bytes:
         """The proxy as bytes."""
+    def is_section(self) -> bool:
+        """Whether the proxy names a section."""
     @staticmethod
     def from_bytes(b: bytes) -> Proxy:
         """The proxy sent as ``to_bytes``."""

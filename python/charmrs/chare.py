@@ -148,6 +148,18 @@ class Proxy:
         (those started before wait for it)."""
         Future(_raw=self._raw.done_inserting())
 
+    @property
+    def issec(self) -> Optional[bool]:
+        """``True`` for a section proxy, ``None`` for a group or array (Charm4py's
+        attribute)."""
+        return True if self._raw.is_section() else None
+
+    @property
+    def section(self) -> Optional[tuple[int, bytes]]:
+        """A section proxy's identity, ``(0, id)`` (Charm4py's ``(root, sid)``: ``id``
+        is hashable and the same in every process); ``None`` otherwise."""
+        return (0, bytes(self._raw.to_bytes())) if self._raw.is_section() else None
+
     def __getattr__(self, name: str) -> Any:
         # Only names that are not entry methods get here.
         raise AttributeError(f"{self._cls.__qualname__} has no entry method {name!r}")

@@ -867,6 +867,11 @@ impl PyProxy {
             .map_err(|e| CharmError::new_err(e.to_string()))
     }
 
+    /// Whether the proxy names a section.
+    fn is_section(&self) -> bool {
+        self.inner.is_section()
+    }
+
     /// The proxy sent as `to_bytes`.
     #[staticmethod]
     fn from_bytes(b: &[u8]) -> PyResult<PyProxy> {

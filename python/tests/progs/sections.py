@@ -89,6 +89,10 @@ def main(args):
 
     rows = charm.split(a, 4, by_row)
     assert len(rows) == 4
+    # Charm4py's section attributes: issec, and a hashable id the same everywhere.
+    assert a.issec is None and a.section is None and a[0, 0].issec is None
+    assert all(sec.issec for sec in rows)
+    assert len({sec.section for sec in rows}) == 4
     for r, sec in enumerate(rows):
         got = sorted(sec.where(ret=True).get())
         assert [idx for idx, _ in got] == [(r, c) for c in range(3)], got

@@ -56,6 +56,12 @@ pub trait Proxy: Payload + std::fmt::Debug {
         self.__raw().elem
     }
 
+    /// Whether this proxy names a section (from [`crate::split`], [`crate::section`],
+    /// [`crate::combine`] or a slice).
+    fn is_section(&self) -> bool {
+        self.__raw().coll.is_section()
+    }
+
     /// Inserts element `index` into the sparse array this proxy names (Charm4py's
     /// `ckInsert`), built with `args`, on PE `on` (its home PE, from the array's map,
     /// if `None`). Calls to the element made before it exists wait for it. Made before
