@@ -3,7 +3,8 @@
 //! other processes); broadcasts run meanwhile. Each element checks that the calls of
 //! each sender arrive once and in order, and that it gets every broadcast once and in
 //! order. Then reductions and allreduces over the moved elements, `when`-buffered
-//! calls that travel with their element, and the errors of migrating what cannot move.
+//! calls that travel with their element, elements of a sparse array moving before and
+//! after `done_inserting`, and the error of migrating what cannot move.
 //! Exit status 1 on any wrong result.
 //!
 //! `cargo run --release --example migrate -- +p4 [elements] [calls per PE]`
@@ -217,6 +218,43 @@ fn main() {
         check(&mut bad, "an allreduce with every element on one PE", agreed.iter().all(|&b| b));
         let wher = cells.whereabouts().ret_all().await.expect("whereabouts");
         check(&mut bad, "every element is on the last PE", wher.iter().all(|w| w.0 == p - 1));
+
+        // Elements of a sparse array migrate too: inserted on chosen PEs, moved before
+        // and after done_inserting, with calls and broadcasts on the way.
+        let sp = Array::<Cell>::sparse(1).await.expect("sparse array");
+        for i in 0..n as i32 {
+            sp.insert([i * 7], (), Some(PeId(i as u32 % p))).expect("insert");
+        }
+        for i in 0..n as i32 {
+            sp.elem([i * 7]).hop((i as u32 + 1) % p);
+            for x in 1..=10 {
+                sp.elem([i * 7]).recv(7777, x);
+            }
+        }
+        sp.tick(1);
+        sp.done_inserting().await.expect("done inserting");
+        for i in 0..n as i32 {
+            sp.elem([i * 7]).hop(p - 1 - (i as u32 % p));
+        }
+        sp.tick(2);
+        charmrs::wait_qd().await.expect("quiescence");
+        let sums = Future::<Vec<u64>>::new();
+        sp.check(sums.clone());
+        let s4 = sums.await.expect("sparse check");
+        println!("sparse: {s4:?}");
+        check(
+            &mut bad,
+            "calls to moving sparse elements, once and in order",
+            s4[0] == 10 * n as u64 && s4[1] == 0,
+        );
+        check(
+            &mut bad,
+            "broadcasts reach moving sparse elements once, in order",
+            s4[2] == 2 * n as u64 && s4[3] == 0,
+        );
+        check(&mut bad, "sparse elements moved (with p > 1)", p == 1 || s4[4] >= n as u64);
+        let agreed = sp.agree((0..n as i64).map(|i| i * 7).sum()).ret_all().await.expect("sparse allreduce");
+        check(&mut bad, "an allreduce over moved sparse elements", agreed.iter().all(|&b| b));
 
         println!("migrate on {p} PEs: {bad} mismatches");
         let refuse = main.args().get(3).map(String::as_str) == Some("stuck");

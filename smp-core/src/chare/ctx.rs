@@ -162,7 +162,7 @@ impl<C: Chare> Ctx<C> {
 
     /// Whether this element can migrate (and take part in load balancing), or why
     /// not: its chare type must be `#[chare(migratable)]` and it must be an element of
-    /// a dense array.
+    /// an array (dense or sparse).
     pub fn can_migrate(&self) -> Result<(), String> {
         if C::__ctor().migrate().is_none() {
             return Err(format!(
@@ -170,11 +170,8 @@ impl<C: Chare> Ctx<C> {
                 C::__ctor().chare()
             ));
         }
-        let sparse = crate::pe::with_pe(|pe| pe.coll(self.meta.key.coll).is_some_and(|i| i.sparse.is_some()));
-        if self.meta.home != Home::Array || sparse {
-            return Err(
-                "only elements of dense arrays migrate (not groups, single chares or sparse arrays)".into()
-            );
+        if self.meta.home != Home::Array {
+            return Err("only elements of arrays migrate (not groups or single chares)".into());
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! Migration of array elements between PEs (and processes), with nothing lost,
 //! duplicated or reordered.
 //!
-//! **Homes.** Every element of a dense array has a *home*: the PE its map placed it on.
-//! Senders always address the home (they need no location table, and the fast path of
-//! an element that never moved is unchanged). The home runs the call if the element is
+//! **Homes.** Every element has a *home*: for a dense array the PE its map placed it
+//! on, for a sparse array the PE it was inserted on (calls reach that PE through the
+//! index's hash home, see `collection::sparse`). Senders always address the home
+//! (they need no location table, and the fast path of an element that never moved is
+//! unchanged). The home runs the call if the element is
 //! there, and otherwise forwards it to where the element lives, or keeps it while the
 //! element is in transit. Each home knows where its migrated elements are
 //! (`CollInfo::locs`).
@@ -26,9 +28,9 @@
 //! contributions go to its home PE, where they count as that PE's own: the reduction
 //! tree over the home PEs never changes (see `reduction::contribute_away`).
 //!
-//! Not supported (refused with a clear message): migrating elements of groups, single
-//! chares and sparse arrays, members of sections (as in Charm4py), and elements with an
-//! `async` method suspended (its task holds the element).
+//! Not supported (refused with a clear message): migrating elements of groups and
+//! single chares, members of sections (as in Charm4py), and elements with an `async`
+//! method suspended (its task holds the element).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -133,13 +135,15 @@ pub(crate) struct MetaWire {
     migratable: bool,
     /// Moved by the load balancer (its destination counts it).
     lb: bool,
+    /// Its home PE.
+    home: PeId,
 }
 
 /// Why an element cannot migrate, if it cannot.
 fn refusal(pe: &PeLocal, info: &CollInfo, key: &ElemKey, elem: &Rc<dyn AnyElem>) -> Option<String> {
     let chare = elem.ctor().chare();
-    if !matches!(info.kind, Kind::Array { .. }) {
-        return Some(format!("{chare}: only elements of dense arrays migrate"));
+    if !matches!(info.kind, Kind::Array { .. } | Kind::Sparse { .. }) {
+        return Some(format!("{chare}: only elements of arrays migrate"));
     }
     if elem.ctor().migrate().is_none() {
         return Some(format!("{chare} is not migratable: declare it with #[chare(migratable)]"));
@@ -198,7 +202,7 @@ fn start_move(
     if let Some(why) = refusal(pe, &info, &key, &elem) {
         return Err(why);
     }
-    let home = info.pe_of(&key.index, pe.num_pes()).expect("an element has a home");
+    let home = elem.meta().away.get().unwrap_or(pe.id);
     if home == pe.id {
         info.locs.borrow_mut().insert(key.index, Loc::Moving(Vec::new()));
         ship(pe, key, elem, to, lb);
@@ -228,11 +232,12 @@ fn ship(pe: &Rc<PeLocal>, key: ElemKey, elem: Rc<dyn AnyElem>, to: PeId, lb: boo
         load: meta.load.get(),
         migratable: meta.migratable.get(),
         lb,
+        home: meta.away.get().unwrap_or(pe.id),
     };
     let m = Migrant { key, ctor, meta: wire, state };
     pe.send(to, Envelope::Sys(SysMsg::Migrant(Box::new(m))), 0);
     for env in buffered {
-        pe.send(to, env, 0);
+        forward(pe, to, env);
     }
 }
 
@@ -240,7 +245,7 @@ fn ship(pe: &Rc<PeLocal>, key: ElemKey, elem: Rc<dyn AnyElem>, to: PeId, lb: boo
 pub(crate) fn on_migrant(pe: &Rc<PeLocal>, m: Migrant) {
     let Some(info) = pe.coll(m.key.coll) else { fatal("an element of an unknown collection migrated in") };
     let Some(fns) = m.ctor.migrate() else { fatal("an element of a non-migratable chare type migrated in") };
-    let home = info.pe_of(&m.key.index, pe.num_pes()).expect("an element has a home");
+    let home = m.meta.home;
     let meta = ElemMeta::new(m.key, Home::Array);
     meta.red_seq.set(m.meta.red_seq);
     meta.sync_epoch.set(m.meta.sync_epoch);
@@ -307,35 +312,67 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, m: MigMsg) {
             let before = info.locs.borrow_mut().insert(index, Loc::At(at));
             if let Some(Loc::Moving(kept)) = before {
                 for env in kept {
-                    pe.send(at, env, 0);
+                    forward(pe, at, env);
                 }
             }
         }
     }
 }
 
-/// A call for an element of a dense array that is not on this PE: on its home,
-/// forward it to where the element lives, or keep it while the element moves.
+/// Sends a call from the element's home to where the element lives: marked as
+/// forwarded, so that it is delivered there and never routed again.
+fn forward(pe: &Rc<PeLocal>, to: PeId, env: Envelope) {
+    pe.send(to, Envelope::Sys(SysMsg::Forwarded(Box::new(env))), 0);
+}
+
+/// A forwarded call arrives: the element is here (its home forwards to where it lives
+/// only after it arrived, and it leaves only after its home stopped forwarding).
+pub(crate) fn on_forwarded(pe: &Rc<PeLocal>, env: Envelope) {
+    let Envelope::Call { coll, index, ep, .. } = &env else {
+        fatal("a forwarded message that is not a call")
+    };
+    let Some(elem) = pe.elem(&ElemKey { coll: *coll, index: *index }) else {
+        fatal(&format!(
+            "a forwarded call for element {index} of collection {coll}, which is not on PE {}",
+            pe.id
+        ))
+    };
+    let Some(desc) = crate::chare::registry::entry(*ep) else {
+        fatal(&format!("message for an unknown entry method id {}", ep.0))
+    };
+    crate::chare::invoke::deliver(pe, &elem, desc, env);
+    if elem.meta().has_buffered() {
+        crate::chare::invoke::retry_when(pe, &elem);
+    }
+}
+
+/// A call for an element that is not on this PE: on its home, forward it to where the
+/// element lives, or keep it while the element moves. `Err` gives the call back when
+/// this PE knows no migration of the element.
+pub(crate) fn try_route(info: &CollInfo, pe: &Rc<PeLocal>, env: Envelope) -> Result<(), Envelope> {
+    let Envelope::Call { index, .. } = &env else { unreachable!("calls only") };
+    let mut locs = info.locs.borrow_mut();
+    match locs.get_mut(index) {
+        Some(Loc::At(at)) => {
+            let at = *at;
+            drop(locs);
+            forward(pe, at, env);
+            Ok(())
+        }
+        Some(Loc::Moving(kept)) => {
+            kept.push(env);
+            Ok(())
+        }
+        None => Err(env),
+    }
+}
+
+/// A call for an element of a dense array that is not on this PE: [`try_route`], or
+/// the job ends (nobody can run it).
 pub(crate) fn route(pe: &Rc<PeLocal>, info: &CollInfo, env: Envelope) {
+    let Err(env) = try_route(info, pe, env) else { return };
     let Envelope::Call { coll, index, .. } = &env else { unreachable!("calls only") };
     let (coll, index) = (*coll, *index);
-    let home = info.pe_of(&index, pe.num_pes());
-    if home == Some(pe.id) {
-        let mut locs = info.locs.borrow_mut();
-        match locs.get_mut(&index) {
-            Some(Loc::At(at)) => {
-                let at = *at;
-                drop(locs);
-                pe.send(at, env, 0);
-                return;
-            }
-            Some(Loc::Moving(kept)) => {
-                kept.push(env);
-                return;
-            }
-            None => {}
-        }
-    }
     if pe.failed_ctors.borrow().contains(&ElemKey { coll, index }) {
         fatal(&format!("message for element {index} of collection {coll}, whose constructor failed"))
     }

@@ -10,6 +10,9 @@
 //! one PE to one element stay in order: a PE forwards what it kept, in order, before
 //! anything that arrives later.
 //!
+//! An element may migrate afterwards: the PE it was inserted on is its home for
+//! migration (see `collection::migrate`), which the index's hash home forwards to.
+//!
 //! **Broadcasts** made before `done_inserting` reach the elements inserted later
 //! too: each PE keeps the broadcasts it received until the freeze and delivers them,
 //! in order, to each element inserted there after its constructor (as Charm++ brings
@@ -267,6 +270,8 @@ pub(crate) fn route(pe: &Rc<PeLocal>, info: &CollInfo, env: Envelope) {
     let Envelope::Call { index, .. } = &env else { unreachable!("calls only") };
     let index = *index;
     let s = info.sparse.as_ref().expect("a sparse array");
+    // Inserted here, then migrated: forwarded like an element of a dense array.
+    let Err(env) = crate::collection::migrate::try_route(info, pe, env) else { return };
     let n = pe.num_pes();
     let home = home_of(info, &index, n);
     if home == Some(pe.id) {

@@ -218,7 +218,7 @@ fn resume(pe: &Rc<PeLocal>, coll: CollId) {
 fn resume_desc(pe: &Rc<PeLocal>, coll: CollId) -> Option<&'static crate::chare::registry::EntryDesc> {
     let info = pe.coll(coll)?;
     match &info.kind {
-        crate::collection::Kind::Array { .. } => {}
+        crate::collection::Kind::Array { .. } | crate::collection::Kind::Sparse { .. } => {}
         _ => return None,
     }
     info.ctor?.migrate().and_then(|m| m.resume())

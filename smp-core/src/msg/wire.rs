@@ -134,6 +134,8 @@ fn decode_shared<A: crate::Payload>(bytes: &[u8]) -> Result<SharedArgs, String> 
 pub(crate) enum WireHead {
     /// [`Envelope::Call`]; payload: the arguments.
     Call { coll: CollId, index: Index, ep: u32, reply: Reply },
+    /// [`SysMsg::Forwarded`] (a call); payload: the arguments.
+    Forwarded { coll: CollId, index: Index, ep: u32, reply: Reply },
     /// [`Envelope::Bcast`]; payload: the arguments.
     Bcast { coll: CollId, ep: u32, root: PeId, fwd: bool, reply: Reply },
     /// [`Envelope::SetFuture`] with a value; payload: the value.
@@ -235,10 +237,20 @@ pub(crate) fn to_wire<R>(
         runs = set_aside;
         r
     };
+    // A forwarded call travels as a call with its own header.
+    let (env, forwarded) = match env {
+        Envelope::Sys(SysMsg::Forwarded(inner)) => (*inner, true),
+        env => (env, false),
+    };
     match env {
         Envelope::Call { coll, index, ep, reply, args } => {
             let desc = desc_of(ep).map_err(|e| fail("a call", e))?;
-            head(&mut out, WireHead::Call { coll, index, ep: ep.0, reply })?;
+            let h = if forwarded {
+                WireHead::Forwarded { coll, index, ep: ep.0, reply }
+            } else {
+                WireHead::Call { coll, index, ep: ep.0, reply }
+            };
+            head(&mut out, h)?;
             let a: &dyn Any = match &args {
                 Args::Owned(b) => &**b,
                 Args::Shared(a) => &**a,
@@ -336,6 +348,7 @@ pub(crate) fn to_wire<R>(
             SysMsg::Exit => {
                 head(&mut out, WireHead::Exit(0))?;
             }
+            SysMsg::Forwarded(_) => unreachable!("taken apart above"),
             SysMsg::Wake(_) | SysMsg::Run(_) | SysMsg::InsertLater { .. } | SysMsg::Migrate { .. } => {
                 return Err(fail("a message", "wake-ups and closures never leave their process".into()));
             }
@@ -420,11 +433,17 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
         DecodeError(format!("arguments of {} do not decode: {e}", desc.name()))
     };
     let env = match routed.head {
-        WireHead::Call { coll, index, ep, reply } => {
+        WireHead::Call { coll, index, ep, reply } | WireHead::Forwarded { coll, index, ep, reply } => {
+            let forwarded = matches!(routed.head, WireHead::Forwarded { .. });
             let desc = args_of(ep, "call")?;
             let args = oob::with_runs(&runs, || (desc.codec().decode_owned)(payload))
                 .map_err(|e| bad_args(desc, e))?;
-            Envelope::Call { coll, index, ep: EpId(ep), reply, args: Args::Owned(args) }
+            let call = Envelope::Call { coll, index, ep: EpId(ep), reply, args: Args::Owned(args) };
+            if forwarded {
+                Envelope::Sys(SysMsg::Forwarded(Box::new(call)))
+            } else {
+                call
+            }
         }
         WireHead::Bcast { coll, ep, root, fwd, reply } => {
             let desc = args_of(ep, "broadcast")?;

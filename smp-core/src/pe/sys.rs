@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::collection::{CollId, CreateSpec};
+use crate::msg::Envelope;
 use crate::pe::{PeId, TaskId};
 use crate::qd::QdMsg;
 use crate::reduction::{PartialMsg, RedKey, RedResult};
@@ -53,6 +54,9 @@ pub(crate) enum SysMsg {
     Migrant(Box<crate::collection::migrate::Migrant>),
     /// Load balancing.
     Lb(crate::lb::LbMsg),
+    /// A call forwarded by a migrated element's home to where the element lives:
+    /// delivered there, never routed again.
+    Forwarded(Box<Envelope>),
     /// Poll a task of this PE (a waker fired on another thread).
     Wake(TaskId),
     /// Run this closure on the PE (work injected from outside the job: [`crate::Job::run`]).

@@ -122,6 +122,13 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
         Envelope::Call { coll, index, ep, .. } => {
             let key = ElemKey { coll, index };
             match pe.elem(&key) {
+                // Migrated here from elsewhere: a call from a sender goes through its
+                // home (the hash home of a sparse array's index may be where the element
+                // now is), which forwards it in order with the others.
+                Some(elem) if elem.meta().away.get().is_some() => {
+                    let home = elem.meta().away.get().expect("away");
+                    pe.send(home, env, 0);
+                }
                 Some(elem) => {
                     let Some(desc) = registry::entry(ep) else {
                         fatal(&format!("message for an unknown entry method id {}", ep.0))
@@ -169,9 +176,7 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
                 let env = Envelope::Call { coll, index, ep, reply, args: Args::Shared(args.clone()) };
                 let Some(elem) = pe.elem(&ElemKey { coll, index }) else {
                     // Migrated away from here, its home: forwarded like a call.
-                    if info.sparse.is_none() {
-                        collection::migrate::route(pe, &info, env);
-                    }
+                    let _ = collection::migrate::try_route(&info, pe, env);
                     continue;
                 };
                 deliver(pe, &elem, desc, env);
@@ -198,6 +203,7 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
             SysMsg::Mig(m) => collection::migrate::handle(pe, m),
             SysMsg::Migrant(m) => collection::migrate::on_migrant(pe, *m),
             SysMsg::Lb(m) => crate::lb::handle(pe, m),
+            SysMsg::Forwarded(env) => collection::migrate::on_forwarded(pe, *env),
             SysMsg::Wake(t) => pe.exec.wake(t),
             SysMsg::Run(f) => f(),
             SysMsg::Qd(m) => qd::handle(pe, m),
