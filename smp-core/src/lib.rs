@@ -41,7 +41,12 @@
 //! - **group**: a collection with one element per PE ([`Group`]).
 //! - **array**: an N-d collection (1-d to 6-d) of elements indexed by [`Index`],
 //!   placed on PEs by a map ([`Array`], [`ArrayMap`]).
-//! - **section**: a subset of a collection (not in this version).
+//! - **section**: a subset of a collection's elements, itself addressable like a
+//!   collection ([`split`], [`section`], [`combine`]).
+//! - **migration**: an array element of a `#[chare(migratable)]` type moves to another
+//!   PE or process ([`Ctx::migrate`]); calls follow it through its *home* PE, in order.
+//! - **load balancing**: at [`Ctx::at_sync`], the balancer chosen with `+balancer`
+//!   (see [`Balancer`]) moves elements by their measured load.
 //! - **proxy**: a handle naming a chare, one element of a collection, or a whole
 //!   collection; calling a method on a collection proxy is a *broadcast*.
 //! - **entry method**: a method called by message. Calls are *one-sided* (fire and

@@ -189,6 +189,46 @@ impl<C: Chare> Ctx<C> {
     /// step is over). Without `+balancer`, nothing moves and `resume_from_sync` runs.
     /// `+LBDebug 1` prints what each step did.
     ///
+    /// ```
+    /// use charmrs::prelude::*;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// // Migratable: the state travels serialized.
+    /// #[derive(Serialize, Deserialize)]
+    /// pub struct Worker { step: u32, done: Option<Future<u32>> }
+    ///
+    /// #[chare(migratable)]
+    /// impl Worker {
+    ///     fn new() -> Self { Worker { step: 0, done: None } }
+    ///     fn run(&mut self, ctx: &Ctx<Self>, done: Future<u32>) {
+    ///         self.done = Some(done);
+    ///         self.work(ctx);
+    ///     }
+    ///     fn work(&mut self, ctx: &Ctx<Self>) {
+    ///         self.step += 1; // ... a step of work ...
+    ///         if self.step < 3 {
+    ///             ctx.at_sync(); // the balancer may move this element now
+    ///         } else {
+    ///             ctx.contribute(self.step, Reducer::sum(), self.done.clone().unwrap());
+    ///         }
+    ///     }
+    ///     /// Runs on every element after each balancing step (on its new PE).
+    ///     fn resume_from_sync(&mut self, ctx: &Ctx<Self>) {
+    ///         self.work(ctx);
+    ///     }
+    /// }
+    ///
+    /// fn main() {
+    ///     charmrs::start(|_| async {
+    ///         let a = Array::<Worker>::new([8], ()).await.unwrap();
+    ///         let done = Future::new();
+    ///         a.run(done.clone());
+    ///         assert_eq!(done.await.unwrap(), 8 * 3);
+    ///         charmrs::exit(0);
+    ///     })
+    /// }
+    /// ```
+    ///
     /// # Panics
     /// If the element cannot migrate ([`Ctx::can_migrate`]).
     pub fn at_sync(&self) {
