@@ -145,6 +145,18 @@ fn main() {
         let p = charmrs::num_pes();
         let mut bad = 0;
         let cells = Array::<Cell>::new([n as i32], ()).await.expect("array");
+        if main.args().get(3).map(String::as_str) == Some("churn") {
+            // Moves elements between all PEs until the job is ended from outside (the
+            // fault tests kill a process meanwhile).
+            println!("churning");
+            for k in 0u32.. {
+                for i in 0..n {
+                    cells.elem(i as i32).hop((i + k) % p);
+                    cells.elem(i as i32).recv(0, k as u64 + 1);
+                }
+                charmrs::wait_qd().await.expect("quiescence");
+            }
+        }
         let senders = Group::<Sender>::new(()).await.expect("senders");
 
         // Calls, moves and broadcasts at once.

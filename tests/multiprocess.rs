@@ -267,11 +267,21 @@ fn alive(pid: u32) -> bool {
 
 /// Starts `charmrs-run <launch> pingpong <args>` (stderr piped) and waits until its
 /// `procs` processes run and are past the bootstrap; returns the launcher and their pids.
-#[allow(clippy::zombie_processes)] // the child is returned, and its callers wait for it
 fn start_pingpong(launch: &[&str], args: &[&str], procs: usize) -> (std::process::Child, Vec<u32>) {
+    start_example("pingpong", launch, args, procs)
+}
+
+/// [`start_pingpong`] for any example.
+#[allow(clippy::zombie_processes)] // the child is returned, and its callers wait for it
+fn start_example(
+    name: &str,
+    launch: &[&str],
+    args: &[&str],
+    procs: usize,
+) -> (std::process::Child, Vec<u32>) {
     let mut child = Command::new(launcher())
         .args(launch)
-        .arg(example("pingpong"))
+        .arg(example(name))
         .args(args)
         .env("CHARMRS_WARN", "oversubscribed")
         .stdin(Stdio::null())
@@ -291,6 +301,25 @@ fn start_pingpong(launch: &[&str], args: &[&str], procs: usize) -> (std::process
             panic!("the job's processes did not start");
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn killing_the_destination_of_migrations_ends_the_job() {
+    // Fault matrix row 24: elements keep moving between the 4 processes; one of them
+    // is killed. The job ends at once with the reason, nothing left running (an element
+    // is never duplicated: the job does not go on without the lost process).
+    let (mut child, procs) = start_example("migrate", &["+p4", "++ppn", "1"], &["16", "10", "churn"], 4);
+    let victim = *procs.iter().find(|&&p| env_of(p, "CHARMRS_RANK").as_deref() == Some("2")).expect("rank 2");
+    let killed_at = Instant::now();
+    Command::new("kill").args(["-9", &victim.to_string()]).status().expect("kill runs");
+    let (status, err, took) =
+        wait_ended(&mut child, killed_at, Duration::from_secs(20), "a job killed while migrating");
+    assert!(!status.success());
+    assert!(took < Duration::from_secs(5), "the job took {took:?} to end");
+    assert!(err.contains("process 2 (PE 2 on host localhost) killed by signal 9"), "{err}");
+    for p in procs {
+        assert!(!alive(p), "process {p} was left running");
     }
 }
 
