@@ -230,6 +230,12 @@ fn main() {
         check(&mut bad, "an allreduce with every element on one PE", agreed.iter().all(|&b| b));
         let wher = cells.whereabouts().ret_all().await.expect("whereabouts");
         check(&mut bad, "every element is on the last PE", wher.iter().all(|w| w.0 == p - 1));
+        // Sections of migrated elements are refused with a clear error.
+        let sec =
+            charmrs::split(&cells, 1, charmrs::Members::Slice(vec![charmrs::SliceDim::new(0, n as i32, 1)]))
+                .await;
+        let refused = sec.as_ref().err().is_some_and(|e| e.to_string().contains("has migrated away"));
+        check(&mut bad, "a section of migrated elements is refused (p > 1)", p == 1 || refused);
 
         // Elements of a sparse array migrate too: inserted on chosen PEs, moved before
         // and after done_inserting, with calls and broadcasts on the way.

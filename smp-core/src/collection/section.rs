@@ -355,6 +355,14 @@ fn local_members(
     members: &Members,
     cands: &[ElemKey],
 ) -> std::result::Result<Vec<Vec<ElemKey>>, String> {
+    // A migrated element is not where its home's lists say (sections follow the homes,
+    // and members do not migrate): refused rather than silently left out.
+    if let Some(k) = cands.iter().find(|k| pe.elem(k).is_none()) {
+        return Err(format!(
+            "element {} has migrated away from PE {}: sections of migrated elements are not supported",
+            k.index, pe.id
+        ));
+    }
     let Members::Custom(bytes) = members else { return Ok(select(n, members, cands)) };
     let Some(eval) = SECTION_EVAL.get() else {
         return Err("no section function evaluator in this process".into());
