@@ -334,3 +334,18 @@ pub(crate) fn fib_calls(n: u32, threshold: u32) -> u64 {
         1 + fib_calls(n - 1, threshold) + fib_calls(n - 2, threshold)
     }
 }
+
+/// The median of 5 whole jobs' figures: each job is `cmd()` run to its end, its figure
+/// what `parse` finds in its standard output (`None` if a job fails or prints none).
+pub(crate) fn median_of_jobs(
+    mut cmd: impl FnMut() -> std::process::Command,
+    parse: impl Fn(&str) -> Option<f64>,
+) -> Option<f64> {
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let out = cmd().output().ok()?;
+        runs.push(parse(&String::from_utf8_lossy(&out.stdout))?);
+    }
+    runs.sort_by(f64::total_cmp);
+    Some(runs[runs.len() / 2])
+}

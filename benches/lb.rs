@@ -20,26 +20,26 @@ const STENCIL: [&str; 5] = ["32", "60", "10", "400", "100"];
 fn job(procs: bool, extra: &[&str], map: &str) -> Option<f64> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?.parent()?.to_path_buf();
-    let mut runs = Vec::new();
-    for _ in 0..5 {
-        let example = dir.join("examples").join("lb_stencil");
-        let mut cmd = if procs {
-            let mut c = Command::new(dir.join("charmrs-run"));
-            c.args(["+p2", "++ppn", "1", "++timeout", "120"]).arg(example);
+    common::median_of_jobs(
+        || {
+            let example = dir.join("examples").join("lb_stencil");
+            let mut c = if procs {
+                let mut c = Command::new(dir.join("charmrs-run"));
+                c.args(["+p2", "++ppn", "1", "++timeout", "120"]).arg(example);
+                c
+            } else {
+                let mut c = Command::new(example);
+                c.arg("+p2");
+                c
+            };
+            c.args(extra).args(STENCIL).arg(map);
             c
-        } else {
-            let mut c = Command::new(example);
-            c.arg("+p2");
-            c
-        };
-        let out = cmd.args(extra).args(STENCIL).arg(map).output().ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().find(|l| l.starts_with("lb_stencil"))?;
-        let v: f64 = line.split(": ").nth(1)?.split(" ms per iteration").next()?.trim().parse().ok()?;
-        runs.push(v);
-    }
-    runs.sort_by(f64::total_cmp);
-    Some(runs[runs.len() / 2])
+        },
+        |text| {
+            let line = text.lines().find(|l| l.starts_with("lb_stencil"))?;
+            line.split(": ").nth(1)?.split(" ms per iteration").next()?.trim().parse().ok()
+        },
+    )
 }
 
 fn build_example() -> bool {

@@ -264,21 +264,17 @@ fn bulk_echo(spec: &str) {
 fn job(shm: bool, args: &[&str], unit: &str) -> Option<f64> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?.parent()?.to_path_buf();
-    let mut runs = Vec::new();
-    for _ in 0..5 {
-        let out = Command::new(dir.join("charmrs-run"))
-            .args(["+p2", "++ppn", "1", "++timeout", "120"])
-            .arg(dir.join("examples").join("pingpong"))
-            .args(args)
-            .env("CHARMRS_SHM", if shm { "1" } else { "0" })
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let v: f64 = text.rsplit(": ").next()?.split(unit).next()?.trim().parse().ok()?;
-        runs.push(v);
-    }
-    runs.sort_by(f64::total_cmp);
-    Some(runs[runs.len() / 2])
+    common::median_of_jobs(
+        || {
+            let mut c = Command::new(dir.join("charmrs-run"));
+            c.args(["+p2", "++ppn", "1", "++timeout", "120"])
+                .arg(dir.join("examples").join("pingpong"))
+                .args(args)
+                .env("CHARMRS_SHM", if shm { "1" } else { "0" });
+            c
+        },
+        |text| text.rsplit(": ").next()?.split(unit).next()?.trim().parse().ok(),
+    )
 }
 
 fn build_example() -> bool {
