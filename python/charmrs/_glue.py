@@ -104,17 +104,21 @@ def _decode(args: bytes, shape: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return (), {}
 
 
-def when_holds(obj: Any, method: str, args: bytes, shape: int) -> bool:
+def when_holds(obj: Any, method: str, a: tuple[Any, ...], kw: Optional[dict[str, Any]]) -> bool:
     """Whether the ``@when`` condition of ``method`` holds for these arguments."""
-    a, kw = _decode(args, shape)
-    return bool(getattr(type(obj), method)._charmrs_when(obj, *a, **kw))
+    return bool(getattr(type(obj), method)._charmrs_when(obj, *a, **(kw or {})))
 
 
 def _call(fn: Any, args: bytes, shape: int) -> Any:
     """``fn`` with the arguments of a message; ``exit()`` in a method ends the job."""
     a, kw = _decode(args, shape)
+    return _call_with(fn, a, kw)
+
+
+def _call_with(fn: Any, a: tuple[Any, ...], kw: Optional[dict[str, Any]]) -> Any:
+    """``fn(*a, **kw)``; ``exit()`` in a method ends the job."""
     try:
-        return fn(*a, **kw)
+        return fn(*a, **(kw or {}))
     except SystemExit as e:
         from . import _charmrs
 
@@ -130,10 +134,11 @@ def invoke(obj: Any, method: str, args: bytes, shape: int, ret: bool) -> Optiona
     return _result(_call(getattr(obj, method), args, shape), ret)
 
 
-def coro(obj: Any, method: str, args: bytes, shape: int, ret: bool) -> greenlet:
-    """A greenlet that runs ``obj.method(*args)`` (a ``@coro`` method)."""
+def coro(obj: Any, method: str, a: tuple[Any, ...], kw: Optional[dict[str, Any]], ret: bool) -> greenlet:
+    """A greenlet that runs ``obj.method(*a, **kw)`` (a ``@coro`` method; the
+    arguments unpickled by the runtime, numpy arrays in their places)."""
     fn = getattr(obj, method)
-    return greenlet(lambda: _result(_call(fn, args, shape), ret))
+    return greenlet(lambda: _result(_call_with(fn, a, kw), ret))
 
 
 def task(func: bytes, args: bytes, chunk: bool) -> greenlet:

@@ -203,6 +203,15 @@ def _split_arrays(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Optional[list
     return (args, None) if arrays is None else (tuple(rest), arrays)
 
 
+def _buffers(bufs: list[Any]) -> Optional[list[Any]]:
+    """The pickle's out-of-band buffers as byte arrays the runtime copies (numpy
+    emits them for C- or Fortran-contiguous arrays only)."""
+    if not bufs:
+        return None
+    np = sys.modules["numpy"]
+    return [np.frombuffer(b.raw(), dtype=np.uint8) for b in bufs]
+
+
 def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]:
     dumps = pickle.dumps
 
@@ -210,11 +219,23 @@ def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]
         want = 2 if ret else 1 if awaitable else 0
         if _RO.__dict__["_dirty"]:
             _ro_flush()
-        if kwargs:
-            fut = self._raw.send(name, dumps((args, kwargs), 5), coro, want, True, when)
+        if "numpy" not in sys.modules:
+            if kwargs:
+                fut = self._raw.send(name, dumps((args, kwargs), 5), coro, want, True, when)
+            else:
+                fut = self._raw.send(name, dumps(args, 5), coro, want, False, when)
         else:
-            args, arrays = _split_arrays(args)
-            fut = self._raw.send(name, dumps(args, 5), coro, want, False, when, arrays)
+            # numpy arrays: the positional ones travel beside the pickle as raw bytes,
+            # the others (inside lists, dicts, objects, keyword arguments) as the
+            # pickle's out-of-band buffers (protocol 5): copied once, never pickled.
+            bufs: list[Any] = []
+            if kwargs:
+                payload = dumps((args, kwargs), 5, buffer_callback=bufs.append)
+                arrays = None
+            else:
+                args, arrays = _split_arrays(args)
+                payload = dumps(args, 5, buffer_callback=bufs.append)
+            fut = self._raw.send(name, payload, coro, want, bool(kwargs), when, arrays, _buffers(bufs))
         return None if fut is None else Future(_raw=fut)
 
     method.__name__ = name

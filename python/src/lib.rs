@@ -29,6 +29,9 @@ pub struct PyMsg {
     /// The numpy arrays among the positional arguments (`None` in the pickle): raw
     /// bytes beside the message between processes, never pickled.
     arrays: Vec<PyArrayArg>,
+    /// The out-of-band buffers of the pickle (protocol 5: numpy arrays nested inside
+    /// other arguments), raw bytes beside the message between processes.
+    bufs: Vec<PodVec<u8>>,
     ret: bool,
     /// How `args` are passed: [`ARGS_TUPLE`], [`ARGS_ONE`] or [`ARGS_NONE`].
     shape: u8,
@@ -276,6 +279,7 @@ impl PyChare {
             method: "resumeFromSync".into(),
             args: PodVec::new(),
             arrays: Vec::new(),
+            bufs: Vec::new(),
             ret: false,
             shape: ARGS_NONE,
         };
@@ -292,8 +296,8 @@ impl PyChare {
     async fn run_coro(this: Handle<Self>, msg: PyMsg) -> Pickled {
         let obj = this.with(|c| Python::attach(|py| c.obj.clone_ref(py)));
         let glet = Python::attach(|py| {
-            glue_fn!(py, "coro")
-                .and_then(|f| f.call1((obj, &msg.method, PyBytes::new(py, &msg.args), msg.shape, msg.ret)))
+            msg_args(py, &msg)
+                .and_then(|(a, kw)| glue_fn!(py, "coro")?.call1((obj, &msg.method, a, kw, msg.ret)))
                 .map(Bound::unbind)
                 .unwrap_or_else(|e| raised(py, &format!("method {}", msg.method), e))
         });
@@ -385,32 +389,50 @@ fn unpickle_args<'py>(py: Python<'py>, args: &PodVec<u8>) -> PyResult<Bound<'py,
 /// Runs `obj.<msg.method>(*args, **kwargs)` (the arguments unpickled here); returns the
 /// pickled result if the caller asked for it. `exit()` in the method ends the job with
 /// its code (the method returns normally).
-fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, msg: &PyMsg) -> PyResult<Pickled> {
-    let method = obj.getattr(pyo3::types::PyString::new(py, &msg.method))?;
-    let unpickle = || unpickle_args(py, &msg.args);
-    let r = match msg.shape {
+/// The positional and keyword arguments of a message, unpickled here: the numpy
+/// arrays that travelled beside the pickle put back in their places (writable copies:
+/// the receiver's own), and the pickle's out-of-band buffers handed to it.
+fn msg_args<'py>(
+    py: Python<'py>,
+    msg: &PyMsg,
+) -> PyResult<(Bound<'py, pyo3::types::PyTuple>, Option<Bound<'py, pyo3::types::PyDict>>)> {
+    let unpickle = || -> PyResult<Bound<'py, PyAny>> {
+        if msg.bufs.is_empty() {
+            return unpickle_args(py, &msg.args);
+        }
+        let bufs: Vec<Bound<'py, pyo3::types::PyByteArray>> =
+            msg.bufs.iter().map(|b| pyo3::types::PyByteArray::new(py, b)).collect();
+        let kw = pyo3::types::PyDict::new(py);
+        kw.set_item("buffers", bufs)?;
+        pickle_fn(py, false)?.call((PyBytes::new(py, &msg.args),), Some(&kw))
+    };
+    Ok(match msg.shape {
         ARGS_TUPLE if !msg.arrays.is_empty() => {
             let args = unpickle()?.cast_into::<pyo3::types::PyTuple>()?;
             let list = args.to_list();
             for a in &msg.arrays {
-                // A writable copy: the array is the receiver's own.
                 let buf = pyo3::types::PyByteArray::new(py, &a.data);
                 let arr = frombuffer(py)?
                     .call1((buf, a.dtype.as_str()))?
                     .call_method1("reshape", (a.shape.clone(),))?;
                 list.set_item(a.index as usize, arr)?;
             }
-            method.call1(list.to_tuple())
+            (list.to_tuple(), None)
         }
-        ARGS_TUPLE => method.call1(unpickle()?.cast_into::<pyo3::types::PyTuple>()?),
-        ARGS_ONE => method.call1((unpickle()?,)),
+        ARGS_TUPLE => (unpickle()?.cast_into::<pyo3::types::PyTuple>()?, None),
+        ARGS_ONE => (pyo3::types::PyTuple::new(py, [unpickle()?])?, None),
         ARGS_KW => {
-            let (a, kw): (Bound<'_, pyo3::types::PyTuple>, Bound<'_, pyo3::types::PyDict>) =
+            let (a, kw): (Bound<'py, pyo3::types::PyTuple>, Bound<'py, pyo3::types::PyDict>) =
                 unpickle()?.extract()?;
-            method.call(a, Some(&kw))
+            (a, Some(kw))
         }
-        _ => method.call0(),
-    };
+        _ => (pyo3::types::PyTuple::empty(py), None),
+    })
+}
+
+fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, msg: &PyMsg) -> PyResult<Pickled> {
+    let method = obj.getattr(pyo3::types::PyString::new(py, &msg.method))?;
+    let r = msg_args(py, msg).and_then(|(a, kw)| method.call(a, kw.as_ref()));
     let v = match r {
         Ok(v) => v,
         Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => {
@@ -439,11 +461,8 @@ impl PyChare {
     /// the GIL). A condition that raises ends the job with its traceback.
     fn holds(&self, msg: &PyMsg) -> bool {
         Python::attach(|py| {
-            let r = Ok::<_, PyErr>(()).and_then(|()| {
-                let args = PyBytes::new(py, &msg.args);
-                glue_fn!(py, "when_holds")?
-                    .call1((self.obj.bind(py), &msg.method, args, msg.shape))?
-                    .is_truthy()
+            let r = msg_args(py, msg).and_then(|(a, kw)| {
+                glue_fn!(py, "when_holds")?.call1((self.obj.bind(py), &msg.method, a, kw))?.is_truthy()
             });
             r.unwrap_or_else(|e| raised(py, &format!("the @when condition of {}", msg.method), e))
         })
@@ -800,7 +819,7 @@ impl PyProxy {
     /// `@coro` method. `want`: 0 nothing, 1 completion (`awaitable=True`), 2 the return
     /// value(s) (`ret=True`); then returns the future. `kwargs`: `args` is a pickled
     /// `(args, kwargs)` pair. `when`: the method has a `@when` condition.
-    #[pyo3(signature = (method, args, coro, want, kwargs=false, when=false, arrays=None))]
+    #[pyo3(signature = (method, args, coro, want, kwargs=false, when=false, arrays=None, bufs=None))]
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
@@ -811,6 +830,7 @@ impl PyProxy {
         kwargs: bool,
         when: bool,
         arrays: Option<Vec<ArraySpec<'_>>>,
+        bufs: Option<Vec<Bound<'_, PyAny>>>,
     ) -> PyResult<Option<PyFuture>> {
         on_pe()?;
         let arrays = arrays
@@ -818,8 +838,9 @@ impl PyProxy {
             .into_iter()
             .map(|(index, dtype, shape, a)| Ok(PyArrayArg { index, dtype, shape, data: array_bytes(&a)? }))
             .collect::<PyResult<Vec<_>>>()?;
+        let bufs = bufs.unwrap_or_default().iter().map(array_bytes).collect::<PyResult<Vec<_>>>()?;
         let shape = if kwargs { ARGS_KW } else { ARGS_TUPLE };
-        let msg = PyMsg { method, args: args.to_vec().into(), arrays, ret: want == 2, shape };
+        let msg = PyMsg { method, args: args.to_vec().into(), arrays, bufs, ret: want == 2, shape };
         let bcast = self.inner.index().is_none();
         refused(|| {
             let call = match (coro, when) {
@@ -1006,7 +1027,14 @@ impl PyTarget {
                     Some(d) => (d, ARGS_ONE),
                     None => (PodVec::new(), ARGS_NONE),
                 };
-                let msg = PyMsg { method: method.clone(), args, arrays: Vec::new(), ret: false, shape };
+                let msg = PyMsg {
+                    method: method.clone(),
+                    args,
+                    arrays: Vec::new(),
+                    bufs: Vec::new(),
+                    ret: false,
+                    shape,
+                };
                 drop(if *coro { p.call_coro(msg) } else { p.call(msg) });
             }
         }

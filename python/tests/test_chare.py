@@ -167,3 +167,10 @@ def test_coroutine_constructors_and_remote_creation(pes: int) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     for check in ["coro ctors", "remote createArray", "remote createGroup"]:
         assert f"{check}: True" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("pes,ppn", [(1, 1), (2, 1), (2, 2)])
+def test_numpy_arguments_anywhere_in_the_arguments(pes: int, ppn: int) -> None:
+    r = run_job(pes, PROGS / "numpy_args.py", ppn=ppn)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"numpy args: all checks passed on {pes} PEs" in r.stdout
