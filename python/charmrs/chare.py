@@ -182,17 +182,24 @@ class Proxy:
 _PROXY_CLASSES: dict[type, type] = {}
 
 
-def _split_arrays(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Optional[list[Any]]]:
+#: Argument types that cannot hold a numpy array.
+_FLAT = frozenset([int, float, str, bytes, bool, complex, type(None)])
+
+
+def _split_arrays(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Optional[list[Any]], bool]:
     """Takes the numpy arrays of plain dtypes out of the positional arguments: they
     travel as raw bytes beside the pickle (numpy's pickling costs ~15 us even for a
-    small array and copies the data twice). Arrays inside other objects are pickled."""
+    small array and copies the data twice). The flag says whether another argument may
+    hold arrays (then the pickle gives them out of band)."""
     np = sys.modules.get("numpy")
     if np is None:
-        return args, None
+        return args, None, False
     nd = np.ndarray
     arrays = None
+    nested = False
     for i, a in enumerate(args):
-        if type(a) is nd and not a.dtype.hasobject and a.dtype.fields is None:
+        t = type(a)
+        if t is nd and not a.dtype.hasobject and a.dtype.fields is None:
             if arrays is None:
                 arrays = []
                 rest = list(args)
@@ -200,7 +207,9 @@ def _split_arrays(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Optional[list
                 a = np.ascontiguousarray(a)
             arrays.append((i, a.dtype.str, list(a.shape), a))
             rest[i] = None
-    return (args, None) if arrays is None else (tuple(rest), arrays)
+        elif t not in _FLAT:
+            nested = True
+    return (args, None, nested) if arrays is None else (tuple(rest), arrays, nested)
 
 
 def _buffers(bufs: list[Any]) -> Optional[list[Any]]:
@@ -233,9 +242,12 @@ def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]
                 payload = dumps((args, kwargs), 5, buffer_callback=bufs.append)
                 arrays = None
             else:
-                args, arrays = _split_arrays(args)
-                payload = dumps(args, 5, buffer_callback=bufs.append)
-            fut = self._raw.send(name, payload, coro, want, bool(kwargs), when, arrays, _buffers(bufs))
+                args, arrays, nested = _split_arrays(args)
+                if nested:
+                    payload = dumps(args, 5, buffer_callback=bufs.append)
+                else:
+                    payload = dumps(args, 5)
+            fut = self._raw.send(name, payload, coro, want, bool(kwargs), when, arrays, _buffers(bufs) if bufs else None)
         return None if fut is None else Future(_raw=fut)
 
     method.__name__ = name

@@ -600,6 +600,28 @@ mod tests {
     }
 
     #[test]
+    fn bad_migration_and_reduction_messages_are_errors() {
+        let coll = CollId { pe: 0, seq: 0 };
+        // A migrating element of an unknown chare type.
+        let meta: crate::collection::migrate::MetaWire = decode(&[0u8; 22]).expect("a MetaWire");
+        let head = WireHead::Migrant { coll, index: Index::from(0), ctor: u32::MAX - 1, meta };
+        let e = from_wire(&routed(head, &[1, 2, 3])).err().expect("refused");
+        assert!(e.to_string().contains("migration: unknown entry method id"), "{e}");
+        // Serialized partials that claim more bytes than the message has.
+        let key = RedKey { coll, stream: crate::reduction::Stream::User(0) };
+        let head = WireHead::Reduce { key, from: Default::default(), parts: vec![2, 9] };
+        let e = from_wire(&routed(head, &[1, 2, 3])).err().expect("refused");
+        assert!(e.to_string().contains("shorter than its parts say"), "{e}");
+        let head = WireHead::Reduce { key, from: Default::default(), parts: vec![1, 2] };
+        match from_wire(&routed(head, &[1, 2, 3])) {
+            Ok(Arrived::Msg(_, Envelope::Sys(SysMsg::Reduce { partial: PartialMsg::Raw(p), .. }))) => {
+                assert_eq!(p, vec![Box::from(&[1u8][..]), Box::from(&[2u8, 3][..])]);
+            }
+            _ => panic!("a partial of two parts"),
+        }
+    }
+
+    #[test]
     fn a_bad_out_of_band_table_is_an_error() {
         let whole = routed(WireHead::Qd(QdMsg::Wave(1)), &[]);
         let with = |n: u32, lens: &[u64]| {
