@@ -237,17 +237,18 @@ def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]
             # numpy arrays: the positional ones travel beside the pickle as raw bytes,
             # the others (inside lists, dicts, objects, keyword arguments) as the
             # pickle's out-of-band buffers (protocol 5): copied once, never pickled.
-            bufs: list[Any] = []
             if kwargs:
+                bufs: list[Any] = []
                 payload = dumps((args, kwargs), 5, buffer_callback=bufs.append)
-                arrays = None
+                fut = self._raw.send(name, payload, coro, want, True, when, None, _buffers(bufs))
             else:
                 args, arrays, nested = _split_arrays(args)
                 if nested:
+                    bufs = []
                     payload = dumps(args, 5, buffer_callback=bufs.append)
+                    fut = self._raw.send(name, payload, coro, want, False, when, arrays, _buffers(bufs))
                 else:
-                    payload = dumps(args, 5)
-            fut = self._raw.send(name, payload, coro, want, bool(kwargs), when, arrays, _buffers(bufs) if bufs else None)
+                    fut = self._raw.send(name, dumps(args, 5), coro, want, False, when, arrays)
         return None if fut is None else Future(_raw=fut)
 
     method.__name__ = name
