@@ -33,6 +33,8 @@ __all__ = [
     "topo_tree_edges",
     "topology",
     "user_args",
+    "set_profiling",
+    "profile",
 ]
 
 class CharmError(Exception):
@@ -103,6 +105,14 @@ def exit(code: int) -> None:
 
 def abort(message: str) -> None:
     """Ends the job at once with ``message``."""
+
+def set_profiling(on: bool) -> None:
+    """Turns Python-level profiling on or off (before the job starts)."""
+
+def profile() -> Optional[
+    tuple[list[tuple[str, str, float, float, float, int]], tuple[int, int, int, int], tuple[int, int, int, int]]
+]:
+    """This PE's profile (rows per class and method, sizes sent and received); ``None`` if off."""
 
 def user_args(argv: list[str]) -> list[str]:
     """``argv`` without the runtime's options; a bad option is a ``ValueError``."""

@@ -28,8 +28,10 @@ class Options:
     - ``local_msg_optim``, ``local_msg_buf_size``: accepted for compatibility; charmrs
       pickles every call's arguments, also on the same PE, so a callee never shares
       mutable arguments with its caller.
-    - ``profiling``, ``quiet``: accepted; the runtime's own statistics come with the
-      ``+stats`` option, and charmrs prints no banner.
+    - ``profiling`` (default False): set before ``charm.start`` to time each entry
+      method (and its sends and argument unpickling) and count messages, per PE;
+      ``charm.printStats()`` prints the table. It costs a few clock reads per message.
+    - ``quiet``: accepted; charmrs prints no banner.
     """
 
     def __init__(self) -> None:
@@ -87,6 +89,7 @@ class _Charm:
 
         # The program sees its own arguments, the runtime's options taken out (as
         # Charm++ does): `+balancer GreedyLB` is not in main's `args`.
+        _charmrs.set_profiling(bool(self.options.profiling))
         code = _charmrs.start(_glue.main(main, _charmrs.user_args(argv)), argv)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -252,14 +255,40 @@ class _Charm:
         f.get()
 
     def printStats(self) -> None:  # noqa: N802
-        """Charm4py's profiling report. charmrs does not collect Python-level profiles
-        yet: this says so, and where the runtime's own per-PE statistics are (the
-        ``+stats`` option prints them at the end of the job)."""
-        print(
-            f"charm.printStats() on PE {self.myPe()}: Python-level profiling is not collected by charmrs; "
-            "run with +stats for the runtime's per-PE message and time table at exit",
-            flush=True,
-        )
+        """Prints this PE's profile (``charm.options.profiling = True`` before
+        ``charm.start``): for each chare class and entry method run here, the seconds
+        in the method (``em``), in the sends it made (``send``) and in unpickling its
+        arguments (``recv``); then the count and sizes of the messages this PE sent and
+        received. Without profiling, says how to turn it on. The runtime's own per-PE
+        counters come with the ``+stats`` option."""
+        prof = _charmrs.profile()
+        pe = self.myPe()
+        if prof is None:
+            print(
+                f"charm.printStats() on PE {pe}: profiling is off (set charm.options.profiling = True "
+                "before charm.start()); +stats prints the runtime's per-PE counters at exit",
+                flush=True,
+            )
+            return
+        rows, sent, received = prof
+        lines = [f"Timings for PE {pe}:", f"{'':<32}| {'em':>8} | {'send':>8} | {'recv':>8} | {'total':>8} | {'calls':>7} |"]
+        total = [0.0, 0.0, 0.0]
+        last = None
+        for cls, method, em, send, recv, calls in rows:
+            if cls != last:
+                lines.append(f"----- <class '{cls}'> -----")
+                last = cls
+            total = [total[0] + em, total[1] + send, total[2] + recv]
+            lines.append(
+                f"| {method:<30}| {em:8.3f} | {send:8.3f} | {recv:8.3f} | {em + send + recv:8.3f} | {calls:7d} |"
+            )
+        lines.append(f"{'':<32}| {total[0]:8.3f} | {total[1]:8.3f} | {total[2]:8.3f} | {sum(total):8.3f} |")
+        for what, (n, nbytes, lo, hi) in (("sent", sent), ("received", received)):
+            mean = nbytes / n if n else 0.0
+            lines.append(f"Messages {what}: {n}")
+            lines.append(f"Message size in bytes (min / mean / max): {lo} / {mean:.3f} / {hi}")
+            lines.append(f"Total bytes = {nbytes / 1e6:.3f} MB")
+        print("\n".join(lines), flush=True)
 
     # Sections.
 
@@ -316,6 +345,10 @@ class _CharmRemote(Chare):
     def myPe(self) -> int:  # noqa: N802
         """This PE's number."""
         return charm.myPe()
+
+    def printStats(self) -> None:  # noqa: N802
+        """``charm.printStats()`` on this PE (``charm.thisProxy[pe].printStats()``)."""
+        charm.printStats()
 
     def numPes(self) -> int:  # noqa: N802
         """The number of PEs."""

@@ -71,6 +71,117 @@ const ARGS_KW: u8 = 3;
 /// A pickled value; empty when the caller did not ask for it.
 type Pickled = PodVec<u8>;
 
+/// Python-level profiling (`charm.options.profiling`, `charm.printStats()`): per chare
+/// class and entry method, the time in the method (`em`), in sends made from it
+/// (`send`) and in unpickling its arguments (`recv`); and the sizes of the messages
+/// this PE sent and received. Off by default (nothing is timed then).
+mod prof {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    static ON: AtomicBool = AtomicBool::new(false);
+
+    /// Whether profiling is on (set before the job starts).
+    #[inline]
+    pub(crate) fn on() -> bool {
+        ON.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(on: bool) {
+        ON.store(on, Ordering::Relaxed);
+    }
+
+    /// One entry method's totals.
+    #[derive(Default, Clone, Copy)]
+    pub(crate) struct Row {
+        pub(crate) em: Duration,
+        pub(crate) send: Duration,
+        pub(crate) recv: Duration,
+        pub(crate) calls: u64,
+    }
+
+    /// Message sizes: count, total, min, max.
+    #[derive(Default, Clone, Copy)]
+    pub(crate) struct Sizes {
+        pub(crate) n: u64,
+        pub(crate) total: u64,
+        pub(crate) min: u64,
+        pub(crate) max: u64,
+    }
+
+    impl Sizes {
+        fn add(&mut self, bytes: u64) {
+            self.min = if self.n == 0 { bytes } else { self.min.min(bytes) };
+            self.max = self.max.max(bytes);
+            self.n += 1;
+            self.total += bytes;
+        }
+    }
+
+    #[derive(Default)]
+    pub(crate) struct Table {
+        pub(crate) rows: BTreeMap<(String, String), Row>,
+        pub(crate) sent: Sizes,
+        pub(crate) received: Sizes,
+        /// Time in sends since the running method started.
+        sending: Duration,
+    }
+
+    thread_local! {
+        /// This PE's table.
+        pub(crate) static TABLE: RefCell<Table> = RefCell::new(Table::default());
+    }
+
+    /// A send of `bytes` took `took`.
+    pub(crate) fn sent(bytes: u64, took: Duration) {
+        TABLE.with(|t| {
+            let mut t = t.borrow_mut();
+            t.sent.add(bytes);
+            t.sending += took;
+        });
+    }
+
+    /// Starts a method's step: the sends made from now on are its own.
+    pub(crate) fn begin() {
+        TABLE.with(|t| t.borrow_mut().sending = Duration::ZERO);
+    }
+
+    /// Ends a step of `method` of `class` that took `took` (sends included) after
+    /// `recv` unpickling `bytes` of arguments (`calls`: 1 for a new call, 0 for a
+    /// coroutine going on).
+    pub(crate) fn end(class: String, method: &str, took: Duration, recv: Duration, bytes: Option<u64>) {
+        TABLE.with(|t| {
+            let mut t = t.borrow_mut();
+            let sending = std::mem::take(&mut t.sending);
+            if let Some(b) = bytes {
+                t.received.add(b);
+            }
+            let r = t.rows.entry((class, method.to_string())).or_default();
+            r.em += took.saturating_sub(sending);
+            r.send += sending;
+            r.recv += recv;
+            r.calls += u64::from(bytes.is_some());
+        });
+    }
+}
+
+/// `module.qualname` of an object's class (for the profile).
+fn class_name(obj: &Bound<'_, PyAny>) -> String {
+    let t = obj.get_type();
+    let module = t.module().map(|m| m.to_string()).unwrap_or_default();
+    let q = t.qualname().map(|q| q.to_string()).unwrap_or_default();
+    format!("{module}.{q}")
+}
+
+/// The bytes of a message's arguments (pickle, arrays, buffers).
+fn msg_bytes(msg: &PyMsg) -> u64 {
+    (msg.args.len()
+        + msg.arrays.iter().map(|a| a.data.len()).sum::<usize>()
+        + msg.bufs.iter().map(|b| b.len()).sum::<usize>()) as u64
+}
+
 /// A Python chare: the Python object, made by `charmrs._glue.construct`. It migrates
 /// pickled (`charmrs._glue.pack_chare` / `unpack_chare`, protocol 5).
 pub struct PyChare {
@@ -295,13 +406,18 @@ impl PyChare {
     /// The greenlet of a `@coro` method, driven to its end.
     async fn run_coro(this: Handle<Self>, msg: PyMsg) -> Pickled {
         let obj = this.with(|c| Python::attach(|py| c.obj.clone_ref(py)));
+        let key = prof::on().then(|| Python::attach(|py| (class_name(obj.bind(py)), msg.method.clone())));
+        let t0 = std::time::Instant::now();
         let glet = Python::attach(|py| {
             msg_args(py, &msg)
                 .and_then(|(a, kw)| glue_fn!(py, "coro")?.call1((obj, &msg.method, a, kw, msg.ret)))
                 .map(Bound::unbind)
                 .unwrap_or_else(|e| raised(py, &format!("method {}", msg.method), e))
         });
-        drive(glet, &format!("method {}", msg.method)).await
+        if let Some((class, method)) = &key {
+            prof::end(class.clone(), method, std::time::Duration::ZERO, t0.elapsed(), Some(msg_bytes(&msg)));
+        }
+        drive_profiled(glet, &format!("method {}", msg.method), None, key).await
     }
 }
 
@@ -432,7 +548,17 @@ fn msg_args<'py>(
 
 fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, msg: &PyMsg) -> PyResult<Pickled> {
     let method = obj.getattr(pyo3::types::PyString::new(py, &msg.method))?;
-    let r = msg_args(py, msg).and_then(|(a, kw)| method.call(a, kw.as_ref()));
+    let r = if prof::on() {
+        let t0 = std::time::Instant::now();
+        let args = msg_args(py, msg);
+        let t1 = std::time::Instant::now();
+        prof::begin();
+        let r = args.and_then(|(a, kw)| method.call(a, kw.as_ref()));
+        prof::end(class_name(obj), &msg.method, t1.elapsed(), t1 - t0, Some(msg_bytes(msg)));
+        r
+    } else {
+        msg_args(py, msg).and_then(|(a, kw)| method.call(a, kw.as_ref()))
+    };
     let v = match r {
         Ok(v) => v,
         Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => {
@@ -478,9 +604,24 @@ async fn drive(glet: Py<PyAny>, what: &str) -> Pickled {
 
 /// [`drive`] for a greenlet already started: `first` is what it switched back with.
 async fn drive_from(glet: Py<PyAny>, what: &str, first: Option<Py<PyAny>>) -> Pickled {
+    drive_profiled(glet, what, first, None).await
+}
+
+/// [`drive_from`], each step of the greenlet counted in the profile of entry method
+/// `key` (class, method) if given.
+async fn drive_profiled(
+    glet: Py<PyAny>,
+    what: &str,
+    first: Option<Py<PyAny>>,
+    key: Option<(String, String)>,
+) -> Pickled {
     let mut resume: Option<Result<Py<PyAny>, PyErr>> = None;
     let mut first = first;
     loop {
+        let t0 = key.as_ref().map(|_| {
+            prof::begin();
+            std::time::Instant::now()
+        });
         let step = Python::attach(|py| {
             let g = glet.bind(py);
             let r = match (first.take(), resume.take()) {
@@ -532,6 +673,9 @@ async fn drive_from(glet: Py<PyAny>, what: &str, first: Option<Py<PyAny>>) -> Pi
                 CharmError::new_err("a coroutine switched to the runtime without a future (greenlet misuse)"),
             )
         });
+        if let (Some((class, method)), Some(t0)) = (&key, t0) {
+            prof::end(class.clone(), method, t0.elapsed(), std::time::Duration::ZERO, None);
+        }
         match step {
             Err(done) => return done,
             Ok(Wait::One(kind)) => resume = Some(kind.wait().await),
@@ -841,24 +985,12 @@ impl PyProxy {
         let bufs = bufs.unwrap_or_default().iter().map(array_bytes).collect::<PyResult<Vec<_>>>()?;
         let shape = if kwargs { ARGS_KW } else { ARGS_TUPLE };
         let msg = PyMsg { method, args: args.to_vec().into(), arrays, bufs, ret: want == 2, shape };
-        let bcast = self.inner.index().is_none();
-        refused(|| {
-            let call = match (coro, when) {
-                (false, false) => self.inner.call(msg),
-                (true, false) => self.inner.call_coro(msg),
-                (false, true) => self.inner.call_when(msg),
-                (true, true) => self.inner.call_coro_when(msg),
-            };
-            Ok(match want {
-                0 => {
-                    drop(call);
-                    None
-                }
-                1 => Some(PyFuture::new(FutKind::Unit(call.awaitable()))),
-                _ if bcast => Some(PyFuture::new(FutKind::All(call.ret_all()))),
-                _ => Some(PyFuture::new(FutKind::Val(call.ret()))),
-            })
-        })
+        let t0 = prof::on().then(|| (std::time::Instant::now(), msg_bytes(&msg)));
+        let r = self.send_msg(msg, coro, want, when);
+        if let Some((t0, bytes)) = t0 {
+            prof::sent(bytes, t0.elapsed());
+        }
+        r
     }
 
     /// Inserts element `index` of the sparse array this proxy names, made by class
@@ -899,6 +1031,30 @@ impl PyProxy {
         let (inner, _) = bincode::serde::decode_from_slice::<PyChareProxy, _>(b, bincode::config::standard())
             .map_err(|e| CharmError::new_err(format!("not a proxy: {e}")))?;
         Ok(PyProxy { inner })
+    }
+}
+
+impl PyProxy {
+    /// Sends a built message (the body of `send`).
+    fn send_msg(&self, msg: PyMsg, coro: bool, want: u8, when: bool) -> PyResult<Option<PyFuture>> {
+        let bcast = self.inner.index().is_none();
+        refused(|| {
+            let call = match (coro, when) {
+                (false, false) => self.inner.call(msg),
+                (true, false) => self.inner.call_coro(msg),
+                (false, true) => self.inner.call_when(msg),
+                (true, true) => self.inner.call_coro_when(msg),
+            };
+            Ok(match want {
+                0 => {
+                    drop(call);
+                    None
+                }
+                1 => Some(PyFuture::new(FutKind::Unit(call.awaitable()))),
+                _ if bcast => Some(PyFuture::new(FutKind::All(call.ret_all()))),
+                _ => Some(PyFuture::new(FutKind::Val(call.ret()))),
+            })
+        })
     }
 }
 
@@ -1334,6 +1490,43 @@ fn start(py: Python<'_>, main: Py<PyAny>, argv: Vec<String>) -> PyResult<i32> {
     .map_err(CharmError::new_err)
 }
 
+/// Turns Python-level profiling on or off (before the job starts).
+#[pyfunction]
+fn set_profiling(on: bool) {
+    prof::set(on);
+}
+
+/// This PE's profile: `(rows, sent, received)`, rows `(class, method, em, send, recv,
+/// calls)` in seconds, sizes `(count, total, min, max)` in bytes; `None` if profiling
+/// is off.
+#[allow(clippy::type_complexity)]
+#[pyfunction]
+fn profile() -> Option<(Vec<(String, String, f64, f64, f64, u64)>, (u64, u64, u64, u64), (u64, u64, u64, u64))>
+{
+    if !prof::on() {
+        return None;
+    }
+    prof::TABLE.with(|t| {
+        let t = t.borrow();
+        let rows = t
+            .rows
+            .iter()
+            .map(|((c, m), r)| {
+                (
+                    c.clone(),
+                    m.clone(),
+                    r.em.as_secs_f64(),
+                    r.send.as_secs_f64(),
+                    r.recv.as_secs_f64(),
+                    r.calls,
+                )
+            })
+            .collect();
+        let sz = |s: &prof::Sizes| (s.n, s.total, s.min, s.max);
+        Some((rows, sz(&t.sent), sz(&t.received)))
+    })
+}
+
 /// `argv` without the runtime's options (`+p4`, `+balancer GreedyLB`, ...), as Charm++
 /// leaves it for the program; a bad option is a `ValueError`.
 #[pyfunction]
@@ -1754,6 +1947,8 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(abort, m)?,
         wrap_pyfunction!(at_sync, m)?,
         wrap_pyfunction!(user_args, m)?,
+        wrap_pyfunction!(set_profiling, m)?,
+        wrap_pyfunction!(profile, m)?,
         wrap_pyfunction!(migrate, m)?,
         wrap_pyfunction!(set_migratable, m)?,
         wrap_pyfunction!(timer, m)?,

@@ -174,3 +174,18 @@ def test_numpy_arguments_anywhere_in_the_arguments(pes: int, ppn: int) -> None:
     r = run_job(pes, PROGS / "numpy_args.py", ppn=ppn)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"numpy args: all checks passed on {pes} PEs" in r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2])
+def test_profiling_and_print_stats(pes: int) -> None:
+    r = run_job(pes, PROGS / "profile.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Timings for PE 0:" in r.stdout
+    assert f"Timings for PE {pes - 1}:" in r.stdout
+    assert "----- <class '__main__.Worker'> -----" in r.stdout
+    work = [line for line in r.stdout.splitlines() if line.startswith("| work ")]
+    assert work, r.stdout
+    assert "Messages sent:" in r.stdout and "Message size in bytes (min / mean / max):" in r.stdout
+    off = run_job(pes, PROGS / "profile.py", "--off")
+    assert off.returncode == 0, off.stdout + off.stderr
+    assert "profiling is off" in off.stdout
