@@ -236,7 +236,10 @@ pub(crate) fn arrived(pe: &Rc<PeLocal>, coll: CollId) {
 /// Handles a balancer message.
 pub(crate) fn handle(pe: &Rc<PeLocal>, m: LbMsg) {
     let coll = m.coll();
-    let balancer = pe.shared.config.balancer.unwrap_or(Balancer::Rotate);
+    // Steps start only with a balancer (`start`), the same in every process.
+    let Some(balancer) = pe.shared.config.balancer else {
+        fatal("a load-balancing message without +balancer")
+    };
     match m {
         LbMsg::Start { epoch, root, .. } => {
             let children = pe.shared.span.children(root, pe.id);
@@ -252,10 +255,8 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, m: LbMsg) {
                 st.sum_load = load;
                 st.sum_max = load;
                 st.sum_objs = objs.len() as u64;
-                st.objs = objs;
-            } else {
-                st.objs = objs;
             }
+            st.objs = objs;
             st.self_ready = true;
             pe.lb.steps.borrow_mut().insert(coll, st);
             if balancer == Balancer::Distributed {

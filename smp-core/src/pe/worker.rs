@@ -125,11 +125,11 @@ pub(crate) fn handle(pe: &Rc<PeLocal>, env: Envelope) {
                 // Migrated here from elsewhere: a call from a sender goes through its
                 // home (the hash home of a sparse array's index may be where the element
                 // now is), which forwards it in order with the others.
-                Some(elem) if elem.meta().away.get().is_some() => {
-                    let home = elem.meta().away.get().expect("away");
-                    pe.send(home, env, 0);
-                }
                 Some(elem) => {
+                    if let Some(home) = elem.meta().away.get() {
+                        pe.send(home, env, 0);
+                        return;
+                    }
                     let Some(desc) = registry::entry(ep) else {
                         fatal(&format!("message for an unknown entry method id {}", ep.0))
                     };
