@@ -12,13 +12,16 @@
 //! (`drive`): a greenlet that waits for a future switches back to the task with the
 //! future, the task awaits it without the GIL and switches back in with the value.
 //!
-//! Work in progress (issue 5): `when`, channels, sections and the pool are the next
-//! slices.
+//! numpy arrays among the arguments travel beside the pickle, copied at most once on
+//! each side (module `arrays`).
 
 use charmrs::prelude::*;
 use charmrs::PodVec;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+
+mod arrays;
+use arrays::ArrayData;
 
 /// A method call for a Python chare: the method's name, its pickled arguments, and
 /// whether the caller wants the return value (`ret=True`: then it is pickled back).
@@ -31,7 +34,7 @@ pub struct PyMsg {
     arrays: Vec<PyArrayArg>,
     /// The out-of-band buffers of the pickle (protocol 5: numpy arrays nested inside
     /// other arguments), raw bytes beside the message between processes.
-    bufs: Vec<PodVec<u8>>,
+    bufs: Vec<ArrayData>,
     ret: bool,
     /// How `args` are passed: [`ARGS_TUPLE`], [`ARGS_ONE`] or [`ARGS_NONE`].
     shape: u8,
@@ -53,7 +56,7 @@ pub struct PyArrayArg {
     index: u32,
     dtype: String,
     shape: Vec<i64>,
-    data: PodVec<u8>,
+    data: ArrayData,
 }
 
 /// A numpy array argument as Python hands it over: position, `dtype.str`, shape, array.
@@ -341,9 +344,10 @@ impl PyChare {
     /// Runs `msg.method` on the Python object (a plain method: it cannot wait).
     fn call(&mut self, ctx: &Ctx<Self>, msg: PyMsg) -> Pickled {
         let _ = ctx;
-        Python::attach(|py| match invoke(py, self.obj.bind(py), &msg) {
+        let method = msg.method.clone();
+        Python::attach(|py| match invoke(py, self.obj.bind(py), msg) {
             Ok(v) => v,
-            Err(e) => raised(py, &format!("method {}", msg.method), e),
+            Err(e) => raised(py, &format!("method {method}"), e),
         })
     }
 
@@ -404,43 +408,22 @@ impl PyChare {
 
 impl PyChare {
     /// The greenlet of a `@coro` method, driven to its end.
-    async fn run_coro(this: Handle<Self>, msg: PyMsg) -> Pickled {
+    async fn run_coro(this: Handle<Self>, mut msg: PyMsg) -> Pickled {
         let obj = this.with(|c| Python::attach(|py| c.obj.clone_ref(py)));
         let key = prof::on().then(|| Python::attach(|py| (class_name(obj.bind(py)), msg.method.clone())));
+        let bytes = msg_bytes(&msg);
         let t0 = std::time::Instant::now();
         let glet = Python::attach(|py| {
-            msg_args(py, &msg)
+            msg_args_owned(py, &mut msg)
                 .and_then(|(a, kw)| glue_fn!(py, "coro")?.call1((obj, &msg.method, a, kw, msg.ret)))
                 .map(Bound::unbind)
                 .unwrap_or_else(|e| raised(py, &format!("method {}", msg.method), e))
         });
         if let Some((class, method)) = &key {
-            prof::end(class.clone(), method, std::time::Duration::ZERO, t0.elapsed(), Some(msg_bytes(&msg)));
+            prof::end(class.clone(), method, std::time::Duration::ZERO, t0.elapsed(), Some(bytes));
         }
         drive_profiled(glet, &format!("method {}", msg.method), None, key).await
     }
-}
-
-/// The data of a C-contiguous numpy array, copied once. (The buffer protocol is not in
-/// the stable ABI before Python 3.11: the address comes from `__array_interface__`.)
-fn array_bytes(a: &Bound<'_, PyAny>) -> PyResult<PodVec<u8>> {
-    let py = a.py();
-    if !a.getattr(pyo3::intern!(py, "flags"))?.getattr(pyo3::intern!(py, "c_contiguous"))?.is_truthy()? {
-        return Err(pyo3::exceptions::PyValueError::new_err("a numpy argument must be C-contiguous here"));
-    }
-    let len: usize = a.getattr(pyo3::intern!(py, "nbytes"))?.extract()?;
-    let iface = a.getattr(pyo3::intern!(py, "__array_interface__"))?;
-    let (addr, _readonly): (usize, bool) = iface.get_item("data")?.extract()?;
-    if len == 0 {
-        return Ok(PodVec::new());
-    }
-    // SAFETY: `addr` is the address of the array's data, `len` its size in bytes, and
-    // the array is C-contiguous (checked above), so `addr..addr + len` is its memory.
-    // We hold the GIL and a reference to the array until the copy below is done:
-    // nothing frees or resizes it meanwhile (a concurrent writer in another thread
-    // would race on the values only, as any reader of a shared array does).
-    let data = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
-    Ok(PodVec::from(data.to_vec()))
 }
 
 /// Keeps large allocations (message buffers, numpy arrays of arguments) in glibc's
@@ -458,12 +441,6 @@ fn tune_malloc() {
             libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
         }
     }
-}
-
-/// `numpy.frombuffer`, looked up once.
-fn frombuffer(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static F: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-    F.import(py, "numpy", "frombuffer")
 }
 
 /// `pickle.loads` and `pickle.dumps`, looked up once.
@@ -502,62 +479,87 @@ fn unpickle_args<'py>(py: Python<'py>, args: &PodVec<u8>) -> PyResult<Bound<'py,
     Ok(v)
 }
 
-/// Runs `obj.<msg.method>(*args, **kwargs)` (the arguments unpickled here); returns the
-/// pickled result if the caller asked for it. `exit()` in the method ends the job with
-/// its code (the method returns normally).
+/// The positional and keyword arguments of a call.
+type CallArgs<'py> = (Bound<'py, pyo3::types::PyTuple>, Option<Bound<'py, pyo3::types::PyDict>>);
+
+/// The arguments of a message that stays where it is (a `@when` condition looks at
+/// it): its arrays are copied.
+fn msg_args<'py>(py: Python<'py>, msg: &PyMsg) -> PyResult<CallArgs<'py>> {
+    let arrays = msg.arrays.iter().map(|a| a.data.to_vec()).collect();
+    let bufs = msg.bufs.iter().map(ArrayData::to_vec).collect();
+    args_with(py, msg, arrays, bufs)
+}
+
+/// The arguments of a message consumed by the call: its arrays become numpy arrays
+/// without a copy when nothing else shares their bytes.
+fn msg_args_owned<'py>(py: Python<'py>, msg: &mut PyMsg) -> PyResult<CallArgs<'py>> {
+    let arrays = msg.arrays.iter_mut().map(|a| a.data.take()).collect();
+    let bufs = msg.bufs.iter_mut().map(ArrayData::take).collect();
+    args_with(py, msg, arrays, bufs)
+}
+
 /// The positional and keyword arguments of a message, unpickled here: the numpy
-/// arrays that travelled beside the pickle put back in their places (writable copies:
-/// the receiver's own), and the pickle's out-of-band buffers handed to it.
-fn msg_args<'py>(
+/// arrays that travelled beside the pickle (their bytes: `arrays`) put back in their
+/// places, and the pickle's out-of-band buffers (`bufs`) handed to it, each a numpy
+/// array over bytes the receiver owns.
+fn args_with<'py>(
     py: Python<'py>,
     msg: &PyMsg,
-) -> PyResult<(Bound<'py, pyo3::types::PyTuple>, Option<Bound<'py, pyo3::types::PyDict>>)> {
-    let unpickle = || -> PyResult<Bound<'py, PyAny>> {
-        if msg.bufs.is_empty() {
+    arrays: Vec<Vec<u8>>,
+    bufs: Vec<Vec<u8>>,
+) -> PyResult<CallArgs<'py>> {
+    let unpickle = |bufs: Vec<Vec<u8>>| -> PyResult<Bound<'py, PyAny>> {
+        if bufs.is_empty() {
             return unpickle_args(py, &msg.args);
         }
-        let bufs: Vec<Bound<'py, pyo3::types::PyByteArray>> =
-            msg.bufs.iter().map(|b| pyo3::types::PyByteArray::new(py, b)).collect();
+        let bufs = bufs
+            .into_iter()
+            .map(|b| {
+                let n = b.len() as i64;
+                arrays::array_over(py, b, "|u1", &[n])
+            })
+            .collect::<PyResult<Vec<_>>>()?;
         let kw = pyo3::types::PyDict::new(py);
         kw.set_item("buffers", bufs)?;
         pickle_fn(py, false)?.call((PyBytes::new(py, &msg.args),), Some(&kw))
     };
     Ok(match msg.shape {
         ARGS_TUPLE if !msg.arrays.is_empty() => {
-            let args = unpickle()?.cast_into::<pyo3::types::PyTuple>()?;
+            let args = unpickle(bufs)?.cast_into::<pyo3::types::PyTuple>()?;
             let list = args.to_list();
-            for a in &msg.arrays {
-                let buf = pyo3::types::PyByteArray::new(py, &a.data);
-                let arr = frombuffer(py)?
-                    .call1((buf, a.dtype.as_str()))?
-                    .call_method1("reshape", (a.shape.clone(),))?;
+            for (a, bytes) in msg.arrays.iter().zip(arrays) {
+                let arr = arrays::array_over(py, bytes, &a.dtype, &a.shape)?;
                 list.set_item(a.index as usize, arr)?;
             }
             (list.to_tuple(), None)
         }
-        ARGS_TUPLE => (unpickle()?.cast_into::<pyo3::types::PyTuple>()?, None),
-        ARGS_ONE => (pyo3::types::PyTuple::new(py, [unpickle()?])?, None),
+        ARGS_TUPLE => (unpickle(bufs)?.cast_into::<pyo3::types::PyTuple>()?, None),
+        ARGS_ONE => (pyo3::types::PyTuple::new(py, [unpickle(bufs)?])?, None),
         ARGS_KW => {
             let (a, kw): (Bound<'py, pyo3::types::PyTuple>, Bound<'py, pyo3::types::PyDict>) =
-                unpickle()?.extract()?;
+                unpickle(bufs)?.extract()?;
             (a, Some(kw))
         }
         _ => (pyo3::types::PyTuple::empty(py), None),
     })
 }
 
-fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, msg: &PyMsg) -> PyResult<Pickled> {
+/// Runs `obj.<msg.method>(*args, **kwargs)` (the arguments unpickled here); returns the
+/// pickled result if the caller asked for it. `exit()` in the method ends the job with
+/// its code (the method returns normally).
+fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, mut msg: PyMsg) -> PyResult<Pickled> {
     let method = obj.getattr(pyo3::types::PyString::new(py, &msg.method))?;
     let r = if prof::on() {
+        let bytes = msg_bytes(&msg);
         let t0 = std::time::Instant::now();
-        let args = msg_args(py, msg);
+        let args = msg_args_owned(py, &mut msg);
         let t1 = std::time::Instant::now();
         prof::begin();
         let r = args.and_then(|(a, kw)| method.call(a, kw.as_ref()));
-        prof::end(class_name(obj), &msg.method, t1.elapsed(), t1 - t0, Some(msg_bytes(msg)));
+        prof::end(class_name(obj), &msg.method, t1.elapsed(), t1 - t0, Some(bytes));
         r
     } else {
-        msg_args(py, msg).and_then(|(a, kw)| method.call(a, kw.as_ref()))
+        msg_args_owned(py, &mut msg).and_then(|(a, kw)| method.call(a, kw.as_ref()))
     };
     let v = match r {
         Ok(v) => v,
@@ -980,13 +982,26 @@ impl PyProxy {
         let arrays = arrays
             .unwrap_or_default()
             .into_iter()
-            .map(|(index, dtype, shape, a)| Ok(PyArrayArg { index, dtype, shape, data: array_bytes(&a)? }))
+            .map(|(index, dtype, shape, a)| {
+                Ok(PyArrayArg { index, dtype, shape, data: ArrayData::borrow(&a)? })
+            })
             .collect::<PyResult<Vec<_>>>()?;
-        let bufs = bufs.unwrap_or_default().iter().map(array_bytes).collect::<PyResult<Vec<_>>>()?;
+        let bufs = bufs.unwrap_or_default().iter().map(ArrayData::borrow).collect::<PyResult<Vec<_>>>()?;
+        let live: Vec<_> = arrays
+            .iter()
+            .map(|a| &a.data)
+            .chain(&bufs)
+            .filter_map(|d| match d {
+                ArrayData::Live(l) => Some(std::sync::Arc::clone(l)),
+                ArrayData::Owned(_) => None,
+            })
+            .collect();
         let shape = if kwargs { ARGS_KW } else { ARGS_TUPLE };
         let msg = PyMsg { method, args: args.to_vec().into(), arrays, bufs, ret: want == 2, shape };
         let t0 = prof::on().then(|| (std::time::Instant::now(), msg_bytes(&msg)));
         let r = self.send_msg(msg, coro, want, when);
+        // Still holding the GIL: see `arrays`.
+        arrays::detach(&live);
         if let Some((t0, bytes)) = t0 {
             prof::sent(bytes, t0.elapsed());
         }

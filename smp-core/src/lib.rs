@@ -83,7 +83,8 @@ pub use collection::{
 pub use config::{Balancer, Config};
 pub use error::{Error, Result};
 pub use future::{iwait, wait_all, wait_any, Future, Iwait};
-pub use msg::{oob::PodVec, Payload};
+pub use msg::oob::{serialize_oob, OobBytes, PodVec};
+pub use msg::Payload;
 pub use pe::{
     abort, exit, get_host_first_pe, get_host_num_pes, get_host_pes, get_node_first_pe, get_pe_host,
     get_pe_host_rank, get_topo_subtrees, get_topo_tree_edges, my_host, my_node, my_pe, num_hosts, num_nodes,

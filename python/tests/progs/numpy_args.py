@@ -2,7 +2,10 @@
 beside the pickle), nested in lists, dicts, tuples and objects, as keyword arguments
 (the pickle's out-of-band buffers, protocol 5), non-contiguous (pickled), of several
 dtypes and shapes; to plain, @coro and @when methods, across PEs and processes. The
-receiver gets its own writable copy."""
+receiver gets its own writable copy, with the values of the moment of the call even when
+the sender changes its array right after (small and large arrays, which cross processes
+without a copy on the sending side; also to an element that moved away from its home,
+whose calls wait at the home and are forwarded later)."""
 
 import numpy as np
 
@@ -29,6 +32,18 @@ def describe(x):
 class C(Chare):
     def __init__(self):
         self.k = 0
+        self.seen = []
+
+    def record(self, k, a, nested=None, kw=None):
+        # Each array holds k everywhere; the receiver may change its own.
+        arrays = [a] + (nested or []) + ([kw] if kw is not None else [])
+        ok = all(bool((x == np.array(k).astype(x.dtype)).all()) and x.flags.writeable for x in arrays)
+        a[...] = -1
+        self.seen.append((k, ok, a.dtype.str, a.shape))
+
+    def report(self):
+        seen, self.seen = self.seen, []
+        return seen
 
     def plain(self, a, nested, kw=None):
         d = describe([nested, kw])
@@ -64,6 +79,42 @@ def main(args):
     got = [fu.get() for fu in futs]
     ok &= [g[1][0][3] for g in got] == [6.0, 0.0, 3.0]
     ok &= bool((x == np.arange(12).reshape(3, 4)).all())  # the sender's arrays unchanged
+
+    # The sender reuses its buffers right after each call: small (in the message) and
+    # large (out of band: 2 MiB), positional and nested, of several dtypes.
+    bufs = [
+        np.zeros(4),
+        np.zeros((512, 512), dtype=np.float64),
+        np.zeros(7, dtype=np.int16),
+        np.zeros(3, dtype=np.complex128),
+        np.zeros(5, dtype=bool),
+        np.zeros(4, dtype="datetime64[s]"),
+        np.zeros((), dtype=np.float32),
+        np.zeros((0, 3)),
+    ]
+    big = np.zeros(300_000)
+    if p > 1:
+        # An element that moved away from its home (PE 0): calls to it are forwarded.
+        cells[0].migrate(p - 1, awaitable=True).get()
+    for i in range(p):
+        for k in range(1, 4):
+            for b in bufs:
+                b[...] = np.array(k).astype(b.dtype)
+                cells[i].record(k, b)
+            big[:] = k
+            cells[i].record(k, big, [big, np.full(2000, k)], kw=big)
+            big[:] = -5
+            for b in bufs:
+                b[...] = np.array(9).astype(b.dtype)
+    want_shapes = [(b.dtype.str, b.shape) for b in bufs] + [(big.dtype.str, big.shape)]
+    for i in range(p):
+        seen = cells[i].report(ret=True).get()
+        good = len(seen) == 3 * len(want_shapes) and all(s[1] for s in seen)
+        good &= [s[0] for s in seen] == [k for k in range(1, 4) for _ in want_shapes]
+        good &= [tuple(s[2:]) for s in seen] == want_shapes * 3
+        if not good:
+            print(f"element {i}: {seen}")
+        ok &= good
     print(f"numpy args: {'all checks passed' if ok else 'MISMATCH'} on {p} PEs")
     exit(0 if ok else 1)
 

@@ -38,21 +38,34 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// copy it saves is longer than that.
 pub(crate) const OOB_MIN: usize = 1024;
 
-/// Something whose bytes can be a run: it owns them, so a run stays valid however long
-/// the transport takes, whatever happens to the value it was serialized from.
-pub(crate) trait RunBytes {
+/// Bytes kept alive by their owner, which a message can send out of band: the owner
+/// is kept until the transport has copied them (during the send that encodes the
+/// message, on the thread that sends it), whatever happens to the value it came from.
+///
+/// [`PodVec`] uses it for its vector; [`serialize_oob`] lets a foreign buffer (a numpy
+/// array in the Python package) travel the same way without being copied into a
+/// vector first. `bytes` must return the same bytes for as long as the owner lives.
+pub trait OobBytes {
     /// The bytes.
     fn bytes(&self) -> &[u8];
 }
 
-impl<T: bytemuck::Pod> RunBytes for Vec<T> {
+impl<T: bytemuck::Pod> OobBytes for Vec<T> {
     fn bytes(&self) -> &[u8] {
         bytemuck::cast_slice(self)
     }
 }
 
 /// A byte run set aside while encoding: shares the buffer of the value serialized.
-pub(crate) type Run = Arc<dyn RunBytes>;
+pub(crate) type Run = Arc<dyn OobBytes>;
+
+/// Serializes the bytes of `owner` exactly as a [`PodVec<u8>`] of them: out of band
+/// (no copy into the message) when a message for another process is being encoded,
+/// inline otherwise. The receiver deserializes a `PodVec<u8>`.
+pub fn serialize_oob<S: Serializer>(owner: Arc<dyn OobBytes>, s: S) -> Result<S::Ok, S::Error> {
+    let run = Arc::clone(&owner);
+    serialize_bytes(owner.bytes(), move || run, s)
+}
 
 /// A run of the message being decoded: a pointer into it (see [`with_runs`]).
 #[derive(Clone, Copy)]
@@ -375,6 +388,32 @@ mod tests {
         // Without its buffers the message is an error, not garbage.
         let e = decode::<(PodVec<f64>, u8, PodVec<u32>, PodVec<i64>)>(&out).expect_err("no buffers");
         assert!(e.contains("out-of-band buffer 0 is not in the message"), "{e}");
+    }
+
+    #[test]
+    fn a_foreign_owner_travels_as_a_pod_vec_of_its_bytes() {
+        /// Bytes that are not a `Vec` (as a numpy array's are).
+        struct Foreign(Box<[u8]>);
+        impl OobBytes for Foreign {
+            fn bytes(&self) -> &[u8] {
+                &self.0
+            }
+        }
+        struct Wrap(Arc<Foreign>);
+        impl Serialize for Wrap {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serialize_oob(Arc::clone(&self.0) as Arc<dyn OobBytes>, s)
+            }
+        }
+        for n in [0usize, 10, 5000] {
+            let w = Wrap(Arc::new(Foreign((0..n).map(|i| i as u8).collect())));
+            let mut out = Vec::new();
+            let ((), runs) = collecting(|| encode(&w, &mut out).expect("encodes"));
+            assert_eq!(runs.len(), usize::from(n >= OOB_MIN), "{n} bytes");
+            let bytes: Vec<&[u8]> = runs.iter().map(|r| r.bytes()).collect();
+            let back = with_runs(&bytes, || decode::<PodVec<u8>>(&out)).expect("decodes");
+            assert_eq!(&back[..], &w.0 .0[..]);
+        }
     }
 
     #[test]

@@ -1,0 +1,242 @@
+//! numpy arrays in messages, with one copy on each side at most.
+//!
+//! **Sending.** An array argument is not copied when the call is made: the message
+//! refers to the array itself ([`ArrayData::Live`]). If the runtime encodes the message
+//! for another process during the send (the destination's first hop is there), the
+//! transport copies the array's bytes straight into shared memory or the socket (out of
+//! band, [`charmrs::serialize_oob`]): one copy, as MPI makes. If the message stays in
+//! this process (another PE, or a home PE that will forward it later), the sender
+//! copies the array once it is queued, before it returns to Python ([`detach`]): the
+//! receiver gets the values of the moment of the call whatever the sender does to its
+//! array afterwards.
+//!
+//! Why this is sound: the sender holds the GIL from before the message is visible to
+//! any other thread until it has made that copy, and only code holding the GIL can
+//! change a numpy array's values. Another thread that encodes the message (a home PE
+//! forwarding it) takes the GIL first when no copy is there yet, so it waits until
+//! the copy exists; only the sender itself, inside the send, reads the live array.
+//!
+//! **Receiving.** The bytes decoded from another process (or the copy made above) are
+//! handed to numpy without another copy: an [`ArrayBuf`] owns them and exposes them
+//! through `__array_interface__` (the buffer protocol is not in the stable ABI before
+//! Python 3.11), and `numpy.asarray` makes the array over them, which keeps the
+//! `ArrayBuf` alive as its base. The array is writable: it is the receiver's own.
+
+#![allow(unsafe_code)] // raw views of numpy's memory and of the received vectors: see the SAFETY comments
+
+use std::sync::{Arc, OnceLock};
+
+use charmrs::{OobBytes, PodVec};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// The data of a numpy array (or of a pickle's out-of-band buffer) in a message.
+#[derive(Clone)]
+pub(crate) enum ArrayData {
+    /// The bytes, owned by the message (received, or made here).
+    Owned(PodVec<u8>),
+    /// The sender's array itself, until the message leaves the sending call (see the
+    /// module doc).
+    Live(Arc<LiveArray>),
+}
+
+/// A sender's array, and its copy once the message outlives the sending call.
+pub(crate) struct LiveArray {
+    /// Keeps the array (and so its memory) alive.
+    _obj: Py<PyAny>,
+    addr: usize,
+    len: usize,
+    copy: OnceLock<PodVec<u8>>,
+}
+
+impl LiveArray {
+    /// The array's own memory.
+    fn live(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `addr..addr + len` is the memory of a C-contiguous array (checked by
+        // `ArrayData::borrow`) that `_obj` keeps alive as long as `self`. Its values
+        // stay as they were at the call while it is read: see the module doc (readers
+        // other than the sending call find `copy` set, and never get here).
+        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
+    }
+}
+
+impl OobBytes for LiveArray {
+    fn bytes(&self) -> &[u8] {
+        match self.copy.get() {
+            Some(c) => c,
+            None => self.live(),
+        }
+    }
+}
+
+impl ArrayData {
+    /// The data of `a`, a numpy array (or any object with a C-contiguous
+    /// `__array_interface__`), not copied yet.
+    pub(crate) fn borrow(a: &Bound<'_, PyAny>) -> PyResult<ArrayData> {
+        let py = a.py();
+        if !a.getattr(pyo3::intern!(py, "flags"))?.getattr(pyo3::intern!(py, "c_contiguous"))?.is_truthy()? {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "a numpy argument must be C-contiguous here",
+            ));
+        }
+        let len: usize = a.getattr(pyo3::intern!(py, "nbytes"))?.extract()?;
+        let iface = a.getattr(pyo3::intern!(py, "__array_interface__"))?;
+        let (addr, _readonly): (usize, bool) = iface.get_item("data")?.extract()?;
+        Ok(ArrayData::Live(Arc::new(LiveArray {
+            _obj: a.clone().unbind(),
+            addr,
+            len,
+            copy: OnceLock::new(),
+        })))
+    }
+
+    /// How many bytes.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            ArrayData::Owned(v) => v.len(),
+            ArrayData::Live(l) => l.len,
+        }
+    }
+
+    /// The bytes as a vector the caller owns: taken from the message without a copy
+    /// when nothing else shares them.
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        match std::mem::replace(self, ArrayData::Owned(PodVec::new())) {
+            ArrayData::Owned(v) => v.into_inner(),
+            ArrayData::Live(l) => match Arc::try_unwrap(l) {
+                Ok(LiveArray { copy, .. }) if copy.get().is_some() => {
+                    copy.into_inner().map(PodVec::into_inner).unwrap_or_default()
+                }
+                Ok(l) => l.live().to_vec(),
+                Err(l) => l.bytes().to_vec(),
+            },
+        }
+    }
+
+    /// A copy of the bytes.
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        match self {
+            ArrayData::Owned(v) => v.to_vec(),
+            ArrayData::Live(l) => l.bytes().to_vec(),
+        }
+    }
+}
+
+/// After a send, with the GIL held since before it: copies the arrays the message
+/// still refers to, if the message is still somewhere (queued in this process) rather
+/// than already encoded for another process and dropped.
+pub(crate) fn detach(sent: &[Arc<LiveArray>]) {
+    for l in sent {
+        if Arc::strong_count(l) > 1 && l.copy.get().is_none() {
+            let _ = l.copy.set(PodVec::from(l.live().to_vec()));
+        }
+    }
+}
+
+impl serde::Serialize for ArrayData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ArrayData::Owned(v) => v.serialize(s),
+            ArrayData::Live(l) => {
+                if l.copy.get().is_none() {
+                    // A thread other than the sender's waits here until the sender has
+                    // made the copy and released the GIL (see the module doc); for the
+                    // sender, which holds the GIL, this costs a counter check.
+                    Python::attach(|_| ());
+                }
+                charmrs::serialize_oob(Arc::clone(l) as Arc<dyn OobBytes>, s)
+            }
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ArrayData {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        PodVec::<u8>::deserialize(d).map(ArrayData::Owned)
+    }
+}
+
+/// A vector's memory, owned here alone: handed to numpy as a raw pointer.
+struct RawVec {
+    ptr: *mut u8,
+    len: usize,
+    cap: usize,
+}
+
+// SAFETY: `RawVec` owns its allocation like the `Vec` it came from (no other handle to
+// it exists in Rust); numpy reads and writes it only under the GIL.
+unsafe impl Send for RawVec {}
+// SAFETY: as above; Rust never reads the memory through a `&RawVec`.
+unsafe impl Sync for RawVec {}
+
+impl RawVec {
+    fn new(v: Vec<u8>) -> RawVec {
+        let mut v = std::mem::ManuallyDrop::new(v);
+        RawVec { ptr: v.as_mut_ptr(), len: v.len(), cap: v.capacity() }
+    }
+}
+
+impl Drop for RawVec {
+    fn drop(&mut self) {
+        // SAFETY: the parts come from a `Vec<u8>` that was never dropped (`RawVec::new`),
+        // and the numpy array over the memory holds this object as its base, so no
+        // array refers to it any more.
+        drop(unsafe { Vec::from_raw_parts(self.ptr, self.len, self.cap) });
+    }
+}
+
+/// Received bytes that a numpy array is made over without a copy (its base). Internal.
+#[pyclass(module = "charmrs._charmrs", name = "ArrayBuf", frozen)]
+pub(crate) struct ArrayBuf {
+    mem: RawVec,
+    typestr: String,
+    shape: Vec<i64>,
+}
+
+#[pymethods]
+impl ArrayBuf {
+    /// numpy's array interface (version 3) over the bytes: C order, writable.
+    #[getter]
+    fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item(pyo3::intern!(py, "version"), 3)?;
+        d.set_item(pyo3::intern!(py, "typestr"), &self.typestr)?;
+        d.set_item(pyo3::intern!(py, "shape"), pyo3::types::PyTuple::new(py, &self.shape)?)?;
+        d.set_item(pyo3::intern!(py, "data"), (self.mem.ptr as usize, false))?;
+        Ok(d)
+    }
+}
+
+/// A numpy array of `typestr` (numpy's `dtype.str`) and `shape` over `bytes`, which it
+/// owns from now on.
+pub(crate) fn array_over<'py>(
+    py: Python<'py>,
+    bytes: Vec<u8>,
+    typestr: &str,
+    shape: &[i64],
+) -> PyResult<Bound<'py, PyAny>> {
+    static ASARRAY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let asarray = ASARRAY.import(py, "numpy", "asarray")?;
+    if bytes.is_empty() {
+        // No memory to share (and a dangling pointer numpy should not see).
+        let empty = py.import("numpy")?.getattr("empty")?;
+        return empty.call1((shape.to_vec(), typestr));
+    }
+    let len = bytes.len();
+    let buf = Bound::new(
+        py,
+        ArrayBuf { mem: RawVec::new(bytes), typestr: typestr.to_owned(), shape: shape.to_vec() },
+    )?;
+    let a = asarray.call1((buf,))?;
+    // Bytes from another process: an array larger than them would read past their end.
+    let nbytes: usize = a.getattr(pyo3::intern!(py, "nbytes"))?.extract()?;
+    if nbytes != len {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "malformed message: an array of dtype {typestr} and shape {shape:?} ({nbytes} bytes) came with {len} bytes"
+        )));
+    }
+    Ok(a)
+}
