@@ -91,6 +91,38 @@ def mp_pool_map(reps: int) -> float:
         return (time.perf_counter() - t0) / reps
 
 
+#: The ping-pong rows with a numpy payload, and its size in bytes.
+BANDWIDTH = {"pingpong_64KiB": 64 << 10, "pingpong_1MiB": 1 << 20, "pingpong_8MiB": 8 << 20}
+
+
+def shm_memcpy_us(size: int, reps: int) -> float:
+    """The raw bound of moving ``size`` bytes between two processes through shared
+    memory: one copy from a numpy array into a ``/dev/shm`` mapping plus one copy out
+    into another (preallocated) array, by one thread; microseconds, median of ``reps``."""
+    import mmap
+
+    import numpy as np
+
+    with open(f"/dev/shm/charmrs-bench-{os.getpid()}", "w+b") as f:
+        try:
+            f.truncate(size)
+            m = mmap.mmap(f.fileno(), size)
+            shm = np.frombuffer(m, dtype=np.uint8)
+            src = np.ones(size, dtype=np.uint8)
+            out = np.empty(size, dtype=np.uint8)
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                shm[:] = src
+                out[:] = shm
+                times.append(time.perf_counter() - t0)
+            del shm
+            m.close()
+        finally:
+            os.unlink(f.name)
+    return statistics.median(times) * 1e6
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
@@ -112,8 +144,11 @@ def main() -> int:
     results: dict[str, dict[str, list[float]]] = {k: {} for k in runtimes}
     units: dict[str, str] = {}
     mp: list[float] = []
+    memcpy: dict[str, list[float]] = {k: [] for k in BANDWIDTH}
     for i in range(args.runs):
         mp.append(mp_pool_map(5 if args.quick else 50) * 1e6)
+        for scenario, size in BANDWIDTH.items():
+            memcpy[scenario].append(shm_memcpy_us(size, 5 if args.quick else 50))
         for name, cmd in runtimes.items():  # interleaved, so that drift hits both
             for scenario, (value, unit) in run(cmd, env).items():
                 results[name].setdefault(scenario, []).append(value)
@@ -135,6 +170,14 @@ def main() -> int:
             ours = statistics.median(results["charmrs"].get(scenario, [float("nan")]))
             theirs = statistics.median(results["mpi4py"][scenario])
             print(f"| {scenario} | {ours:.1f} us | {theirs:.1f} us | {ours / theirs:.2f}x |")
+    print()
+    print("| scenario (one way) | charmrs | raw shm memcpy in + out | charmrs bandwidth / bound (goal >= 0.7x) |")
+    print("|---|---|---|---|")
+    for scenario, size in BANDWIDTH.items():
+        ours = statistics.median(results["charmrs"].get(scenario, [float("nan")]))
+        bound = statistics.median(memcpy[scenario])
+        gbs = size / ours / 1e3
+        print(f"| {scenario} | {ours:.1f} us ({gbs:.2f} GB/s) | {bound:.1f} us ({size / bound / 1e3:.2f} GB/s) | {bound / ours:.2f}x |")
     ours = statistics.median(results["charmrs"].get("pool_map1000_chunk10", [float("nan")]))
     theirs = statistics.median(mp)
     print()
