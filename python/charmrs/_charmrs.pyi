@@ -56,10 +56,12 @@ class Proxy:
         when: bool = False,
         arrays: Optional[Sequence[tuple[int, str, Sequence[int], Any]]] = None,
         bufs: Optional[Sequence[Any]] = None,
+        objs: Optional[Sequence[tuple[int, Any, Optional[str]]]] = None,
     ) -> Optional[RawFuture]:
         """Sends a call of ``method`` with pickled ``args`` (``arrays``: positional numpy
-        arrays sent beside it; ``bufs``: its out-of-band buffers, as uint8 arrays); a
-        future if ``want`` > 0."""
+        arrays sent beside it; ``bufs``: its out-of-band buffers, as uint8 arrays;
+        ``objs``: positional futures and proxies, ``(position, raw, class path or
+        None)``); a future if ``want`` > 0."""
     def insert(self, index: Sequence[int], cls: str, args: bytes, pe: int) -> None:
         """Inserts element ``index`` (class ``cls``, pickled ``args``) into this sparse
         array, on PE ``pe`` (its home PE if negative)."""

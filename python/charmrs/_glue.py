@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 from greenlet import greenlet
 
+from .future import _UNSET, Future
+
 
 def _class(path: str) -> type:
     module, _, qualname = path.partition(":")
@@ -17,6 +19,29 @@ def _class(path: str) -> type:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj  # type: ignore[no-any-return]
+
+
+#: Chare classes by path (``module:qualname``), once resolved.
+_CLASSES: dict[str, type] = {}
+
+
+def future_of(raw: Any) -> Any:
+    """The ``Future`` of a raw future that came as an argument."""
+    f = Future.__new__(Future)
+    f._raw = raw
+    f._value = _UNSET
+    f._error = None
+    return f
+
+
+def proxy_of(raw: Any, path: str) -> Any:
+    """The proxy of chare class ``path`` over a raw proxy that came as an argument."""
+    from .chare import _make_proxy
+
+    cls = _CLASSES.get(path)
+    if cls is None:
+        cls = _CLASSES[path] = _class(path)
+    return _make_proxy(raw, cls)
 
 
 def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -> Any:

@@ -186,30 +186,76 @@ _PROXY_CLASSES: dict[type, type] = {}
 _FLAT = frozenset([int, float, str, bytes, bool, complex, type(None)])
 
 
-def _split_arrays(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], Optional[list[Any]], bool]:
-    """Takes the numpy arrays of plain dtypes out of the positional arguments: they
-    travel as raw bytes beside the pickle (numpy's pickling costs ~15 us even for a
-    small array and copies the data twice). The flag says whether another argument may
-    hold arrays (then the pickle gives them out of band)."""
+#: ``dtype.str`` by dtype (``dtype.str`` formats a new string at each access), keyed by
+#: ``id`` with the dtype kept alive in the value (so that no other dtype can take its
+#: id); cleared when it grows past a few hundred (programs that make dtypes on the fly).
+_DTYPE_STR: dict[int, tuple[Any, str]] = {}
+
+
+def _dtype_str(dt: Any) -> str:
+    hit = _DTYPE_STR.get(id(dt))
+    if hit is not None:
+        return hit[1]
+    if len(_DTYPE_STR) > 256:
+        _DTYPE_STR.clear()
+    s: str = dt.str
+    _DTYPE_STR[id(dt)] = (dt, s)
+    return s
+
+
+#: The proxy classes (one per chare class), and each chare class's path.
+_PROXY_TYPES: set[type] = set()
+_PATHS: dict[type, str] = {}
+
+
+def _split_args(
+    args: tuple[Any, ...],
+) -> tuple[tuple[Any, ...], Optional[list[Any]], Optional[list[Any]], bool]:
+    """Takes out of the positional arguments what travels beside the pickle: numpy
+    arrays of plain dtypes (as raw bytes: numpy's pickling costs ~15 us even for a small
+    array and copies the data twice), explicit futures and proxies (pickling one costs
+    a few microseconds: a global lookup on each side). The flag says whether another
+    argument may hold arrays (then the pickle gives them out of band)."""
     np = sys.modules.get("numpy")
-    if np is None:
-        return args, None, False
-    nd = np.ndarray
-    arrays = None
+    nd = np.ndarray if np is not None else None
+    rest: Optional[list[Any]] = None
+    arrays: Optional[list[Any]] = None
+    objs: Optional[list[Any]] = None
     nested = False
     for i, a in enumerate(args):
         t = type(a)
-        if t is nd and not a.dtype.hasobject and a.dtype.fields is None:
+        if t in _FLAT:
+            continue
+        if t is Future:
+            if objs is None:
+                objs = []
+            if rest is None:
+                rest = list(args)
+            objs.append((i, a._raw, None))
+            rest[i] = None
+        elif t in _PROXY_TYPES:
+            if objs is None:
+                objs = []
+            if rest is None:
+                rest = list(args)
+            cls = a._cls
+            path = _PATHS.get(cls)
+            if path is None:
+                path = _PATHS[cls] = _path(cls)
+            objs.append((i, a._raw, path))
+            rest[i] = None
+        elif t is nd and not a.dtype.hasobject and a.dtype.fields is None:
             if arrays is None:
                 arrays = []
+            if rest is None:
                 rest = list(args)
             if not a.flags.c_contiguous:
-                a = np.ascontiguousarray(a)
-            arrays.append((i, a.dtype.str, list(a.shape), a))
+                a = np.ascontiguousarray(a)  # type: ignore[union-attr]
+            arrays.append((i, _dtype_str(a.dtype), a.shape, a))
             rest[i] = None
-        elif t not in _FLAT:
+        else:
             nested = True
-    return (args, None, nested) if arrays is None else (tuple(rest), arrays, nested)
+    return (args if rest is None else tuple(rest)), arrays, objs, nested
 
 
 def _buffers(bufs: list[Any]) -> Optional[list[Any]]:
@@ -228,27 +274,25 @@ def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]
         want = 2 if ret else 1 if awaitable else 0
         if _RO.__dict__["_dirty"]:
             _ro_flush()
-        if "numpy" not in sys.modules:
-            if kwargs:
+        if kwargs:
+            if "numpy" not in sys.modules:
                 fut = self._raw.send(name, dumps((args, kwargs), 5), coro, want, True, when)
             else:
-                fut = self._raw.send(name, dumps(args, 5), coro, want, False, when)
-        else:
-            # numpy arrays: the positional ones travel beside the pickle as raw bytes,
-            # the others (inside lists, dicts, objects, keyword arguments) as the
-            # pickle's out-of-band buffers (protocol 5): copied once, never pickled.
-            if kwargs:
+                # numpy arrays anywhere: the pickle's out-of-band buffers (protocol 5),
+                # copied once, never pickled.
                 bufs: list[Any] = []
                 payload = dumps((args, kwargs), 5, buffer_callback=bufs.append)
                 fut = self._raw.send(name, payload, coro, want, True, when, None, _buffers(bufs))
+        else:
+            # Positional numpy arrays, futures and proxies travel beside the pickle;
+            # arrays inside other arguments as the pickle's out-of-band buffers.
+            args, arrays, objs, nested = _split_args(args)
+            if nested and "numpy" in sys.modules:
+                bufs = []
+                payload = dumps(args, 5, buffer_callback=bufs.append)
+                fut = self._raw.send(name, payload, coro, want, False, when, arrays, _buffers(bufs), objs)
             else:
-                args, arrays, nested = _split_arrays(args)
-                if nested:
-                    bufs = []
-                    payload = dumps(args, 5, buffer_callback=bufs.append)
-                    fut = self._raw.send(name, payload, coro, want, False, when, arrays, _buffers(bufs))
-                else:
-                    fut = self._raw.send(name, dumps(args, 5), coro, want, False, when, arrays)
+                fut = self._raw.send(name, dumps(args, 5), coro, want, False, when, arrays, None, objs)
         return None if fut is None else Future(_raw=fut)
 
     method.__name__ = name
@@ -273,6 +317,7 @@ def _proxy_class(cls: type) -> type:
                 ns[name] = _entry(name, bool(getattr(m, "_charmrs_coro", False)), hasattr(m, "_charmrs_when"))
         pc = type(f"{cls.__qualname__}Proxy", (Proxy,), ns)
         _PROXY_CLASSES[cls] = pc
+        _PROXY_TYPES.add(pc)
     return pc
 
 

@@ -35,6 +35,9 @@ pub struct PyMsg {
     /// The out-of-band buffers of the pickle (protocol 5: numpy arrays nested inside
     /// other arguments), raw bytes beside the message between processes.
     bufs: Vec<ArrayData>,
+    /// The futures and proxies among the positional arguments (`None` in the pickle):
+    /// pickling one costs a few microseconds (a global lookup on each side).
+    objs: Vec<PyObjArg>,
     ret: bool,
     /// How `args` are passed: [`ARGS_TUPLE`], [`ARGS_ONE`] or [`ARGS_NONE`].
     shape: u8,
@@ -58,6 +61,19 @@ pub struct PyArrayArg {
     shape: Vec<i64>,
     data: ArrayData,
 }
+
+/// A future or proxy argument, by position.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub enum PyObjArg {
+    /// An explicit future (`charm.Future()`).
+    Future(u32, charmrs::Future<Pickled>),
+    /// A proxy, and the `module:qualname` of its chare class.
+    Proxy(u32, PyChareProxy, String),
+}
+
+/// A future or proxy argument as Python hands it over: position, raw future or raw
+/// proxy, and the chare class's path for a proxy.
+type ObjSpec<'py> = (u32, Bound<'py, PyAny>, Option<String>);
 
 /// A numpy array argument as Python hands it over: position, `dtype.str`, shape, array.
 type ArraySpec<'py> = (u32, String, Vec<i64>, Bound<'py, PyAny>);
@@ -395,6 +411,7 @@ impl PyChare {
             args: PodVec::new(),
             arrays: Vec::new(),
             bufs: Vec::new(),
+            objs: Vec::new(),
             ret: false,
             shape: ARGS_NONE,
         };
@@ -524,12 +541,16 @@ fn args_with<'py>(
         pickle_fn(py, false)?.call((PyBytes::new(py, &msg.args),), Some(&kw))
     };
     Ok(match msg.shape {
-        ARGS_TUPLE if !msg.arrays.is_empty() => {
+        ARGS_TUPLE if !msg.arrays.is_empty() || !msg.objs.is_empty() => {
             let args = unpickle(bufs)?.cast_into::<pyo3::types::PyTuple>()?;
             let list = args.to_list();
             for (a, bytes) in msg.arrays.iter().zip(arrays) {
                 let arr = arrays::array_over(py, bytes, &a.dtype, &a.shape)?;
                 list.set_item(a.index as usize, arr)?;
+            }
+            for o in &msg.objs {
+                let (i, v) = obj_of(py, o)?;
+                list.set_item(i as usize, v)?;
             }
             (list.to_tuple(), None)
         }
@@ -965,7 +986,10 @@ impl PyProxy {
     /// `@coro` method. `want`: 0 nothing, 1 completion (`awaitable=True`), 2 the return
     /// value(s) (`ret=True`); then returns the future. `kwargs`: `args` is a pickled
     /// `(args, kwargs)` pair. `when`: the method has a `@when` condition.
-    #[pyo3(signature = (method, args, coro, want, kwargs=false, when=false, arrays=None, bufs=None))]
+    /// `arrays`: the numpy arrays taken out of the positional arguments; `bufs`: the
+    /// pickle's out-of-band buffers; `objs`: the futures and proxies taken out of the
+    /// positional arguments.
+    #[pyo3(signature = (method, args, coro, want, kwargs=false, when=false, arrays=None, bufs=None, objs=None))]
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
@@ -977,8 +1001,10 @@ impl PyProxy {
         when: bool,
         arrays: Option<Vec<ArraySpec<'_>>>,
         bufs: Option<Vec<Bound<'_, PyAny>>>,
+        objs: Option<Vec<ObjSpec<'_>>>,
     ) -> PyResult<Option<PyFuture>> {
         on_pe()?;
+        let objs = objs.unwrap_or_default().into_iter().map(obj_arg).collect::<PyResult<Vec<_>>>()?;
         let arrays = arrays
             .unwrap_or_default()
             .into_iter()
@@ -997,7 +1023,7 @@ impl PyProxy {
             })
             .collect();
         let shape = if kwargs { ARGS_KW } else { ARGS_TUPLE };
-        let msg = PyMsg { method, args: args.to_vec().into(), arrays, bufs, ret: want == 2, shape };
+        let msg = PyMsg { method, args: args.to_vec().into(), arrays, bufs, objs, ret: want == 2, shape };
         let t0 = prof::on().then(|| (std::time::Instant::now(), msg_bytes(&msg)));
         let r = self.send_msg(msg, coro, want, when);
         // Still holding the GIL: see `arrays`.
@@ -1071,6 +1097,32 @@ impl PyProxy {
             })
         })
     }
+}
+
+/// A future or proxy argument for the message.
+fn obj_arg((index, obj, path): ObjSpec<'_>) -> PyResult<PyObjArg> {
+    match path {
+        Some(path) => Ok(PyObjArg::Proxy(index, obj.cast::<PyProxy>()?.get().inner, path)),
+        None => match &obj.cast::<PyFuture>()?.borrow().kind {
+            FutKind::Val(f) | FutKind::Multi(f) => Ok(PyObjArg::Future(index, f.clone())),
+            _ => {
+                Err(CharmError::new_err("only explicit futures (charm.Future()) can be sent to other chares"))
+            }
+        },
+    }
+}
+
+/// The Python object of a future or proxy argument.
+fn obj_of<'py>(py: Python<'py>, o: &PyObjArg) -> PyResult<(u32, Bound<'py, PyAny>)> {
+    Ok(match o {
+        PyObjArg::Future(i, f) => {
+            let raw = PyFuture::new(FutKind::Val(f.clone()));
+            // A copy: the original decides whether the future is detached.
+            raw.awaited.store(true, std::sync::atomic::Ordering::Relaxed);
+            (*i, glue_fn!(py, "future_of")?.call1((raw,))?)
+        }
+        PyObjArg::Proxy(i, p, path) => (*i, glue_fn!(py, "proxy_of")?.call1((PyProxy { inner: *p }, path))?),
+    })
 }
 
 /// A number as Python passes it to `contribute`.
@@ -1203,6 +1255,7 @@ impl PyTarget {
                     args,
                     arrays: Vec::new(),
                     bufs: Vec::new(),
+                    objs: Vec::new(),
                     ret: false,
                     shape,
                 };

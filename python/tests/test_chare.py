@@ -176,6 +176,20 @@ def test_numpy_arguments_anywhere_in_the_arguments(pes: int, ppn: int) -> None:
     assert f"numpy args: all checks passed on {pes} PEs" in r.stdout
 
 
+@pytest.mark.parametrize("pes,ppn", [(1, 1), (3, 1), (2, 2)])
+def test_futures_and_proxies_as_arguments(pes: int, ppn: int) -> None:
+    r = run_job(pes, PROGS / "arg_objects.py", ppn=ppn)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for check in [
+        "futures by position and nested",
+        "a multi-value future by position",
+        "proxies by position and nested",
+        "a future by position to a @when method",
+        "an awaitable future is refused",
+    ]:
+        assert f"{check}: True" in r.stdout, r.stdout
+
+
 @pytest.mark.parametrize("pes", [1, 2])
 def test_profiling_and_print_stats(pes: int) -> None:
     r = run_job(pes, PROGS / "profile.py")
