@@ -163,7 +163,16 @@ def coro(obj: Any, method: str, a: tuple[Any, ...], kw: Optional[dict[str, Any]]
     """A greenlet that runs ``obj.method(*a, **kw)`` (a ``@coro`` method; the
     arguments unpickled by the runtime, numpy arrays in their places)."""
     fn = getattr(obj, method)
-    return greenlet(lambda: _result(_call_with(fn, a, kw), ret))
+
+    def run() -> Any:
+        # Charm4py's count of the chare's running coroutines (``_numthreads``).
+        obj._numthreads += 1
+        try:
+            return _result(_call_with(fn, a, kw), ret)
+        finally:
+            obj._numthreads -= 1
+
+    return greenlet(run)
 
 
 def task(func: bytes, args: bytes, chunk: bool) -> greenlet:

@@ -12,6 +12,7 @@ from greenlet import getcurrent
 
 from . import _charmrs
 from .exceptions import CharmError
+from . import wait as _wait
 from .future import Future
 from .readonly import flush as _ro_flush
 from .readonly import readonlies as _RO
@@ -33,36 +34,43 @@ threaded = coro
 
 def when(condition: Union[str, Callable[..., bool]]) -> Callable[[F], F]:
     """Delays each call of the decorated method until ``condition`` holds on the
-    chare: a Python expression over ``self`` and the method's parameters (compiled
-    here, once), a callable ``condition(self, *args, **kwargs)``, or (Charm4py's older
-    form) the name of an attribute that must equal the first argument. Calls that
-    wait are re-checked after each method of the chare runs."""
+    chare: a Python expression over ``self`` and the method's parameters (parsed here,
+    once: see ``charmrs.wait``; ``self.attr == arg`` is compared without evaluating an
+    expression), a callable ``condition(self, *args, **kwargs)``, or (Charm4py's older
+    form) the name of an attribute, not a parameter, that must equal the first
+    argument. Calls that wait are re-checked after each method of the chare runs."""
 
     def decorate(fn: F) -> F:
         check: Callable[..., bool]
         if callable(condition):
             check = condition
-        elif isinstance(condition, str) and condition.isidentifier():
-            attr = condition
-
-            def check(self: Any, first: Any = None, *args: Any, **kwargs: Any) -> bool:
-                return bool(getattr(self, attr) == first)
-
-        elif isinstance(condition, str):
-            try:
-                code = compile(condition, f"<@when of {fn.__qualname__}>", "eval")
-            except SyntaxError as e:
-                raise SyntaxError(f"the @when condition {condition!r} of {fn.__qualname__} does not compile: {e.msg}") from e
-            sig = inspect.signature(fn)
-            env = fn.__globals__
-
-            def check(self: Any, *args: Any, **kwargs: Any) -> bool:
-                bound = sig.bind(self, *args, **kwargs)
-                bound.apply_defaults()
-                return bool(eval(code, env, dict(bound.arguments)))
-
-        else:
+        elif not isinstance(condition, str):
             raise TypeError(f"@when takes a condition string or a callable, not {condition!r}")
+        else:
+            sig = inspect.signature(fn)
+            kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            params = list(sig.parameters.values())[1:]
+            named = [p.name for p in params if p.kind in kinds or p.kind == inspect.Parameter.KEYWORD_ONLY]
+            if condition.isidentifier() and condition not in named and condition not in fn.__globals__:
+                attr = condition
+
+                def check(self: Any, first: Any = None, *args: Any, **kwargs: Any) -> bool:
+                    return bool(getattr(self, attr) == first)
+
+            else:
+                cond = _wait.parse_cond_str(
+                    condition, fn.__module__, {n: i for i, n in enumerate(named)}, fn.__globals__, fn.__qualname__
+                )
+                n = len(named)
+                simple = all(p.kind in kinds for p in params)
+
+                def check(self: Any, *args: Any, **kwargs: Any) -> bool:
+                    if kwargs or len(args) != n or not simple:
+                        bound = sig.bind(self, *args, **kwargs)
+                        bound.apply_defaults()
+                        args = tuple(bound.arguments[name] for name in named)
+                    return cond.evaluateWhen(self, args)
+
         fn._charmrs_when = check  # type: ignore[attr-defined]
         return fn
 
@@ -347,6 +355,9 @@ class Chare:
 
     thisIndex: Any
     thisProxy: Any
+    #: How many ``@coro`` methods of this chare are running (started, not finished;
+    #: suspended ones included). Charm4py's name.
+    _numthreads: int = 0
 
     def _elem(self) -> Any:
         # The element's own raw proxy, made once.

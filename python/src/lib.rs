@@ -855,6 +855,19 @@ pub struct PyFuture {
 
 impl PyFuture {
     fn new(kind: FutKind) -> PyFuture {
+        // The program may keep it in a garbage cycle until the end (an exception it
+        // raised holds the frame that holds it): an error it never awaited is then a
+        // warning, as when it drops the future.
+        match &kind {
+            FutKind::Val(f) | FutKind::Multi(f) => f.lenient(),
+            FutKind::Unit(f) => f.lenient(),
+            FutKind::All(f) => f.lenient(),
+            FutKind::Red(f) => f.lenient(),
+            FutKind::Gathered(f) => f.lenient(),
+            FutKind::Num(f) => f.lenient(),
+            FutKind::Sections(f) => f.lenient(),
+            FutKind::Chunks(f) => f.lenient(),
+        }
         PyFuture { kind, awaited: std::sync::atomic::AtomicBool::new(false) }
     }
 }

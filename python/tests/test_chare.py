@@ -49,7 +49,18 @@ def test_futures_ret_awaitable_explicit_coro_and_remote_exceptions(pes: int) -> 
     assert "explicit: 42" in r.stdout
     assert "indices: True True" in r.stdout, r.stdout
     assert "2-d index: True True" in r.stdout, r.stdout
-    for check in ["multi", "caught again", "unpicklable", "outside", "broadcast", "single on the last PE", "relay", "caught", "group"]:
+    for check in [
+        "multi",
+        "caught again",
+        "unpicklable",
+        "outside",
+        "broadcast",
+        "single on the last PE",
+        "relay",
+        "caught",
+        "group",
+        "numthreads",
+    ]:
         assert f"{check}: True" in r.stdout, r.stdout
 
 

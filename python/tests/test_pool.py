@@ -19,3 +19,10 @@ def test_the_manuals_pool_examples(pes: int) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in r.stdout
     assert "fibonacci(13)= 233" in r.stdout
+
+
+def test_errors_held_but_never_awaited_are_warnings_at_the_end() -> None:
+    r = run_job(2, PROGS / "held_errors.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "caught: task 0 fails" in r.stdout and "held errors: done" in r.stdout, r.stdout
+    assert r.stderr.count("an error was never awaited") == 3, r.stderr

@@ -225,6 +225,19 @@ impl<T: Payload> Future<T> {
         });
     }
 
+    /// An error that reaches this future and is still in it when the job ends (never
+    /// awaited, the future never dropped) is printed as a warning at the end instead of
+    /// failing the job. For language bindings whose programs may keep futures they do
+    /// not await (a garbage cycle holding a Python future: Charm4py ignores their
+    /// errors). Only the owning PE can mark its future; elsewhere this does nothing.
+    pub fn lenient(&self) {
+        crate::pe::local::try_with_pe(|pe| {
+            if pe.id == self.id.pe {
+                pe.futures.set_lenient(self.id.seq)
+            }
+        });
+    }
+
     /// Stops caring about the value, like [`detach`](Self::detach), but an error is
     /// only printed as a warning (a language binding's futures that its program
     /// dropped: Charm4py ignores their errors).
@@ -369,6 +382,9 @@ fn ignored_error(message: &str, fatal_errors: bool) {
 struct Entry {
     gen: u32,
     slot: Option<Slot>,
+    /// An error left in it at the end of the job is a warning, not a failure (see
+    /// [`Future::lenient`]).
+    lenient: bool,
 }
 
 /// The futures owned by one PE: a generational slab (a future's `seq` is its
@@ -396,13 +412,14 @@ impl FutureTable {
         let idx = match self.free.borrow_mut().pop() {
             Some(i) => i as usize,
             None => {
-                entries.push(Entry { gen: 0, slot: None });
+                entries.push(Entry { gen: 0, slot: None, lenient: false });
                 entries.len() - 1
             }
         };
         let e = &mut entries[idx];
         e.gen = e.gen.wrapping_add(1);
         e.slot = Some(Slot::Waiting(None));
+        e.lenient = false;
         FutureId { pe, seq: (e.gen as u64) << 32 | idx as u64 }
     }
 
@@ -574,16 +591,27 @@ impl FutureTable {
         }
     }
 
-    /// Errors that arrived and were never awaited (reported at exit).
-    pub(crate) fn unobserved_errors(&self) -> Vec<String> {
-        self.entries
-            .borrow()
-            .iter()
-            .filter_map(|e| match &e.slot {
-                Some(Slot::Ready(Err(e))) => Some(e.to_string()),
-                _ => None,
-            })
-            .collect()
+    /// Marks the live future `seq` as lenient (see [`Future::lenient`]).
+    pub(crate) fn set_lenient(&self, seq: u64) {
+        let (idx, gen) = split(seq);
+        if let Some(e) = self.entries.borrow_mut().get_mut(idx) {
+            if e.gen == gen && e.slot.is_some() {
+                e.lenient = true;
+            }
+        }
+    }
+
+    /// Errors that arrived and were never awaited (reported at exit): those of lenient
+    /// futures (second) apart.
+    pub(crate) fn unobserved_errors(&self) -> (Vec<String>, Vec<String>) {
+        let mut fatal = Vec::new();
+        let mut lenient = Vec::new();
+        for e in self.entries.borrow().iter() {
+            if let Some(Slot::Ready(Err(err))) = &e.slot {
+                if e.lenient { &mut lenient } else { &mut fatal }.push(err.to_string());
+            }
+        }
+        (fatal, lenient)
     }
 }
 
@@ -636,6 +664,15 @@ mod tests {
         let t = FutureTable::new();
         let a = t.create(PeId(1));
         t.set(a, Err(Error::Usage("boom".into())));
-        assert_eq!(t.unobserved_errors(), vec!["boom".to_string()]);
+        assert_eq!(t.unobserved_errors(), (vec!["boom".to_string()], vec![]));
+        // A lenient future's error is listed apart; the mark goes with the place's reuse.
+        let b = t.create(PeId(1));
+        t.set_lenient(b.seq);
+        t.set(b, Err(Error::Usage("held".into())));
+        assert_eq!(t.unobserved_errors(), (vec!["boom".to_string()], vec!["held".to_string()]));
+        let Poll::Ready(Err(_)) = t.poll(b, Waker::noop()) else { panic!("the error") };
+        let c = t.create(PeId(1));
+        t.set(c, Err(Error::Usage("again".into())));
+        assert_eq!(t.unobserved_errors().0, vec!["boom".to_string(), "again".to_string()]);
     }
 }

@@ -38,6 +38,16 @@ class Worker(Chare):
     def relay(self, other):
         return other.where(ret=True).get() * 100
 
+    @coro
+    def threads_inside(self, other):
+        # Charm4py's _numthreads: this coroutine is running (and suspends here).
+        during = self._numthreads
+        other.where(ret=True).get()
+        return during, self._numthreads
+
+    def threads_after(self):
+        return self._numthreads
+
 
 def main(args):
     n = charm.numPes()
@@ -79,6 +89,8 @@ def main(args):
     print("multi:", sorted(multi.get()) == [1, 2, 3])
     a2 = Array(Worker, [2, 3], args=[0])
     print("2-d index:", a2[1, 2].index(ret=True).get() == (1, 2), a2[[1, 2]].index(ret=True).get() == (1, 2))
+    t = a[0].threads_inside(a[2 * n - 1], ret=True).get()
+    print("numthreads:", t == (1, 1) and a[0].threads_after(ret=True).get() == 0)
     charm.exit(0)
 
 

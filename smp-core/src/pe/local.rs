@@ -170,7 +170,11 @@ impl PeLocal {
     /// Moves the counters out at the end of the job.
     pub(crate) fn take_stats(&self) -> PeStats {
         let mut s = self.stats.snapshot(self.id);
-        s.unobserved_errors = self.futures.unobserved_errors();
+        let (fatal, lenient) = self.futures.unobserved_errors();
+        for e in lenient {
+            eprintln!("charmrs: warning on PE {}: an error was never awaited: {e}", self.id);
+        }
+        s.unobserved_errors = fatal;
         s
     }
 
