@@ -5,7 +5,8 @@ detection, ``charm.split``/``charm.combine`` sections, ``charm.pool``), ``Chare`
 ``Group``, ``Array`` (dense N-d, or sparse with ``ckInsert``; ``ArrayMap``), proxies
 with ``ret=True`` / ``awaitable=True``, ``Future``, ``@coro``, ``@when``, reductions
 (``contribute``, ``reduce``, ``allreduce``, ``Reducer`` with custom reducers),
-``Channel`` and ``readonlies``; ``wait`` reads ``@when`` conditions. Importing the package starts nothing.
+``Channel`` and ``readonlies``; ``wait`` reads ``@when`` conditions; ``ray`` is a Ray-style API (remote functions,
+actors, object references). Importing the package starts nothing.
 """
 
 from .charm import Options, charm
@@ -14,7 +15,7 @@ from .chare import Array, ArrayMap, Chare, Group, coro, register, threaded, when
 from .exceptions import Charm4PyError, CharmError
 from .future import Future
 from .readonly import readonlies
-from . import threads, wait
+from . import ray, threads, wait
 from .reduction import Reducer
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Reducer",
     "charm",
     "coro",
+    "ray",
     "readonlies",
     "register",
     "threaded",

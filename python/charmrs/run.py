@@ -10,11 +10,32 @@ environment sets ``CHARMRS_CHARM4PY_ALIAS=0``).
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
 import runpy
 import sys
+import types
+from typing import Any, Optional
 
 WORKER = "--charmrs-worker"
+
+
+class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import charm4py.X`` gives the module ``charmrs.X`` itself (one copy of it)."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Optional[importlib.machinery.ModuleSpec]:
+        if name.startswith("charm4py."):
+            return importlib.util.spec_from_loader(name, self)
+        return None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return importlib.import_module("charmrs" + spec.name[len("charm4py") :])
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        pass  # already executed as charmrs.X
 
 
 def _worker(argv: list[str]) -> None:
@@ -31,6 +52,7 @@ def _worker(argv: list[str]) -> None:
         import charmrs
 
         sys.modules.setdefault("charm4py", charmrs)
+        sys.meta_path.insert(0, _Alias())
     prog = argv[0]
     sys.argv = list(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(prog)))
