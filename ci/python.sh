@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 "$PY" -m pip install --quiet --disable-pip-version-check "maturin==1.16.0" "pytest>=8" "pytest-timeout>=2.3" \
-    "mypy>=1.13" "types-greenlet"
+    "mypy>=1.13" "types-greenlet" "numpy>=1.23"
 rm -rf target/wheels
 (cd python && CARGO_TARGET_DIR=../target "$PY" -m maturin build --release --out ../target/wheels)
 "$PY" -m pip install --quiet --disable-pip-version-check --force-reinstall target/wheels/charmrs-*.whl

@@ -5,7 +5,9 @@ job (``charmrs.interactive``).
 Takes the options of ``charmrs-run`` (the same code) and runs ``prog.py`` with this
 interpreter in every process of the job. Programs written for Charm4py run unchanged:
 in the processes it starts, ``import charm4py`` gives ``charmrs`` (unless the
-environment sets ``CHARMRS_CHARM4PY_ALIAS=0``).
+environment sets ``CHARMRS_CHARM4PY_ALIAS=0``), and the thread pools of numerical
+libraries (OpenMP, OpenBLAS, MKL, numexpr) have one thread unless the environment
+says otherwise: the PEs already use every core.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ import types
 from typing import Any, Optional
 
 WORKER = "--charmrs-worker"
+
+
+#: Sizes of the thread pools of numerical libraries, set to 1 in the job's processes
+#: unless the environment sets them.
+_THREAD_POOL_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -48,6 +55,12 @@ def _worker(argv: list[str]) -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(line_buffering=True)
+    # Each PE is a thread pinned to a core: BLAS and OpenMP thread pools of their own
+    # (one thread per core each, and OpenBLAS's threads spin a while after a call)
+    # would only take cores from the PEs, as Ray's workers avoid too. The user's own
+    # settings win.
+    for var in _THREAD_POOL_VARS:
+        os.environ.setdefault(var, "1")
     if os.environ.get("CHARMRS_CHARM4PY_ALIAS", "1") != "0":
         import charmrs
 

@@ -11,9 +11,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PROGS = Path(__file__).resolve().parent / "progs"
 
 
-def run_job(pes: int, prog: Path, *args: str, ppn: int = 1) -> subprocess.CompletedProcess[str]:
-    """Runs ``prog`` as a job of ``pes`` PEs (``ppn`` per process), with a timeout."""
-    env = dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed")
+def run_job(
+    pes: int, prog: Path, *args: str, ppn: int = 1, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``prog`` as a job of ``pes`` PEs (``ppn`` per process), with a timeout;
+    ``env`` adds to the environment."""
+    env = dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "charmrs.run", f"+p{pes}", "++ppn", str(ppn), "++timeout", "60", str(prog), *args],
         capture_output=True,

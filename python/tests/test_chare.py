@@ -214,3 +214,11 @@ def test_profiling_and_print_stats(pes: int) -> None:
     off = run_job(pes, PROGS / "profile.py", "--off")
     assert off.returncode == 0, off.stdout + off.stderr
     assert "profiling is off" in off.stdout
+
+
+def test_numerical_thread_pools_have_one_thread_unless_set() -> None:
+    r = run_job(2, PROGS / "thread_pools.py")
+    assert r.returncode == 0, r.stderr
+    assert "pools: [['1', '1', '1'], ['1', '1', '1']]" in r.stdout, r.stdout
+    r = run_job(2, PROGS / "thread_pools.py", env={"OMP_NUM_THREADS": "3"})
+    assert "pools: [['3', '1', '1'], ['3', '1', '1']]" in r.stdout, r.stdout
