@@ -477,6 +477,10 @@ thread_local! {
     /// of a broadcast share their bytes, so its local recipients unpickle them once and
     /// share the objects, as the manual allows ("Rules and Semantics").
     static LAST_ARGS: std::cell::RefCell<Option<(PodVec<u8>, Py<PyAny>)>> = const { std::cell::RefCell::new(None) };
+    /// The same for the whole argument tuple of a message with futures or proxies
+    /// beside its pickle (and no arrays, which each recipient gets its own copy of): a
+    /// broadcast's local recipients share them too.
+    static LAST_FULL: std::cell::RefCell<Option<(PodVec<u8>, Py<pyo3::types::PyTuple>)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The unpickled `args`, from the cache when they are the bytes unpickled last.
@@ -541,6 +545,26 @@ fn args_with<'py>(
         pickle_fn(py, false)?.call((PyBytes::new(py, &msg.args),), Some(&kw))
     };
     Ok(match msg.shape {
+        ARGS_TUPLE if msg.arrays.is_empty() && !msg.objs.is_empty() && bufs.is_empty() => {
+            let hit = LAST_FULL.with(|c| {
+                c.borrow()
+                    .as_ref()
+                    .filter(|(b, _)| b.as_ptr() == msg.args.as_ptr() && b.len() == msg.args.len())
+                    .map(|(_, v)| v.clone_ref(py))
+            });
+            if let Some(t) = hit {
+                return Ok((t.into_bound(py), None));
+            }
+            let list = unpickle(bufs)?.cast_into::<pyo3::types::PyTuple>()?.to_list();
+            for o in &msg.objs {
+                let (i, v) = obj_of(py, o)?;
+                list.set_item(i as usize, v)?;
+            }
+            let t = list.to_tuple();
+            let old = LAST_FULL.with(|c| c.borrow_mut().replace((msg.args.clone(), t.clone().unbind())));
+            drop(old); // outside the borrow: dropping objects may run Python code
+            (t, None)
+        }
         ARGS_TUPLE if !msg.arrays.is_empty() || !msg.objs.is_empty() => {
             let args = unpickle(bufs)?.cast_into::<pyo3::types::PyTuple>()?;
             let list = args.to_list();
