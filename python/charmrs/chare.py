@@ -462,7 +462,24 @@ _NUMBER_REDUCERS = frozenset(["sum", "product", "max", "min"])
 
 
 def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) -> Optional[Future]:
-    if chare.__dict__.get("_charmrs_constructing"):
+    d = chare.__dict__
+    if type(callback) is Future and section is None and "_charmrs_constructing" not in d:
+        # The common cases first, with few checks: an empty reduction or a number to a
+        # built-in numeric reducer, to a future.
+        elem = d.get("_charmrs_elem") or chare._elem()
+        if reducer is None and data is None:
+            _charmrs.contribute(elem, None, None, callback._raw)
+            return None
+        t = type(data)
+        if (
+            type(reducer) is _Reducer
+            and reducer.name in _NUMBER_REDUCERS
+            and reducer.pre is None
+            and (t is float or (t is int and -(2**63) <= data < 2**63))
+        ):
+            _charmrs.contribute(elem, None, reducer.name, callback._raw, None, None, False, data)
+            return None
+    if d.get("_charmrs_constructing"):
         # The element does not exist until its constructor returns: the contribution
         # is made right after (in order with the others it makes there).
         if callback is None:
