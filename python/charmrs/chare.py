@@ -277,11 +277,21 @@ def _buffers(bufs: list[Any]) -> Optional[list[Any]]:
 
 def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]:
     dumps = pickle.dumps
+    ro = _RO.__dict__
+    flat = _FLAT
 
     def method(self: Proxy, *args: Any, ret: bool = False, awaitable: bool = False, **kwargs: Any) -> Optional[Future]:
         want = 2 if ret else 1 if awaitable else 0
-        if _RO.__dict__["_dirty"]:
+        if ro["_dirty"]:
             _ro_flush()
+        if not kwargs:
+            # Arguments of plain types only (the common case): just the pickle.
+            for a in args:
+                if type(a) not in flat:
+                    break
+            else:
+                fut = self._raw.send(name, dumps(args, 5), coro, want)
+                return None if fut is None else Future(_raw=fut)
         if kwargs:
             if "numpy" not in sys.modules:
                 fut = self._raw.send(name, dumps((args, kwargs), 5), coro, want, True, when)
