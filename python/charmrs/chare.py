@@ -290,7 +290,7 @@ def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]
                 if type(a) not in flat:
                     break
             else:
-                fut = self._raw.send(name, dumps(args, 5), coro, want)
+                fut = self._raw.send(name, dumps(args, 5), coro, want, False, when)
                 return None if fut is None else Future(_raw=fut)
         if kwargs:
             if "numpy" not in sys.modules:
