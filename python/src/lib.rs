@@ -360,10 +360,10 @@ impl PyChare {
     /// Runs `msg.method` on the Python object (a plain method: it cannot wait).
     fn call(&mut self, ctx: &Ctx<Self>, msg: PyMsg) -> Pickled {
         let _ = ctx;
-        let method = msg.method.clone();
-        Python::attach(|py| match invoke(py, self.obj.bind(py), msg) {
+        let mut msg = msg;
+        Python::attach(|py| match invoke(py, self.obj.bind(py), &mut msg) {
             Ok(v) => v,
-            Err(e) => raised(py, &format!("method {method}"), e),
+            Err(e) => raised(py, &format!("method {}", msg.method), e),
         })
     }
 
@@ -500,6 +500,28 @@ fn unpickle_args<'py>(py: Python<'py>, args: &PodVec<u8>) -> PyResult<Bound<'py,
     Ok(v)
 }
 
+thread_local! {
+    /// Method names as interned Python strings (a chare class has few methods; the
+    /// lookup by an interned string compares pointers).
+    static METHOD_NAMES: std::cell::RefCell<rustc_hash::FxHashMap<String, Py<pyo3::types::PyString>>> =
+        std::cell::RefCell::new(rustc_hash::FxHashMap::default());
+}
+
+/// `name` as an interned Python string, made once per PE thread.
+fn method_name<'py>(py: Python<'py>, name: &str) -> Bound<'py, pyo3::types::PyString> {
+    if let Some(s) = METHOD_NAMES.with(|m| m.borrow().get(name).map(|s| s.clone_ref(py))) {
+        return s.into_bound(py);
+    }
+    let s = pyo3::types::PyString::intern(py, name);
+    METHOD_NAMES.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() < 4096 {
+            m.insert(name.to_owned(), s.clone().unbind());
+        }
+    });
+    s
+}
+
 /// The positional and keyword arguments of a call.
 type CallArgs<'py> = (Bound<'py, pyo3::types::PyTuple>, Option<Bound<'py, pyo3::types::PyDict>>);
 
@@ -592,19 +614,19 @@ fn args_with<'py>(
 /// Runs `obj.<msg.method>(*args, **kwargs)` (the arguments unpickled here); returns the
 /// pickled result if the caller asked for it. `exit()` in the method ends the job with
 /// its code (the method returns normally).
-fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, mut msg: PyMsg) -> PyResult<Pickled> {
-    let method = obj.getattr(pyo3::types::PyString::new(py, &msg.method))?;
+fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, msg: &mut PyMsg) -> PyResult<Pickled> {
+    let method = obj.getattr(method_name(py, &msg.method))?;
     let r = if prof::on() {
-        let bytes = msg_bytes(&msg);
+        let bytes = msg_bytes(msg);
         let t0 = std::time::Instant::now();
-        let args = msg_args_owned(py, &mut msg);
+        let args = msg_args_owned(py, msg);
         let t1 = std::time::Instant::now();
         prof::begin();
         let r = args.and_then(|(a, kw)| method.call(a, kw.as_ref()));
         prof::end(class_name(obj), &msg.method, t1.elapsed(), t1 - t0, Some(bytes));
         r
     } else {
-        msg_args_owned(py, &mut msg).and_then(|(a, kw)| method.call(a, kw.as_ref()))
+        msg_args_owned(py, msg).and_then(|(a, kw)| method.call(a, kw.as_ref()))
     };
     let v = match r {
         Ok(v) => v,
