@@ -152,9 +152,12 @@ def contribute(
     coro: bool = False,
     number: Optional[float] = None,
     section: Optional[Proxy] = None,
+    array: Optional[tuple[str, Sequence[int], bytes]] = None,
 ) -> Optional[RawFuture]:
     """Contributes to the next reduction of the collection of ``elem`` (or of the
-    section ``section``, which ``elem`` belongs to)."""
+    section ``section``, which ``elem`` belongs to). ``number`` or ``array``
+    (``(dtype.str, shape, bytes)`` of a numpy array) with ``sum``/``product``/``max``/
+    ``min``: reduced natively."""
 
 def pool_submit(func: bytes, args: bytes, want: int) -> Optional[RawFuture]:
     """Submits ``func(*args)`` (pickled) to the pool; a future of its pickled result

@@ -512,22 +512,31 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
         data = reducer.pre(data, chare)
     elem = chare._elem()
     t = type(data)
-    if name in _NUMBER_REDUCERS and (
-        t is int or t is float or (t is not bool and isinstance(data, numbers.Real))
-    ):
+    native: Optional[dict[str, Any]] = None
+    np = sys.modules.get("numpy")
+    if name not in _NUMBER_REDUCERS:
+        pass
+    elif t is int or t is float or (t is not bool and isinstance(data, numbers.Real)):
         # Numbers are reduced in Rust (ints of 64 bits stay ints).
         number = data if t is int or t is float else int(data) if isinstance(data, numbers.Integral) else float(data)
         if not isinstance(number, int) or -(2**63) <= number < 2**63:
-            if callback is None:
-                return Future(_raw=_charmrs.contribute(elem, None, name, number=number, section=sec))
-            if isinstance(callback, Future):
-                _charmrs.contribute(elem, None, name, future=callback._raw, number=number, section=sec)
-                return None
-            target = _callback(callback)
-            if target is None:
-                raise TypeError(f"a reduction's callback is a Future or a remote method (proxy.method), not {callback!r}")
-            _charmrs.contribute(elem, None, name, proxy=target[0], method=target[1], coro=target[2], number=number, section=sec)
+            native = {"number": number}
+    elif np is not None and t is np.ndarray and data.dtype.isnative and data.dtype.kind in "iuf" and data.dtype.str[1:] != "f2":
+        # numpy arrays of plain numbers too, element by element (same dtype and shape
+        # from every element, as Charm4py requires).
+        a = data if data.flags.c_contiguous else np.ascontiguousarray(data)
+        native = {"array": (_dtype_str(a.dtype), a.shape, a.tobytes())}
+    if native is not None:
+        if callback is None:
+            return Future(_raw=_charmrs.contribute(elem, None, name, section=sec, **native))
+        if isinstance(callback, Future):
+            _charmrs.contribute(elem, None, name, future=callback._raw, section=sec, **native)
             return None
+        target = _callback(callback)
+        if target is None:
+            raise TypeError(f"a reduction's callback is a Future or a remote method (proxy.method), not {callback!r}")
+        _charmrs.contribute(elem, None, name, proxy=target[0], method=target[1], coro=target[2], section=sec, **native)
+        return None
     payload = None if reducer is None else pickle.dumps(data, protocol=5)
     if callback is None:
         fut = _charmrs.contribute(elem, payload, name, section=sec)

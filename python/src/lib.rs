@@ -21,7 +21,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 mod arrays;
+mod arrred;
 use arrays::ArrayData;
+use arrred::PyArr;
 
 /// A method call for a Python chare: the method's name, its pickled arguments, and
 /// whether the caller wants the return value (`ret=True`: then it is pickled back).
@@ -818,6 +820,8 @@ enum FutKind {
     Multi(charmrs::Future<Pickled>),
     /// The results of a pool map, one pickled list per chunk.
     Chunks(charmrs::Future<Result<Vec<Pickled>, charmrs::Error>>),
+    /// The result of an allreduce of numpy arrays.
+    Arr(charmrs::Future<PyArr>),
 }
 
 impl FutKind {
@@ -853,6 +857,10 @@ impl FutKind {
                 Python::attach(|py| loads(py, &data))
             }
             FutKind::Num(f) => {
+                let v = f.await.map_err(err)?;
+                Python::attach(|py| Ok(v.into_py(py)?.unbind()))
+            }
+            FutKind::Arr(f) => {
                 let v = f.await.map_err(err)?;
                 Python::attach(|py| Ok(v.into_py(py)?.unbind()))
             }
@@ -911,6 +919,7 @@ impl PyFuture {
             FutKind::Red(f) => f.lenient(),
             FutKind::Gathered(f) => f.lenient(),
             FutKind::Num(f) => f.lenient(),
+            FutKind::Arr(f) => f.lenient(),
             FutKind::Sections(f) => f.lenient(),
             FutKind::Chunks(f) => f.lenient(),
         }
@@ -931,6 +940,7 @@ impl Drop for PyFuture {
                 FutKind::Red(f) => f.ignore(),
                 FutKind::Gathered(f) => f.ignore(),
                 FutKind::Num(f) => f.ignore(),
+                FutKind::Arr(f) => f.ignore(),
                 FutKind::Sections(f) => f.ignore(),
                 FutKind::Chunks(f) => f.ignore(),
                 FutKind::Multi(f) => f.ignore(),
@@ -1277,6 +1287,14 @@ fn num_reducer(name: &str) -> Option<Reducer<PyNum>> {
     })
 }
 
+/// The pickled numpy array of a reduction's result (with the GIL).
+fn arr_pickled(v: PyArr) -> Pickled {
+    Python::attach(|py| match v.into_py(py).and_then(|a| pickle_fn(py, true)?.call1((a, 5))) {
+        Ok(b) => pickled(&b),
+        Err(e) => raised(py, "the result of a numpy reduction", e),
+    })
+}
+
 /// Combines two contributions with their Python reducer (with the GIL).
 fn py_fold(a: PyRed, b: PyRed) -> PyRed {
     Python::attach(|py| {
@@ -1351,7 +1369,7 @@ fn gathered(vs: Vec<PyRed>) -> Pickled {
 /// The result goes to `future` or to `method` of `proxy`; with neither, every element
 /// gets it (allreduce) through the returned future.
 #[pyfunction]
-#[pyo3(signature = (elem, data, reducer, future=None, proxy=None, method=None, coro=false, number=None, section=None))]
+#[pyo3(signature = (elem, data, reducer, future=None, proxy=None, method=None, coro=false, number=None, section=None, array=None))]
 #[allow(clippy::too_many_arguments)]
 fn contribute(
     elem: &PyProxy,
@@ -1363,6 +1381,7 @@ fn contribute(
     coro: bool,
     number: Option<PyNumArg>,
     section: Option<PyRef<'_, PyProxy>>,
+    array: Option<(String, Vec<i64>, Bound<'_, PyBytes>)>,
 ) -> PyResult<Option<PyFuture>> {
     on_pe()?;
     let Some(h) = Handle::<PyChare>::of(&elem.inner) else {
@@ -1380,6 +1399,26 @@ fn contribute(
         (None, None, None) => None,
         _ => return Err(CharmError::new_err("a reduction goes to a Future or to one proxy method")),
     };
+    // A numpy array to `sum`/`product`/`max`/`min`: reduced in Rust, element by element.
+    if let (Some((typestr, shape, bytes)), Some(r)) =
+        (array, reducer.as_deref().and_then(arrred::arr_reducer))
+    {
+        if !arrred::supported(&typestr) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "dtype {typestr} is not reduced natively"
+            )));
+        }
+        let v = PyArr { typestr, shape, data: bytes.as_bytes().to_vec().into() };
+        return refused(|| {
+            Ok(match target {
+                Some(t) => {
+                    red.contribute(v, r, RedTarget::from_fn(move |v: PyArr| t.deliver(Some(arr_pickled(v)))));
+                    None
+                }
+                None => Some(PyFuture::new(FutKind::Arr(red.allreduce(v, r)))),
+            })
+        });
+    }
     // A number to `sum`/`product`/`max`/`min`: reduced in Rust.
     if let (Some(n), Some(r)) = (number, reducer.as_deref().and_then(num_reducer)) {
         let v = match n {

@@ -150,6 +150,17 @@ def test_a_constructor_that_raises_ends_the_job(pes: int) -> None:
     assert "creating a collection failed" in r.stderr
 
 
+@pytest.mark.parametrize("pes,ppn", [(1, 1), (2, 1), (2, 2)])
+def test_numpy_array_reductions(pes: int, ppn: int) -> None:
+    r = run_job(pes, PROGS / "numpy_reductions.py", ppn=ppn)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [l for l in r.stdout.splitlines() if ": " in l]
+    assert len(lines) == 14 and all(l.endswith(": True") for l in lines), r.stdout
+    r = run_job(2, PROGS / "numpy_reductions.py", "mismatch")
+    assert r.returncode != 0
+    assert "different dtypes or shapes" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("pes", [1, 2, 4])
 def test_readonlies(pes: int) -> None:
     r = run_job(pes, PROGS / "readonly.py")
