@@ -62,6 +62,9 @@ class Proxy:
         arrays sent beside it; ``bufs``: its out-of-band buffers, as uint8 arrays;
         ``objs``: positional futures and proxies, ``(position, raw, class path or
         None)``); a future if ``want`` > 0."""
+    def send_plain(self, method: str, args: tuple[Any, ...], coro: bool, want: int, when: bool = False) -> Optional[RawFuture]:
+        """Sends a call of ``method`` whose positional ``args`` are all of plain types
+        (None, bool, int, float, str, bytes): encoded without pickle when they fit."""
     def insert(self, index: Sequence[int], cls: str, args: bytes, pe: int) -> None:
         """Inserts element ``index`` (class ``cls``, pickled ``args``) into this sparse
         array, on PE ``pe`` (its home PE if negative)."""

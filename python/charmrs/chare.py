@@ -285,12 +285,12 @@ def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]
         if ro["_dirty"]:
             _ro_flush()
         if not kwargs:
-            # Arguments of plain types only (the common case): just the pickle.
+            # Arguments of plain types only (the common case): encoded natively.
             for a in args:
                 if type(a) not in flat:
                     break
             else:
-                fut = self._raw.send(name, dumps(args, 5), coro, want, False, when)
+                fut = self._raw.send_plain(name, args, coro, want, when)
                 return None if fut is None else Future(_raw=fut)
         if kwargs:
             if "numpy" not in sys.modules:

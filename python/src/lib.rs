@@ -40,6 +40,8 @@ pub struct PyMsg {
     /// The futures and proxies among the positional arguments (`None` in the pickle):
     /// pickling one costs a few microseconds (a global lookup on each side).
     objs: Vec<PyObjArg>,
+    /// The arguments when they are all of plain types ([`ARGS_PLAIN`]): no pickle.
+    plain: Vec<PlainArg>,
     ret: bool,
     /// How `args` are passed: [`ARGS_TUPLE`], [`ARGS_ONE`] or [`ARGS_NONE`].
     shape: u8,
@@ -88,6 +90,68 @@ const ARGS_ONE: u8 = 1;
 const ARGS_NONE: u8 = 2;
 /// `args` is a pickled pair `(args, kwargs)`.
 const ARGS_KW: u8 = 3;
+/// The positional arguments are in `plain` (all of plain types), `args` is empty.
+const ARGS_PLAIN: u8 = 4;
+
+/// A positional argument of a plain Python type, carried without pickle (pickling a
+/// call costs more than its transport within a host).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum PlainArg {
+    /// `None`.
+    None,
+    /// A `bool`.
+    Bool(bool),
+    /// An `int` of 64 bits (larger ones are pickled).
+    Int(i64),
+    /// A `float`.
+    Float(f64),
+    /// A `str`.
+    Str(String),
+    /// A `bytes`.
+    Bytes(PodVec<u8>),
+}
+
+impl PlainArg {
+    /// The argument if `a` is exactly of a plain type (not a subclass) that this
+    /// encodes; `None` otherwise (the call is pickled then).
+    fn of(a: &Bound<'_, PyAny>) -> Option<PlainArg> {
+        use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
+        Some(if a.is_none() {
+            PlainArg::None
+        } else if let Ok(b) = a.cast_exact::<PyBool>() {
+            PlainArg::Bool(b.is_true())
+        } else if let Ok(i) = a.cast_exact::<PyInt>() {
+            PlainArg::Int(i.extract().ok()?)
+        } else if let Ok(f) = a.cast_exact::<PyFloat>() {
+            PlainArg::Float(f.value())
+        } else if let Ok(s) = a.cast_exact::<PyString>() {
+            PlainArg::Str(s.to_cow().ok()?.into_owned())
+        } else if let Ok(b) = a.cast_exact::<PyBytes>() {
+            PlainArg::Bytes(b.as_bytes().to_vec().into())
+        } else {
+            return None;
+        })
+    }
+
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self {
+            PlainArg::None => py.None().into_bound(py),
+            PlainArg::Bool(b) => pyo3::types::PyBool::new(py, *b).to_owned().into_any(),
+            PlainArg::Int(i) => i.into_pyobject(py)?.into_any(),
+            PlainArg::Float(f) => f.into_pyobject(py)?.into_any(),
+            PlainArg::Str(s) => pyo3::types::PyString::new(py, s).into_any(),
+            PlainArg::Bytes(b) => PyBytes::new(py, b).into_any(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            PlainArg::Str(s) => s.len(),
+            PlainArg::Bytes(b) => b.len(),
+            _ => 8,
+        }
+    }
+}
 
 /// A pickled value; empty when the caller did not ask for it.
 type Pickled = PodVec<u8>;
@@ -200,7 +264,8 @@ fn class_name(obj: &Bound<'_, PyAny>) -> String {
 fn msg_bytes(msg: &PyMsg) -> u64 {
     (msg.args.len()
         + msg.arrays.iter().map(|a| a.data.len()).sum::<usize>()
-        + msg.bufs.iter().map(|b| b.len()).sum::<usize>()) as u64
+        + msg.bufs.iter().map(|b| b.len()).sum::<usize>()
+        + msg.plain.iter().map(PlainArg::len).sum::<usize>()) as u64
 }
 
 /// A Python chare: the Python object, made by `charmrs._glue.construct`. It migrates
@@ -414,6 +479,7 @@ impl PyChare {
             arrays: Vec::new(),
             bufs: Vec::new(),
             objs: Vec::new(),
+            plain: Vec::new(),
             ret: false,
             shape: ARGS_NONE,
         };
@@ -608,6 +674,10 @@ fn args_with<'py>(
             let (a, kw): (Bound<'py, pyo3::types::PyTuple>, Bound<'py, pyo3::types::PyDict>) =
                 unpickle(bufs)?.extract()?;
             (a, Some(kw))
+        }
+        ARGS_PLAIN => {
+            let items = msg.plain.iter().map(|a| a.to_py(py)).collect::<PyResult<Vec<_>>>()?;
+            (pyo3::types::PyTuple::new(py, items)?, None)
         }
         _ => (pyo3::types::PyTuple::empty(py), None),
     })
@@ -1092,11 +1162,64 @@ impl PyProxy {
             })
             .collect();
         let shape = if kwargs { ARGS_KW } else { ARGS_TUPLE };
-        let msg = PyMsg { method, args: args.to_vec().into(), arrays, bufs, objs, ret: want == 2, shape };
+        let msg = PyMsg {
+            method,
+            args: args.to_vec().into(),
+            arrays,
+            bufs,
+            objs,
+            plain: Vec::new(),
+            ret: want == 2,
+            shape,
+        };
         let t0 = prof::on().then(|| (std::time::Instant::now(), msg_bytes(&msg)));
         let r = self.send_msg(msg, coro, want, when);
         // Still holding the GIL: see `arrays`.
         arrays::detach(&live);
+        if let Some((t0, bytes)) = t0 {
+            prof::sent(bytes, t0.elapsed());
+        }
+        r
+    }
+
+    /// Sends a call of `method` whose positional arguments `args` are all of plain
+    /// types (None, bool, int, float, str, bytes): encoded without pickle when they fit
+    /// (an int of more than 64 bits, a subclass: pickled). Otherwise as `send`.
+    #[pyo3(signature = (method, args, coro, want, when=false))]
+    fn send_plain(
+        &self,
+        method: String,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        coro: bool,
+        want: u8,
+        when: bool,
+    ) -> PyResult<Option<PyFuture>> {
+        on_pe()?;
+        let plain: Option<Vec<PlainArg>> = args.iter().map(|a| PlainArg::of(&a)).collect();
+        let msg = match plain {
+            Some(plain) => PyMsg {
+                method,
+                args: PodVec::new(),
+                arrays: Vec::new(),
+                bufs: Vec::new(),
+                objs: Vec::new(),
+                plain,
+                ret: want == 2,
+                shape: ARGS_PLAIN,
+            },
+            None => PyMsg {
+                method,
+                args: pickled(&pickle_fn(args.py(), true)?.call1((args, 5))?),
+                arrays: Vec::new(),
+                bufs: Vec::new(),
+                objs: Vec::new(),
+                plain: Vec::new(),
+                ret: want == 2,
+                shape: ARGS_TUPLE,
+            },
+        };
+        let t0 = prof::on().then(|| (std::time::Instant::now(), msg_bytes(&msg)));
+        let r = self.send_msg(msg, coro, want, when);
         if let Some((t0, bytes)) = t0 {
             prof::sent(bytes, t0.elapsed());
         }
@@ -1333,6 +1456,7 @@ impl PyTarget {
                     arrays: Vec::new(),
                     bufs: Vec::new(),
                     objs: Vec::new(),
+                    plain: Vec::new(),
                     ret: false,
                     shape,
                 };

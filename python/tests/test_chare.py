@@ -151,6 +151,14 @@ def test_a_constructor_that_raises_ends_the_job(pes: int) -> None:
 
 
 @pytest.mark.parametrize("pes,ppn", [(1, 1), (2, 1), (2, 2)])
+def test_plain_arguments_keep_their_values_and_types(pes: int, ppn: int) -> None:
+    r = run_job(pes, PROGS / "plain_args.py", ppn=ppn)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [l for l in r.stdout.splitlines() if ": " in l]
+    assert len(lines) == 2 * pes + 1 and all(l.endswith(": True") for l in lines), r.stdout
+
+
+@pytest.mark.parametrize("pes,ppn", [(1, 1), (2, 1), (2, 2)])
 def test_numpy_array_reductions(pes: int, ppn: int) -> None:
     r = run_job(pes, PROGS / "numpy_reductions.py", ppn=ppn)
     assert r.returncode == 0, r.stdout + r.stderr
