@@ -235,7 +235,9 @@ def test_profiling_and_print_stats(pes: int) -> None:
     assert "profiling is off" in off.stdout
 
 
-def test_numerical_thread_pools_have_one_thread_unless_set() -> None:
+def test_numerical_thread_pools_have_one_thread_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
     r = run_job(2, PROGS / "thread_pools.py")
     assert r.returncode == 0, r.stderr
     assert "pools: [['1', '1', '1'], ['1', '1', '1']]" in r.stdout, r.stdout
