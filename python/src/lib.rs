@@ -903,7 +903,7 @@ impl FutKind {
             if b.is_empty() {
                 return Ok(py.None());
             }
-            Ok(py.import("pickle")?.call_method1("loads", (PyBytes::new(py, b),))?.unbind())
+            Ok(pickle_fn(py, false)?.call1((PyBytes::new(py, b),))?.unbind())
         }
         match self {
             FutKind::Val(f) => {
