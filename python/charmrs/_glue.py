@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from greenlet import greenlet
 
-from .future import _UNSET, Future
+from .future import _from_raw
 
 
 def _class(path: str) -> type:
@@ -25,13 +25,8 @@ def _class(path: str) -> type:
 _CLASSES: dict[str, type] = {}
 
 
-def future_of(raw: Any) -> Any:
-    """The ``Future`` of a raw future that came as an argument."""
-    f = Future.__new__(Future)
-    f._raw = raw
-    f._value = _UNSET
-    f._error = None
-    return f
+#: The ``Future`` of a raw future that came as an argument.
+future_of = _from_raw
 
 
 def proxy_of(raw: Any, path: str) -> Any:

@@ -88,5 +88,14 @@ class Future:
         return (_future_from_bytes, (bytes(self._raw.to_bytes()),))
 
 
+def _from_raw(raw: Any) -> Future:
+    """The ``Future`` of a raw future that came from elsewhere (no checks to make)."""
+    f = Future.__new__(Future)
+    f._raw = raw
+    f._value = _UNSET
+    f._error = None
+    return f
+
+
 def _future_from_bytes(b: bytes) -> Future:
-    return Future(_raw=_charmrs.RawFuture.from_bytes(b))
+    return _from_raw(_charmrs.RawFuture.from_bytes(b))

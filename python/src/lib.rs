@@ -57,6 +57,22 @@ const KIND_SINGLE: u8 = 2;
 /// `charm.start(ChareClass)`, as in Charm4py).
 const KIND_SINGLE_DEFERRED: u8 = 3;
 
+impl PyMsg {
+    /// A call of `method` with `args` passed as `shape` says, and nothing beside them.
+    fn new(method: String, args: PodVec<u8>, shape: u8, ret: bool) -> PyMsg {
+        PyMsg {
+            method,
+            args,
+            arrays: Vec::new(),
+            bufs: Vec::new(),
+            objs: Vec::new(),
+            plain: Vec::new(),
+            ret,
+            shape,
+        }
+    }
+}
+
 /// A numpy array argument: its position, dtype (`dtype.str`), shape and data.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct PyArrayArg {
@@ -473,16 +489,7 @@ impl PyChare {
                 .and_then(|c| c.is_truthy())
                 .unwrap_or(false)
         });
-        let msg = PyMsg {
-            method: "resumeFromSync".into(),
-            args: PodVec::new(),
-            arrays: Vec::new(),
-            bufs: Vec::new(),
-            objs: Vec::new(),
-            plain: Vec::new(),
-            ret: false,
-            shape: ARGS_NONE,
-        };
+        let msg = PyMsg::new("resumeFromSync".into(), PodVec::new(), ARGS_NONE, false);
         if coro {
             let _ = ctx.this_elem().call_coro(msg);
         } else {
@@ -995,6 +1002,14 @@ impl PyFuture {
         }
         PyFuture { kind, awaited: std::sync::atomic::AtomicBool::new(false) }
     }
+
+    /// A copy of an explicit future that came from elsewhere: the original decides
+    /// whether the future is detached, so dropping this one does not.
+    fn copy_of(f: charmrs::Future<Pickled>) -> PyFuture {
+        let f = PyFuture::new(FutKind::Val(f));
+        f.awaited.store(true, std::sync::atomic::Ordering::Relaxed);
+        f
+    }
 }
 
 impl Drop for PyFuture {
@@ -1064,10 +1079,7 @@ impl PyFuture {
         let (f, _) =
             bincode::serde::decode_from_slice::<charmrs::Future<Pickled>, _>(b, bincode::config::standard())
                 .map_err(|e| CharmError::new_err(format!("not a future: {e}")))?;
-        // A copy: the original decides whether the future is detached.
-        let f = PyFuture::new(FutKind::Val(f));
-        f.awaited.store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(f)
+        Ok(PyFuture::copy_of(f))
     }
 }
 
@@ -1162,24 +1174,8 @@ impl PyProxy {
             })
             .collect();
         let shape = if kwargs { ARGS_KW } else { ARGS_TUPLE };
-        let msg = PyMsg {
-            method,
-            args: args.to_vec().into(),
-            arrays,
-            bufs,
-            objs,
-            plain: Vec::new(),
-            ret: want == 2,
-            shape,
-        };
-        let t0 = prof::on().then(|| (std::time::Instant::now(), msg_bytes(&msg)));
-        let r = self.send_msg(msg, coro, want, when);
-        // Still holding the GIL: see `arrays`.
-        arrays::detach(&live);
-        if let Some((t0, bytes)) = t0 {
-            prof::sent(bytes, t0.elapsed());
-        }
-        r
+        let msg = PyMsg { arrays, bufs, objs, ..PyMsg::new(method, args.to_vec().into(), shape, want == 2) };
+        self.send_timed(msg, coro, want, when, &live)
     }
 
     /// Sends a call of `method` whose positional arguments `args` are all of plain
@@ -1197,33 +1193,13 @@ impl PyProxy {
         on_pe()?;
         let plain: Option<Vec<PlainArg>> = args.iter().map(|a| PlainArg::of(&a)).collect();
         let msg = match plain {
-            Some(plain) => PyMsg {
-                method,
-                args: PodVec::new(),
-                arrays: Vec::new(),
-                bufs: Vec::new(),
-                objs: Vec::new(),
-                plain,
-                ret: want == 2,
-                shape: ARGS_PLAIN,
-            },
-            None => PyMsg {
-                method,
-                args: pickled(&pickle_fn(args.py(), true)?.call1((args, 5))?),
-                arrays: Vec::new(),
-                bufs: Vec::new(),
-                objs: Vec::new(),
-                plain: Vec::new(),
-                ret: want == 2,
-                shape: ARGS_TUPLE,
-            },
+            Some(plain) => PyMsg { plain, ..PyMsg::new(method, PodVec::new(), ARGS_PLAIN, want == 2) },
+            None => {
+                let pickle = pickled(&pickle_fn(args.py(), true)?.call1((args, 5))?);
+                PyMsg::new(method, pickle, ARGS_TUPLE, want == 2)
+            }
         };
-        let t0 = prof::on().then(|| (std::time::Instant::now(), msg_bytes(&msg)));
-        let r = self.send_msg(msg, coro, want, when);
-        if let Some((t0, bytes)) = t0 {
-            prof::sent(bytes, t0.elapsed());
-        }
-        r
+        self.send_timed(msg, coro, want, when, &[])
     }
 
     /// Inserts element `index` of the sparse array this proxy names, made by class
@@ -1269,6 +1245,25 @@ impl PyProxy {
 
 impl PyProxy {
     /// Sends a built message (the body of `send`).
+    /// `send_msg`, then the copies of the arrays the message still refers to (`live`,
+    /// see `arrays`; the GIL is still held), timed for the profile if it is on.
+    fn send_timed(
+        &self,
+        msg: PyMsg,
+        coro: bool,
+        want: u8,
+        when: bool,
+        live: &[std::sync::Arc<arrays::LiveArray>],
+    ) -> PyResult<Option<PyFuture>> {
+        let t0 = prof::on().then(|| (std::time::Instant::now(), msg_bytes(&msg)));
+        let r = self.send_msg(msg, coro, want, when);
+        arrays::detach(live);
+        if let Some((t0, bytes)) = t0 {
+            prof::sent(bytes, t0.elapsed());
+        }
+        r
+    }
+
     fn send_msg(&self, msg: PyMsg, coro: bool, want: u8, when: bool) -> PyResult<Option<PyFuture>> {
         let bcast = self.inner.index().is_none();
         refused(|| {
@@ -1307,12 +1302,7 @@ fn obj_arg((index, obj, path): ObjSpec<'_>) -> PyResult<PyObjArg> {
 /// The Python object of a future or proxy argument.
 fn obj_of<'py>(py: Python<'py>, o: &PyObjArg) -> PyResult<(u32, Bound<'py, PyAny>)> {
     Ok(match o {
-        PyObjArg::Future(i, f) => {
-            let raw = PyFuture::new(FutKind::Val(f.clone()));
-            // A copy: the original decides whether the future is detached.
-            raw.awaited.store(true, std::sync::atomic::Ordering::Relaxed);
-            (*i, glue_fn!(py, "future_of")?.call1((raw,))?)
-        }
+        PyObjArg::Future(i, f) => (*i, glue_fn!(py, "future_of")?.call1((PyFuture::copy_of(f.clone()),))?),
         PyObjArg::Proxy(i, p, path) => (*i, glue_fn!(py, "proxy_of")?.call1((PyProxy { inner: *p }, path))?),
     })
 }
@@ -1450,16 +1440,7 @@ impl PyTarget {
                     Some(d) => (d, ARGS_ONE),
                     None => (PodVec::new(), ARGS_NONE),
                 };
-                let msg = PyMsg {
-                    method: method.clone(),
-                    args,
-                    arrays: Vec::new(),
-                    bufs: Vec::new(),
-                    objs: Vec::new(),
-                    plain: Vec::new(),
-                    ret: false,
-                    shape,
-                };
+                let msg = PyMsg::new(method.clone(), args, shape, false);
                 drop(if *coro { p.call_coro(msg) } else { p.call(msg) });
             }
         }
