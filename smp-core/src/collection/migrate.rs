@@ -243,7 +243,13 @@ fn ship(pe: &Rc<PeLocal>, key: ElemKey, elem: Rc<dyn AnyElem>, to: PeId, lb: boo
 
 /// A packed element arrives: install it, run its `migrated` hook, tell its home.
 pub(crate) fn on_migrant(pe: &Rc<PeLocal>, m: Migrant) {
-    let Some(info) = pe.coll(m.key.coll) else { fatal("an element of an unknown collection migrated in") };
+    let Some(info) = pe.coll(m.key.coll) else {
+        // The array's creation has not reached this PE yet (it travels another path
+        // than the element did): install the element once it has, in order with the
+        // calls forwarded after it.
+        pe.hold_for_coll(m.key.coll, Envelope::Sys(SysMsg::Migrant(Box::new(m))));
+        return;
+    };
     let Some(fns) = m.ctor.migrate() else { fatal("an element of a non-migratable chare type migrated in") };
     let home = m.meta.home;
     let meta = ElemMeta::new(m.key, Home::Array);
@@ -331,6 +337,12 @@ pub(crate) fn on_forwarded(pe: &Rc<PeLocal>, env: Envelope) {
     let Envelope::Call { coll, index, ep, .. } = &env else {
         fatal("a forwarded message that is not a call")
     };
+    if pe.coll(*coll).is_none() {
+        // Behind its element, held until the array's creation arrives (`on_migrant`).
+        let coll = *coll;
+        pe.hold_for_coll(coll, Envelope::Sys(SysMsg::Forwarded(Box::new(env))));
+        return;
+    }
     let Some(elem) = pe.elem(&ElemKey { coll: *coll, index: *index }) else {
         fatal(&format!(
             "a forwarded call for element {index} of collection {coll}, which is not on PE {}",
