@@ -3,7 +3,9 @@
 from typing import Any, Callable, Optional, Sequence, final
 
 __all__ = [
+    "BoundEntry",
     "CharmError",
+    "EntryMethod",
     "Proxy",
     "RawFuture",
     "abort",
@@ -25,7 +27,9 @@ __all__ = [
     "node_first_pe",
     "num_pes",
     "pe_host",
+    "set_local_msg_optim",
     "set_migratable",
+    "set_ro_dirty",
     "start",
     "start_qd",
     "timer",
@@ -65,6 +69,8 @@ class Proxy:
     def send_plain(self, method: str, args: tuple[Any, ...], coro: bool, want: int, when: bool = False) -> Optional[RawFuture]:
         """Sends a call of ``method`` whose positional ``args`` are all of plain types
         (None, bool, int, float, str, bytes): encoded without pickle when they fit."""
+    def delivered_in_process(self) -> bool:
+        """Whether a call through this proxy now is delivered in this process."""
     def insert(self, index: Sequence[int], cls: str, args: bytes, pe: int) -> None:
         """Inserts element ``index`` (class ``cls``, pickled ``args``) into this sparse
         array, on PE ``pe`` (its home PE if negative)."""
@@ -77,6 +83,30 @@ class Proxy:
     @staticmethod
     def from_bytes(b: bytes) -> Proxy:
         """The proxy sent as ``to_bytes``."""
+
+@final
+class EntryMethod:
+    """An entry method of a proxy class (a descriptor): reading it on a proxy gives
+    the ``BoundEntry`` that sends the call."""
+
+    def __new__(cls, name: str, coro: bool, when: bool, fallback: Callable[..., Any]) -> EntryMethod: ...
+    def __get__(self, instance: Any, owner: Any = None, /) -> Any: ...
+    @property
+    def __name__(self) -> str: ...
+    @property
+    def coro(self) -> bool: ...
+
+@final
+class BoundEntry:
+    """``proxy.method``: calling it sends the call."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    @property
+    def __self__(self) -> Any: ...
+    @property
+    def __name__(self) -> str: ...
+    @property
+    def coro(self) -> bool: ...
 
 @final
 class RawFuture:
@@ -110,6 +140,12 @@ def exit(code: int) -> None:
 
 def abort(message: str) -> None:
     """Ends the job at once with ``message``."""
+
+def set_local_msg_optim(on: bool) -> None:
+    """Sets ``charm.options.local_msg_optim`` (from ``charm.start``)."""
+
+def set_ro_dirty(dirty: bool) -> None:
+    """Says whether readonlies changed since their last broadcast."""
 
 def set_profiling(on: bool) -> None:
     """Turns Python-level profiling on or off (before the job starts)."""

@@ -275,7 +275,7 @@ def _buffers(bufs: list[Any]) -> Optional[list[Any]]:
     return [np.frombuffer(b.raw(), dtype=np.uint8) for b in bufs]
 
 
-def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]:
+def _entry(name: str, coro: bool, when: bool) -> _charmrs.EntryMethod:
     dumps = pickle.dumps
     ro = _RO.__dict__
     flat = _FLAT
@@ -314,8 +314,10 @@ def _entry(name: str, coro: bool, when: bool) -> Callable[..., Optional[Future]]
         return None if fut is None else Future(_raw=fut)
 
     method.__name__ = name
-    method._charmrs_entry = (name, coro)  # type: ignore[attr-defined]
-    return method
+    # The common calls are sent by the extension without this frame (module `entry`
+    # there: by reference in the process, plain arguments natively); it hands the
+    # others to ``method``.
+    return _charmrs.EntryMethod(name, coro, when, method)
 
 
 #: Methods of the base class that are also remote methods (Charm4py: "call it via a
@@ -345,10 +347,9 @@ def _make_proxy(raw: Any, cls: type, created: Optional[Future] = None) -> Proxy:
 
 def _callback(cb: Any) -> Optional[tuple[Any, str, bool]]:
     """``(raw proxy, method, coro)`` if ``cb`` is a remote method (``proxy.method``)."""
-    entry = getattr(getattr(cb, "__func__", None), "_charmrs_entry", None)
-    if entry is None or not isinstance(getattr(cb, "__self__", None), Proxy):
+    if type(cb) is not _charmrs.BoundEntry or not isinstance(cb.__self__, Proxy):
         return None
-    return (cb.__self__._raw, entry[0], entry[1])
+    return (cb.__self__._raw, cb.__name__, cb.coro)
 
 
 def _proxy_from_bytes(b: bytes, path: str) -> Proxy:

@@ -25,9 +25,16 @@ class Options:
       ``.eval(expression)``.
     - ``pickle_protocol`` (default -1, the highest): charmrs always uses protocol 5
       (out-of-band numpy data needs it); a lower value is accepted and has no effect.
-    - ``local_msg_optim``, ``local_msg_buf_size``: accepted for compatibility; charmrs
-      pickles every call's arguments, also on the same PE, so a callee never shares
-      mutable arguments with its caller.
+    - ``local_msg_optim`` (default True, as the manual says; Charm4py 1.1 made it
+      False): a call to a single chare of the same process passes its arguments by
+      reference: the callee gets the caller's very objects, nothing is pickled or
+      copied (the manual's "Rules and Semantics"). Copy what the caller may change
+      later, or set it to False: then every call's arguments are copied (pickled, numpy
+      arrays copied once), also on the same PE. Broadcasts always copy for each process,
+      and the recipients in one process share one copy. A call to an element that moved
+      to another process after the call was made is pickled when it is forwarded.
+    - ``local_msg_buf_size``: accepted for compatibility; no effect (there is no pool
+      of local messages to size).
     - ``profiling`` (default False): set before ``charm.start`` to time each entry
       method (and its sends and argument unpickling) and count messages, per PE;
       ``charm.printStats()`` prints the table. It costs a few clock reads per message.
@@ -90,6 +97,7 @@ class _Charm:
         # The program sees its own arguments, the runtime's options taken out (as
         # Charm++ does): `+balancer GreedyLB` is not in main's `args`.
         _charmrs.set_profiling(bool(self.options.profiling))
+        _charmrs.set_local_msg_optim(bool(self.options.local_msg_optim))
         code = _charmrs.start(_glue.main(main, _charmrs.user_args(argv)), argv)
         sys.stdout.flush()
         sys.stderr.flush()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+from . import _charmrs
+
 
 class _Readonlies:
     """The ``readonlies`` object: set attributes on PE 0, read them anywhere."""
@@ -21,6 +23,7 @@ class _Readonlies:
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
         object.__setattr__(self, "_dirty", True)
+        _charmrs.set_ro_dirty(True)  # calls go through Python, which flushes first
 
     def _values(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_dirty"}
@@ -41,5 +44,6 @@ def flush() -> None:
     if charm.thisProxy is None:
         return  # the runtime group does not exist yet; flushed once it does
     object.__setattr__(readonlies, "_dirty", False)
+    _charmrs.set_ro_dirty(False)
     payload = pickle.dumps((readonlies._values(),), 5)
     charm.thisProxy._raw.send("_set_readonlies", payload, False, 0)

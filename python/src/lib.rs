@@ -22,6 +22,7 @@ use pyo3::types::PyBytes;
 
 mod arrays;
 mod arrred;
+mod entry;
 use arrays::ArrayData;
 use arrred::PyArr;
 
@@ -42,6 +43,9 @@ pub struct PyMsg {
     objs: Vec<PyObjArg>,
     /// The arguments when they are all of plain types ([`ARGS_PLAIN`]): no pickle.
     plain: Vec<PlainArg>,
+    /// The caller's objects themselves ([`ARGS_REF`]: a call delivered in this process
+    /// with `local_msg_optim`), pickled only if the message leaves the process.
+    refs: entry::RefArgs,
     ret: bool,
     /// How `args` are passed: [`ARGS_TUPLE`], [`ARGS_ONE`] or [`ARGS_NONE`].
     shape: u8,
@@ -67,6 +71,7 @@ impl PyMsg {
             bufs: Vec::new(),
             objs: Vec::new(),
             plain: Vec::new(),
+            refs: entry::RefArgs::None,
             ret,
             shape,
         }
@@ -108,6 +113,8 @@ const ARGS_NONE: u8 = 2;
 const ARGS_KW: u8 = 3;
 /// The positional arguments are in `plain` (all of plain types), `args` is empty.
 const ARGS_PLAIN: u8 = 4;
+/// The arguments are in `refs`, passed by reference (module `entry`).
+const ARGS_REF: u8 = 5;
 
 /// A positional argument of a plain Python type, carried without pickle (pickling a
 /// call costs more than its transport within a host).
@@ -304,6 +311,7 @@ macro_rules! glue_fn {
         F.import($py, "charmrs._glue", $name)
     }};
 }
+pub(crate) use glue_fn;
 
 /// The exception's traceback, as Python prints it.
 fn traceback(py: Python<'_>, e: &PyErr) -> String {
@@ -686,6 +694,7 @@ fn args_with<'py>(
             let items = msg.plain.iter().map(|a| a.to_py(py)).collect::<PyResult<Vec<_>>>()?;
             (pyo3::types::PyTuple::new(py, items)?, None)
         }
+        ARGS_REF => msg.refs.get(py)?,
         _ => (pyo3::types::PyTuple::empty(py), None),
     })
 }
@@ -1227,6 +1236,11 @@ impl PyProxy {
     fn encoded(&self) -> PyResult<Vec<u8>> {
         bincode::serde::encode_to_vec(self.inner, bincode::config::standard())
             .map_err(|e| CharmError::new_err(e.to_string()))
+    }
+
+    /// Whether a call through this proxy now is delivered in this process.
+    fn delivered_in_process(&self) -> bool {
+        charmrs::__private::delivered_in_process(self.inner.__raw())
     }
 
     /// Whether the proxy names a section.
@@ -2200,6 +2214,8 @@ fn topo_subtrees(root: u32, pes: Option<Vec<u32>>, bfactor: u32) -> PyResult<Vec
 fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyProxy>()?;
     m.add_class::<PyFuture>()?;
+    m.add_class::<entry::EntryMethod>()?;
+    m.add_class::<entry::BoundEntry>()?;
     m.add("CharmError", m.py().get_type::<CharmError>())?;
     m.add_function(wrap_pyfunction!(start, m)?)?;
     m.add_function(wrap_pyfunction!(launch, m)?)?;
@@ -2231,6 +2247,8 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(node_first_pe, m)?,
         wrap_pyfunction!(topo_tree_edges, m)?,
         wrap_pyfunction!(topo_subtrees, m)?,
+        wrap_pyfunction!(entry::set_local_msg_optim, m)?,
+        wrap_pyfunction!(entry::set_ro_dirty, m)?,
     ] {
         m.add_function(f)?;
     }

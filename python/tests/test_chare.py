@@ -206,6 +206,14 @@ def test_numpy_arguments_anywhere_in_the_arguments(pes: int, ppn: int) -> None:
     assert f"numpy args: all checks passed on {pes} PEs" in r.stdout
 
 
+@pytest.mark.parametrize("pes,ppn", [(1, 1), (3, 1), (2, 2), (4, 2)])
+@pytest.mark.parametrize("optim", ["on", "off"])
+def test_local_msg_optim_passes_arguments_by_reference_in_the_process(pes: int, ppn: int, optim: str) -> None:
+    r = run_job(pes, PROGS / "local_msg_optim.py", *(["off"] if optim == "off" else []), ppn=ppn)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"local_msg_optim {optim}: all checks passed" in r.stdout, r.stdout
+
+
 @pytest.mark.parametrize("pes,ppn", [(1, 1), (3, 1), (2, 2)])
 def test_futures_and_proxies_as_arguments(pes: int, ppn: int) -> None:
     r = run_job(pes, PROGS / "arg_objects.py", ppn=ppn)

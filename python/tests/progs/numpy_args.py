@@ -5,7 +5,8 @@ dtypes and shapes; to plain, @coro and @when methods, across PEs and processes. 
 receiver gets its own writable copy, with the values of the moment of the call even when
 the sender changes its array right after (small and large arrays, which cross processes
 without a copy on the sending side; also to an element that moved away from its home,
-whose calls wait at the home and are forwarded later)."""
+whose calls wait at the home and are forwarded later). Copies everywhere: with
+``local_msg_optim`` off (``local_msg_optim.py`` tests it on)."""
 
 import numpy as np
 
@@ -119,4 +120,5 @@ def main(args):
     exit(0 if ok else 1)
 
 
+charm.options.local_msg_optim = False
 charm.start(main)

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::chare::registry::EntryDesc;
 use crate::chare::Chare;
-use crate::collection::CollId;
+use crate::collection::{CollId, ElemKey};
 use crate::error::Error;
 use crate::future::Future;
 use crate::msg::{shallow_size, Args, Envelope, Payload, Reply};
-use crate::pe::{with_pe, PeId};
+use crate::pe::{with_pe, PeId, PeLocal};
 use crate::Index;
 
 /// How a collection's elements are found.
@@ -199,6 +199,44 @@ impl<R> Drop for Call<R> {
     }
 }
 
+/// Where a call from this PE to element `index` of `raw` goes first: `Some(Some(pe))`;
+/// `Some(None)` while the array's creation has not reached this PE (the call waits);
+/// `None` if the index is outside the array's shape. An element that moved away is
+/// reached through this first PE (its home forwards the call).
+fn dest_of(pe: &PeLocal, raw: &RawProxy, index: &Index) -> Option<Option<PeId>> {
+    match crate::chare::ctx::fixed_home(raw.home, index) {
+        Some(d) => Some(Some(d)),
+        None => match pe.colls.borrow().get(&raw.coll) {
+            Some(info) => info.pe_of(index, pe.num_pes()).map(Some),
+            None => Some(None),
+        },
+    }
+}
+
+/// Whether a call through the element proxy `raw`, made now on this PE, reaches its
+/// element in this process without leaving it: a group element or single chare of a
+/// PE of this process, or an array element that lives on this very PE (the location
+/// of an array element on another PE is not known here: it may have moved away from
+/// there). `false` for a whole collection, a call that would wait for the array's
+/// creation, or off a PE. A language binding uses it to pass arguments by reference
+/// (Charm4py's `local_msg_optim`). The arguments must still be encodable: an element
+/// that moves away before the call runs gets it forwarded.
+#[doc(hidden)]
+pub fn delivered_in_process(raw: &RawProxy) -> bool {
+    let Some(index) = raw.elem else { return false };
+    if raw.coll.is_section() {
+        return false;
+    }
+    crate::pe::local::try_with_pe(|pe| match dest_of(pe, raw, &index) {
+        Some(Some(d)) if d.0 < pe.num_pes() && pe.shared.is_local(d) => match raw.home {
+            Home::Array => d == pe.id && pe.elem(&ElemKey { coll: raw.coll, index }).is_some(),
+            _ => true,
+        },
+        _ => false,
+    })
+    .unwrap_or(false)
+}
+
 /// Sends a call: to the element's PE, or as a broadcast down the tree from this PE.
 fn send(p: Pending, reply: Reply) {
     let ep = p.desc.id();
@@ -212,14 +250,9 @@ fn send(p: Pending, reply: Reply) {
     with_pe(|pe| match (p.raw.elem, p.args) {
         (Some(index), args) => {
             let env = Envelope::Call { coll: p.raw.coll, index, ep, reply, args };
-            let dest = match crate::chare::ctx::fixed_home(p.raw.home, &index) {
-                Some(d) => Some(d),
-                None => pe.colls.borrow().get(&p.raw.coll).map(|info| {
-                    info.pe_of(&index, pe.num_pes()).unwrap_or_else(|| {
-                        panic!("call of {}: index {index} is outside the array's shape", p.desc.name())
-                    })
-                }),
-            };
+            let dest = dest_of(pe, &p.raw, &index).unwrap_or_else(|| {
+                panic!("call of {}: index {index} is outside the array's shape", p.desc.name())
+            });
             match dest {
                 Some(d) => {
                     if d.0 >= pe.num_pes() {
