@@ -118,6 +118,8 @@ class RawFuture:
         """Sets the value (pickled), from any PE."""
     def to_bytes(self) -> bytes:
         """The future as bytes."""
+    def ready_value(self, pending: Any) -> Any:
+        """The value (raised if it is an error) if it already arrived, else ``pending``."""
     @staticmethod
     def from_bytes(b: bytes) -> RawFuture:
         """The future sent as ``to_bytes``."""

@@ -15,8 +15,12 @@ _UNSET = object()
 
 
 def _wait(raw: Any) -> Any:
-    """Suspends the current coroutine until ``raw`` (a runtime future) completes."""
+    """Suspends the current coroutine until ``raw`` (a runtime future) completes (not
+    at all if it did)."""
     _ro_flush()
+    v = raw.ready_value(_UNSET)
+    if v is not _UNSET:
+        return v
     g = getcurrent()
     if g.parent is None:
         raise CharmError(

@@ -783,15 +783,15 @@ async fn drive_profiled(
             let g = glet.bind(py);
             let r = match (first.take(), resume.take()) {
                 (Some(v), _) => Ok(v.into_bound(py)),
-                (None, None) => g.call_method0("switch"),
-                (None, Some(Ok(v))) => g.call_method1("switch", (v,)),
+                (None, None) => g.call_method0(pyo3::intern!(py, "switch")),
+                (None, Some(Ok(v))) => g.call_method1(pyo3::intern!(py, "switch"), (v,)),
                 (None, Some(Err(e))) => {
                     let v = e.value(py);
-                    g.call_method1("throw", (v.get_type(), v, e.traceback(py)))
+                    g.call_method1(pyo3::intern!(py, "throw"), (v.get_type(), v, e.traceback(py)))
                 }
             };
             let v = r.unwrap_or_else(|e| raised(py, what, e));
-            if g.getattr("dead").and_then(|d| d.is_truthy()).unwrap_or(true) {
+            if g.getattr(pyo3::intern!(py, "dead")).and_then(|d| d.is_truthy()).unwrap_or(true) {
                 return Err(pickled(&v));
             }
             if let Ok(f) = v.extract::<PyRef<'_, PyFuture>>() {
@@ -911,6 +911,21 @@ enum FutKind {
 }
 
 impl FutKind {
+    /// Whether the value arrived (on the owner PE).
+    fn is_ready(&self) -> bool {
+        match self {
+            FutKind::Val(f) | FutKind::Multi(f) => f.is_ready(),
+            FutKind::Unit(f) => f.is_ready(),
+            FutKind::All(f) => f.is_ready(),
+            FutKind::Red(f) => f.is_ready(),
+            FutKind::Gathered(f) => f.is_ready(),
+            FutKind::Num(f) => f.is_ready(),
+            FutKind::Sections(f) => f.is_ready(),
+            FutKind::Chunks(f) => f.is_ready(),
+            FutKind::Arr(f) => f.is_ready(),
+        }
+    }
+
     /// Waits for the value: unpickled, `None` for completion, a list for a broadcast;
     /// a remote failure becomes a `CharmError` with the remote traceback.
     async fn wait(self) -> Result<Py<PyAny>, PyErr> {
@@ -1082,6 +1097,26 @@ impl PyFuture {
         }
     }
 
+    /// The value (raised if it is an error) if it already arrived, else `pending`:
+    /// `Future.get()` then returns without suspending its coroutine (a switch to the
+    /// PE's scheduler and back costs a few microseconds). Only on the owner PE.
+    fn ready_value(&self, pending: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        if !on_pe_quiet() || !self.kind.is_ready() {
+            return Ok(pending);
+        }
+        self.awaited.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Ready: the first poll completes (each `wait` awaits its one future, then
+        // converts). The no-op waker is never woken.
+        let mut wait = std::pin::pin!(self.kind.clone().wait());
+        match std::future::Future::poll(
+            wait.as_mut(),
+            &mut std::task::Context::from_waker(std::task::Waker::noop()),
+        ) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => Ok(pending),
+        }
+    }
+
     /// The future sent as `to_bytes`.
     #[staticmethod]
     fn from_bytes(b: &[u8]) -> PyResult<PyFuture> {
@@ -1110,6 +1145,11 @@ fn refused<R>(f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
 }
 
 /// `CharmError` off a PE (before `charm.start`, or on a thread of the program's own).
+/// Whether the calling thread is a running PE.
+fn on_pe_quiet() -> bool {
+    charmrs::__private::on_pe()
+}
+
 fn on_pe() -> PyResult<()> {
     if charmrs::__private::on_pe() {
         Ok(())
