@@ -109,6 +109,20 @@ fn write_control(s: &mut TcpStream, flags: u8, src: u32, payload: &[u8]) -> std:
     s.write_all(&out)
 }
 
+/// Whether `s` has something to read (or its end) within `d`, without reading it.
+fn readable_within(s: &TcpStream, d: Duration) -> std::io::Result<bool> {
+    s.set_read_timeout(Some(d))?;
+    let r = s.peek(&mut [0u8; 1]);
+    s.set_read_timeout(None)?;
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn read_control(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
     let mut head = [0u8; HEADER_LEN];
     s.read_exact(&mut head)?;
@@ -305,10 +319,22 @@ impl Hybrid {
 
 /// Delivers every record in the ring; returns whether there was any, or what was wrong.
 fn drain(peer: u32, job: u64, r: &mut Recv, recv: &dyn Receiver) -> Result<bool, String> {
+    drain_until(peer, job, r, recv, || false)
+}
+
+/// [`drain`], stopping early once `stop()` says so (checked before each record).
+fn drain_until(
+    peer: u32,
+    job: u64,
+    r: &mut Recv,
+    recv: &dyn Receiver,
+    stop: impl Fn() -> bool,
+) -> Result<bool, String> {
     let mut bad: Option<String> = None;
     let mut any = false;
     let Recv { ring, bulk } = r;
     while bad.is_none()
+        && !stop()
         && ring.try_pop(|kind, bytes| match kind {
             MSG => recv.deliver(peer, bytes),
             BIG => {
@@ -336,7 +362,10 @@ fn consume(inn: &In, job: u64, mut tcp: TcpStream, recv: &dyn Receiver, quiet: &
         // The PEs poll: wait until one goes to sleep (or the re-arm period passes).
         quiet.wait();
         let mut c = lock();
-        match drain(peer, job, &mut c, recv) {
+        // Until the PEs poll again: a sender that keeps the ring full would otherwise
+        // keep this thread receiving for busy PEs (a hand-off per message).
+        let seen = quiet.polls();
+        match drain_until(peer, job, &mut c, recv, || quiet.polled_since(seen)) {
             Err(b) => break Closed::Lost(b),
             Ok(true) => continue,
             Ok(false) => {}
@@ -346,15 +375,22 @@ fn consume(inn: &In, job: u64, mut tcp: TcpStream, recv: &dyn Receiver, quiet: &
         }
         drop(c);
         // Asleep: the next push rings the doorbell (PEs may drain meanwhile: harmless).
-        let r = read_control(&mut tcp);
+        // Woken by it, or after `Quiet::REARM` anyway: a wake-up that goes missing costs
+        // that long, never a hang (a sender waiting for room or for its rendezvous
+        // buffer may be waiting for this very drain).
+        let r = match readable_within(&tcp, Quiet::REARM) {
+            Ok(true) => read_control(&mut tcp).map(Some),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        };
         let mut c = lock();
         c.ring.end_sleep();
         let left = drain(peer, job, &mut c, recv);
         match (r, left) {
             (_, Err(b)) => break 'outer Closed::Lost(b),
-            (Ok((DOORBELL, _)), _) => {}
-            (Ok((BYE, _)), _) => break 'outer Closed::Goodbye,
-            (Ok((f, _)), _) => break 'outer Closed::Lost(format!("unexpected control frame {f}")),
+            (Ok(None), _) | (Ok(Some((DOORBELL, _))), _) => {}
+            (Ok(Some((BYE, _))), _) => break 'outer Closed::Goodbye,
+            (Ok(Some((f, _))), _) => break 'outer Closed::Lost(format!("unexpected control frame {f}")),
             (Err(e), _) => {
                 let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
                     "the connection closed without a goodbye".to_string()
@@ -469,6 +505,12 @@ impl Transport for Hybrid {
                         });
                     }
                     ring_doorbell(&mut out, self.rank, to)?;
+                    if full_since.is_none() {
+                        // This PE waits and does not poll: the transport's threads
+                        // receive for this process meanwhile (the receiver may be
+                        // waiting for room in a ring of ours).
+                        self.quiet.sleeping();
+                    }
                     if full_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(1) {
                         thread::sleep(Duration::from_micros(50));
                     } else {

@@ -96,6 +96,9 @@ pub trait Transport: Send + Sync {
 /// drive ([`crate::tcp`], `shm`).
 pub(crate) struct Quiet {
     flag: std::sync::atomic::AtomicBool,
+    /// Changes each time PEs poll (`active`): a thread receiving for them sees that
+    /// they are polling now, not only that they said so once.
+    polls: std::sync::atomic::AtomicU32,
     lock: std::sync::Mutex<()>,
     cv: std::sync::Condvar,
 }
@@ -109,6 +112,7 @@ impl Quiet {
     pub(crate) fn new() -> Quiet {
         Quiet {
             flag: std::sync::atomic::AtomicBool::new(true),
+            polls: std::sync::atomic::AtomicU32::new(0),
             lock: std::sync::Mutex::new(()),
             cv: std::sync::Condvar::new(),
         }
@@ -118,6 +122,8 @@ impl Quiet {
     /// writing a shared line.
     pub(crate) fn active(&self) {
         use std::sync::atomic::Ordering;
+        // Not a read-modify-write: a lost count among PEs polling at once is harmless.
+        self.polls.store(self.polls.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         if self.flag.load(Ordering::Relaxed) {
             self.flag.store(false, Ordering::Relaxed);
         }
@@ -130,6 +136,18 @@ impl Quiet {
             let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.cv.notify_all();
         }
+    }
+
+    /// The poll count (see `polls`).
+    pub(crate) fn polls(&self) -> u32 {
+        self.polls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the PEs said they poll (since one last went to sleep) and polled since
+    /// the count was `seen`: a PE blocked in a send (a full ring) does not poll, and the
+    /// thread must go on receiving for it.
+    pub(crate) fn polled_since(&self, seen: u32) -> bool {
+        !self.flag.load(std::sync::atomic::Ordering::Relaxed) && self.polls() != seen
     }
 
     /// A transport thread: returns at once if the PEs sleep, otherwise when one goes to

@@ -233,7 +233,9 @@ impl Net {
 
 /// Ends this process for a fault of the job (not of one PE): exit status 1.
 pub(crate) fn process_fatal(layout: &Layout, msg: &str) -> ! {
-    eprintln!("charmrs: process {}: {msg}", layout.rank);
+    // Not `eprintln!`: it panics when stderr is a pipe whose reader is gone (a killed
+    // launcher), and a panic here would leave the process running without its launcher.
+    let _ = writeln!(std::io::stderr(), "charmrs: process {}: {msg}", layout.rank);
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(1)
