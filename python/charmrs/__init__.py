@@ -12,7 +12,7 @@ actors, object references). Importing the package starts nothing.
 from .charm import Options, charm
 from .channel import Channel
 from .chare import Array, ArrayMap, Chare, Group, coro, register, threaded, when
-from .exceptions import Charm4PyError, CharmError
+from .exceptions import Charm4PyError, Charm4pyError, CharmError
 from .future import Future
 from .readonly import readonlies
 from . import ray, threads, wait
@@ -24,6 +24,7 @@ __all__ = [
     "Channel",
     "Chare",
     "Charm4PyError",
+    "Charm4pyError",
     "CharmError",
     "Future",
     "Group",

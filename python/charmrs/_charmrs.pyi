@@ -118,6 +118,8 @@ class RawFuture:
         """Sets the value (pickled), from any PE."""
     def to_bytes(self) -> bytes:
         """The future as bytes."""
+    def is_ready(self) -> bool:
+        """Whether the value (every value) arrived; False off the PE that made it."""
     def ready_value(self, pending: Any) -> Any:
         """The value (raised if it is an error) if it already arrived, else ``pending``."""
     @staticmethod

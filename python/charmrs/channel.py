@@ -15,15 +15,18 @@ class Channel:
     ``Channel(itself, remote=<proxy of this chare>)``. The k-th channel a chare opens to
     a remote pairs with the k-th channel the remote opens back. ``send(*args)`` never
     waits; ``recv()`` returns the next arguments in order, suspending the coroutine
-    until they arrive (use it in a ``@coro`` method)."""
+    until they arrive (use it in a ``@coro`` method). ``local``, if given, is the proxy
+    of ``chare`` itself (Charm4py's optional explicit local endpoint)."""
 
     __slots__ = ("_chare", "_remote", "_key", "_their_key", "_queue", "_waiter", "_next_out", "_next_in", "_early")
 
-    def __init__(self, chare: Any, remote: Any) -> None:
+    def __init__(self, chare: Any, remote: Any, local: Any = None) -> None:
         from .chare import Proxy
 
         if not isinstance(remote, Proxy):
             raise TypeError("Channel(chare, remote): remote is a proxy of one chare")
+        if local is not None and local != chare.thisProxy[chare.thisIndex]:
+            raise ValueError("Channel(chare, remote, local): local is the proxy of chare itself")
         me = chare._elem()
         mine, theirs = bytes(me.to_bytes()), bytes(remote._raw.to_bytes())
         counts = chare.__dict__.setdefault("_charmrs_channel_counts", {})

@@ -322,7 +322,15 @@ def _entry(name: str, coro: bool, when: bool) -> _charmrs.EntryMethod:
 
 #: Methods of the base class that are also remote methods (Charm4py: "call it via a
 #: proxy", ``proxy.migrate(pe)``).
-_REMOTE_BASE = frozenset(["migrate", "setMigratable", "AtSync", "resumeFromSync"])
+_REMOTE_BASE = frozenset(["migrate", "migrateMe", "setMigratable", "AtSync", "resumeFromSync"])
+
+
+#: Methods of ``Chare`` that the runtime provides and a chare class may not redefine
+#: (Charm4py refuses them too): a redefinition would silently change what the
+#: runtime's own calls do.
+_RESERVED = frozenset(
+    ["contribute", "reduce", "allreduce", "wait", "AtSync", "migrate", "migrateMe", "setMigratable", "_elem"]
+)
 
 
 def _proxy_class(cls: type) -> type:
@@ -330,7 +338,13 @@ def _proxy_class(cls: type) -> type:
     if pc is None:
         ns: dict[str, Any] = {"__slots__": ()}
         for name in dir(cls):
-            if name.startswith("_") or (hasattr(Chare, name) and name not in _REMOTE_BASE):
+            if name in _RESERVED and getattr(cls, name) is not getattr(Chare, name):
+                raise CharmError(f"{cls.__qualname__} redefines reserved method {name!r} of Chare")
+            # Every method is an entry method (single-underscore ones too, as in
+            # Charm4py), except dunders, the base class's own and the proxy's own names.
+            if (name.startswith("__") and name.endswith("__")) or hasattr(Proxy, name):
+                continue
+            if hasattr(Chare, name) and name not in _REMOTE_BASE:
                 continue
             m = getattr(cls, name, None)
             if callable(m):
@@ -339,6 +353,13 @@ def _proxy_class(cls: type) -> type:
         _PROXY_CLASSES[cls] = pc
         _PROXY_TYPES.add(pc)
     return pc
+
+
+def _creatable(cls: type) -> str:
+    """The path of chare class ``cls``, once its proxy class is made (a class that
+    redefines a reserved method is refused before anything is created)."""
+    _proxy_class(cls)
+    return _path(cls)
 
 
 def _make_proxy(raw: Any, cls: type, created: Optional[Future] = None) -> Proxy:
@@ -451,6 +472,10 @@ class Chare:
         (nothing happens if it is there). Also a remote method:
         ``proxy[i].migrate(pe)``. Its messages follow it, none lost or reordered."""
         _charmrs.migrate(self._elem(), toPe)
+
+    def migrateMe(self, toPe: int) -> None:  # noqa: N802, N803 (Charm4py v0.10's name)
+        """Old name of ``migrate``."""
+        self.migrate(toPe)
 
     def migrated(self) -> None:
         """Called after this chare migrated to a new PE: redefine it to act then."""
@@ -591,7 +616,7 @@ def _combine(proxies: Sequence[Any]) -> Proxy:
 
 def _create_single(cls: type, args: Sequence[Any] = (), onPE: int = -1, _coro_init: bool = False) -> Proxy:  # noqa: N803
     _ro_flush()
-    raw, created = _charmrs.create_single(_path(cls), onPE, pickle.dumps(tuple(args), protocol=5), _coro_init)
+    raw, created = _charmrs.create_single(_creatable(cls), onPE, pickle.dumps(tuple(args), protocol=5), _coro_init)
     if _coro_init:
         # The constructor runs as a coroutine (it may wait), after the chare exists.
         raw.elem([0]).send("__init__", pickle.dumps(tuple(args), protocol=5), True, 0)
@@ -610,7 +635,7 @@ def Group(cls: type, args: Sequence[Any] = (), onPEs: Optional[Sequence[int]] = 
     the group's proxy at once."""
     _ro_flush()
     pes = None if onPEs is None else [int(p) for p in onPEs]
-    raw, created = _charmrs.create_group(_path(cls), pickle.dumps(tuple(args), protocol=5), pes)
+    raw, created = _charmrs.create_group(_creatable(cls), pickle.dumps(tuple(args), protocol=5), pes)
     return _make_proxy(raw, cls, Future(_raw=created))
 
 
@@ -633,14 +658,14 @@ def Array(  # noqa: N802
         raise TypeError(f"map= takes the proxy of an ArrayMap group, not {map!r}")
     mraw = None if map is None else map._raw
     if dims is None:
-        raw, created = _charmrs.create_sparse(_path(cls), 1 if ndims < 1 else ndims, mraw)
+        raw, created = _charmrs.create_sparse(_creatable(cls), 1 if ndims < 1 else ndims, mraw)
         p = _make_proxy(raw, cls, Future(_raw=created))
         p._sparse = True
         return p
     shape = [dims] if isinstance(dims, int) else list(dims)
     if ndims not in (-1, len(shape)):
         raise ValueError(f"Array: dims {dims!r} has {len(shape)} dimensions, ndims says {ndims}")
-    raw, created = _charmrs.create_array(_path(cls), shape, pickle.dumps(tuple(args), protocol=5), mraw)
+    raw, created = _charmrs.create_array(_creatable(cls), shape, pickle.dumps(tuple(args), protocol=5), mraw)
     return _make_proxy(raw, cls, Future(_raw=created))
 
 

@@ -39,6 +39,15 @@ class Options:
       method (and its sends and argument unpickling) and count messages, per PE;
       ``charm.printStats()`` prints the table. It costs a few clock reads per message.
     - ``quiet``: accepted; charmrs prints no banner.
+    - ``auto_flush_wait_queues`` (default True): ``@when`` conditions and
+      ``Chare.wait`` are re-checked after each method of their chare; charmrs always
+      does so, and False is accepted with no effect.
+    - ``interactive.verbose`` (1), ``interactive.broadcast_imports`` (True): switches
+      of the interactive mode; accepted (the console always sends imports to every
+      PE).
+
+    The upper-case names of Charm4py before 1.0 (``Options.PROFILING`` and the
+    others, set on the class) are refused at ``charm.start`` with a clear error.
     """
 
     def __init__(self) -> None:
@@ -48,6 +57,27 @@ class Options:
         self.local_msg_buf_size = 50
         self.profiling = False
         self.quiet = False
+        self.auto_flush_wait_queues = True
+        self.interactive = _InteractiveOptions()
+
+
+class _InteractiveOptions:
+    """``charm.options.interactive``."""
+
+    def __init__(self) -> None:
+        self.verbose = 1
+        self.broadcast_imports = True
+
+
+#: Charm4py's option names before 1.0, set on ``Options`` itself.
+_LEGACY_OPTIONS = (
+    "PROFILING",
+    "PICKLE_PROTOCOL",
+    "LOCAL_MSG_OPTIM",
+    "LOCAL_MSG_BUF_SIZE",
+    "AUTO_FLUSH_WAIT_QUEUES",
+    "QUIET",
+)
 
 
 class _Charm:
@@ -60,6 +90,8 @@ class _Charm:
         self.thisProxy: Any = None
         #: The task pool shared by every process (``charm.pool.map(f, items)``).
         self.pool: Pool = _pool
+        #: Whether ``start`` was called in this process.
+        self.started = False
 
     def start(self, entry: Any = None, classes: Sequence[type] = (), modules: Sequence[str] = (), interactive: bool = False) -> None:
         """Starts the runtime and runs ``entry(args)`` as a coroutine on PE 0 of the
@@ -75,6 +107,7 @@ class _Charm:
             entry = console
         if entry is None:
             raise TypeError("charm.start needs an entry point: a function or a chare class")
+        self.started = True
         argv = list(sys.argv)
         user = entry
         if isinstance(entry, type) and issubclass(entry, Chare):
@@ -91,11 +124,19 @@ class _Charm:
             # the program's code runs.
             self.thisProxy = Group(_CharmRemote)
             self.awaitCreation(self.thisProxy)
+            if self.options.profiling:
+                print("charmrs> Profiling is ON (this affects performance)", flush=True)
             user(args)
             _ro_flush()
 
         # The program sees its own arguments, the runtime's options taken out (as
         # Charm++ does): `+balancer GreedyLB` is not in main's `args`.
+        legacy = [name for name in _LEGACY_OPTIONS if hasattr(Options, name)]
+        if legacy:
+            raise CharmError(
+                f"Options API has changed. Use charm.options instead (Options.{legacy[0]} was set; "
+                f"for example charm.options.{legacy[0].lower()})"
+            )
         _charmrs.set_profiling(bool(self.options.profiling))
         _charmrs.set_local_msg_optim(bool(self.options.local_msg_optim))
         code = _charmrs.start(_glue.main(main, _charmrs.user_args(argv)), argv)
@@ -118,6 +159,41 @@ class _Charm:
     def abort(self, message: str) -> None:
         """Ends the job at once, printing ``message`` (exit status 1)."""
         _charmrs.abort(message)
+
+    # The manual's older names (v0.9).
+
+    def CkMyPe(self) -> int:  # noqa: N802
+        """Old name of ``myPe``."""
+        return self.myPe()
+
+    def CkNumPes(self) -> int:  # noqa: N802
+        """Old name of ``numPes``."""
+        return self.numPes()
+
+    def CkExit(self, exit_code: int = 0) -> None:  # noqa: N802
+        """Old name of ``exit``."""
+        self.exit(exit_code)
+
+    def CkAbort(self, message: str) -> None:  # noqa: N802
+        """Old name of ``abort``."""
+        self.abort(message)
+
+    def addReducer(  # noqa: N802 (Charm4py's name)
+        self, func: Callable[..., Any], pre: Optional[Callable[..., Any]] = None, post: Optional[Callable[..., Any]] = None
+    ) -> None:
+        """``Reducer.addReducer`` (register it in every process, at import time of the
+        program, or broadcast ``charm.thisProxy.addReducer``)."""
+        from .reduction import Reducer
+
+        Reducer.addReducer(func, pre=pre, post=post)
+
+    def LBTurnInstrumentOn(self) -> None:  # noqa: N802
+        """Accepted (Charm++'s name): the entry-method times of migratable chares are
+        measured whenever the job has a balancer (``+balancer``), and only then."""
+
+    def LBTurnInstrumentOff(self) -> None:  # noqa: N802
+        """Accepted, see ``LBTurnInstrumentOn``: measuring stops only without a
+        balancer."""
 
     # Hosts, processes and PEs.
 
@@ -353,6 +429,14 @@ class _CharmRemote(Chare):
     def myPe(self) -> int:  # noqa: N802
         """This PE's number."""
         return charm.myPe()
+
+    def LBTurnInstrumentOn(self) -> None:  # noqa: N802
+        """``charm.LBTurnInstrumentOn()`` on this PE."""
+        charm.LBTurnInstrumentOn()
+
+    def LBTurnInstrumentOff(self) -> None:  # noqa: N802
+        """``charm.LBTurnInstrumentOff()`` on this PE."""
+        charm.LBTurnInstrumentOff()
 
     def printStats(self) -> None:  # noqa: N802
         """``charm.printStats()`` on this PE (``charm.thisProxy[pe].printStats()``)."""

@@ -80,6 +80,11 @@ class Future:
     def _ready(self) -> bool:
         return self._value is not _UNSET or self._error is not None
 
+    def ready(self) -> bool:
+        """Whether the value (every value, for ``num_vals`` > 1) arrived: ``get()``
+        would not suspend. On the PE that made the future."""
+        return self._ready() or bool(self._raw.is_ready())
+
     def send(self, value: Any = None) -> None:
         """Sets the value of an explicit future (from any chare, on any PE)."""
         self._raw.send(pickle.dumps(value, protocol=5))

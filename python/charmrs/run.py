@@ -70,6 +70,14 @@ def _worker(argv: list[str]) -> None:
     sys.argv = list(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(prog)))
     runpy.run_path(prog, run_name="__main__")
+    from .charm import charm
+
+    if not charm.started:
+        # As Charm4py warns at exit (charm.start() ends the process: it never returns).
+        print(
+            "charmrs: the program is exiting but charm was not started: charm.start() was not called",
+            file=sys.stderr,
+        )
 
 
 def main() -> int:

@@ -1097,6 +1097,11 @@ impl PyFuture {
         }
     }
 
+    /// Whether the value (every value) arrived; `false` off the PE that made it.
+    fn is_ready(&self) -> bool {
+        on_pe_quiet() && self.kind.is_ready()
+    }
+
     /// The value (raised if it is an error) if it already arrived, else `pending`:
     /// `Future.get()` then returns without suspending its coroutine (a switch to the
     /// PE's scheduler and back costs a few microseconds). Only on the owner PE.

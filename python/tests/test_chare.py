@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -212,6 +213,33 @@ def test_local_msg_optim_passes_arguments_by_reference_in_the_process(pes: int, 
     r = run_job(pes, PROGS / "local_msg_optim.py", *(["off"] if optim == "off" else []), ppn=ppn)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"local_msg_optim {optim}: all checks passed" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2])
+def test_compatibility_names(pes: int) -> None:
+    r = run_job(pes, PROGS / "compat_names.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "compat names: all checks passed" in r.stdout, r.stdout
+    assert r.stdout.count("charmrs> Profiling is ON") == 1, r.stdout
+
+
+def test_legacy_upper_case_options_are_refused(tmp_path: Path) -> None:
+    prog = tmp_path / "legacy.py"
+    prog.write_text(
+        "from charm4py import Options, charm\nOptions.LOCAL_MSG_OPTIM = False\n"
+        "def main(args):\n    charm.exit(0)\ncharm.start(main)\n"
+    )
+    r = run_job(1, prog)
+    assert r.returncode != 0
+    assert "Options API has changed. Use charm.options instead" in r.stderr, r.stderr
+
+
+def test_a_program_that_never_starts_the_runtime_is_told(tmp_path: Path) -> None:
+    prog = tmp_path / "nostart.py"
+    prog.write_text("print('no start')\n")
+    r = run_job(2, prog)
+    assert r.stdout.count("no start") == 2, r.stdout
+    assert "charm.start() was not called" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("pes,ppn", [(1, 1), (3, 1), (2, 2)])

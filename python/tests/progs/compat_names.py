@@ -1,0 +1,81 @@
+"""Names of the manual and of Charm4py's sources beside the main API: single-underscore
+methods are entry methods, the old ``Ck*`` names, ``migrateMe``, ``Future.ready()``,
+``charm.addReducer``, ``LBTurnInstrumentOn/Off`` (local and remote), ``Channel(...,
+local=)``, ``Charm4pyError``, the options ``auto_flush_wait_queues`` and
+``interactive.*``, the profiling notice, and the error for a redefined reserved method.
+"""
+
+from charm4py import Array, Channel, Chare, Charm4pyError, Future, Group, Reducer, charm, coro
+
+
+class C(Chare):
+    def _hidden(self, x):
+        return x + 1
+
+    def where(self):
+        return charm.CkMyPe()
+
+    @coro
+    def chan(self, other):
+        ch = Channel(self, other, local=self.thisProxy[self.thisIndex])
+        ch.send(self.thisIndex)
+        return ch.recv()
+
+
+class M(Chare):
+    def __init__(self):
+        pass
+
+    def where(self):
+        return charm.myPe()
+
+
+def concat(contribs):
+    return sorted(x for c in contribs for x in c)
+
+
+def main(args):
+    n = charm.numPes()
+    checks = {}
+    g = Group(C)
+    charm.awaitCreation(g)
+    checks["underscore method"] = g[n - 1]._hidden(1, ret=True).get() == 2
+    checks["Ck names"] = charm.CkNumPes() == n and g[n - 1].where(ret=True).get() == n - 1
+    f = Future()
+    before = f.ready()
+    f.send(3)
+    checks["Future.ready"] = (before, f.ready(), f.get()) == (False, True, 3)
+    charm.addReducer(concat)
+    checks["charm.addReducer"] = getattr(Reducer, "concat").name == "concat"
+    charm.LBTurnInstrumentOn()
+    charm.thisProxy.LBTurnInstrumentOff(awaitable=True).get()
+    if n > 1:
+        a, b = g[0].chan(g[1], ret=True), g[1].chan(g[0], ret=True)
+        checks["Channel local="] = (a.get(), b.get()) == (1, 0)
+        arr = Array(M, 2)
+        charm.awaitCreation(arr)
+        arr[0].migrateMe(n - 1, awaitable=True).get()
+        checks["migrateMe"] = arr[0].where(ret=True).get() == n - 1
+    from charmrs import CharmError
+
+    checks["Charm4pyError"] = Charm4pyError is CharmError
+    opts = charm.options
+    checks["options"] = opts.auto_flush_wait_queues is True and opts.interactive.verbose == 1
+
+    class Bad(Chare):
+        def contribute(self, *a):
+            pass
+
+    try:
+        Group(Bad)
+        checks["reserved method"] = False
+    except Charm4pyError as e:
+        checks["reserved method"] = "redefines reserved method 'contribute'" in str(e)
+    for name, ok in checks.items():
+        print(f"{name}: {ok}")
+    print("compat names:", "all checks passed" if all(checks.values()) else "MISMATCH")
+    exit(0 if all(checks.values()) else 1)
+
+
+charm.options.profiling = True
+charm.start(main)
