@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import pickle
 from typing import Any, Optional
 
 from .future import Future
@@ -55,22 +54,23 @@ class Channel:
 
     def send(self, *args: Any) -> None:
         """Sends ``args`` to the remote chare; it receives them from its ``recv()``, in
-        the order they were sent."""
+        the order they were sent. They travel as the arguments of a remote method call
+        do: copied (numpy arrays as raw bytes beside the pickle), or by reference to a
+        chare of the same process with ``charm.options.local_msg_optim`` on."""
         seq = self._next_out
         self._next_out += 1
-        payload = pickle.dumps(args, protocol=5)
-        self._remote._raw.send("_charmrs_channel_msg", pickle.dumps((self._their_key, seq, payload), 5), False, 0)
+        _channel_msg().__get__(self._remote, None)(self._their_key, seq, *args)
 
     def recv(self) -> Any:
         """The next arguments sent by the remote (one value if it sent one)."""
         while not self._queue:
             self._waiter = Future()
             self._waiter.get()
-        args = pickle.loads(self._queue.popleft())
+        args = self._queue.popleft()
         return args[0] if len(args) == 1 else args
 
-    def _arrive(self, seq: int, payload: bytes) -> None:
-        self._early[seq] = payload
+    def _arrive(self, seq: int, args: tuple[Any, ...]) -> None:
+        self._early[seq] = args
         while self._next_in in self._early:
             self._queue.append(self._early.pop(self._next_in))
             self._next_in += 1
@@ -87,11 +87,24 @@ class Channel:
         return self._waiter
 
 
-def _deliver(chare: Any, key: tuple[bytes, int], seq: int, payload: bytes) -> None:
+def _deliver(chare: Any, key: tuple[bytes, int], seq: int, args: tuple[Any, ...]) -> None:
     """A channel message arrived at ``chare``."""
     ch = chare.__dict__.get("_charmrs_channels", {}).get(key)
     if ch is None:
         early = chare.__dict__.setdefault("_charmrs_channel_early", {})
-        early.setdefault(key, {})[seq] = payload
+        early.setdefault(key, {})[seq] = args
     else:
-        ch._arrive(seq, payload)
+        ch._arrive(seq, args)
+
+
+_CHANNEL_MSG: Any = None
+
+
+def _channel_msg() -> Any:
+    """The entry method that carries channel messages (made once)."""
+    global _CHANNEL_MSG
+    if _CHANNEL_MSG is None:
+        from .chare import _entry
+
+        _CHANNEL_MSG = _entry("_charmrs_channel_msg", False, False)
+    return _CHANNEL_MSG

@@ -400,10 +400,10 @@ class Chare:
             self.__dict__["_charmrs_elem"] = raw
         return raw
 
-    def _charmrs_channel_msg(self, key: tuple[bytes, int], seq: int, payload: bytes) -> None:
+    def _charmrs_channel_msg(self, key: tuple[bytes, int], seq: int, *args: Any) -> None:
         from .channel import _deliver
 
-        _deliver(self, key, seq, payload)
+        _deliver(self, key, seq, args)
 
     def wait(self, condition: Union[str, Callable[[], Any]]) -> None:
         """Suspends the current coroutine until ``condition`` holds: a Python

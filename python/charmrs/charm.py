@@ -25,14 +25,17 @@ class Options:
       ``.eval(expression)``.
     - ``pickle_protocol`` (default -1, the highest): charmrs always uses protocol 5
       (out-of-band numpy data needs it); a lower value is accepted and has no effect.
-    - ``local_msg_optim`` (default True, as the manual says; Charm4py 1.1 made it
-      False): a call to a single chare of the same process passes its arguments by
-      reference: the callee gets the caller's very objects, nothing is pickled or
-      copied (the manual's "Rules and Semantics"). Copy what the caller may change
-      later, or set it to False: then every call's arguments are copied (pickled, numpy
-      arrays copied once), also on the same PE. Broadcasts always copy for each process,
-      and the recipients in one process share one copy. A call to an element that moved
-      to another process after the call was made is pickled when it is forwarded.
+    - ``local_msg_optim`` (default False, as in Charm4py 1.1; the manual says True):
+      set to True, a call (or a channel message) to a single chare of the same process
+      passes its arguments by reference, as the manual's "Rules and Semantics"
+      describe: the callee gets the caller's very objects, nothing is pickled or
+      copied. The caller must then not change what it sent (a numpy view of an array it
+      keeps updating, as stencil codes send, would change under the callee). False
+      (the default) copies every call's arguments (pickled, numpy arrays copied once),
+      also on the same PE: programs written for Charm4py 1.1 rely on it. Broadcasts
+      always copy for each process, and the recipients in one process share one copy.
+      A call to an element that moved to another process after the call was made is
+      pickled when it is forwarded.
     - ``local_msg_buf_size``: accepted for compatibility; no effect (there is no pool
       of local messages to size).
     - ``profiling`` (default False): set before ``charm.start`` to time each entry
@@ -53,7 +56,7 @@ class Options:
     def __init__(self) -> None:
         self.remote_exec = False
         self.pickle_protocol = -1
-        self.local_msg_optim = True
+        self.local_msg_optim = False
         self.local_msg_buf_size = 50
         self.profiling = False
         self.quiet = False

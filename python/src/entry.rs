@@ -1,6 +1,8 @@
 //! Proxy methods in Rust: `proxy.method(...)` sends without a Python frame of ours on
 //! the common paths, and passes arguments by reference to a chare of the same process
-//! (Charm4py's `charm.options.local_msg_optim`, on by default as the manual says).
+//! when `charm.options.local_msg_optim` is on (off by default, as in Charm4py 1.1:
+//! the manual's default shares a sender's numpy views with the callee, which programs
+//! written for 1.1 do not expect).
 //!
 //! Each entry method of a proxy class is an [`EntryMethod`] (a descriptor); reading it
 //! on a proxy gives a [`BoundEntry`], whose call
@@ -27,7 +29,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use crate::{on_pe, pickle_fn, pickled, PlainArg, PyMsg, PyProxy, ARGS_PLAIN, ARGS_REF};
 
 /// `charm.options.local_msg_optim`, as `charm.start` read it.
-static LOCAL_OPTIM: AtomicBool = AtomicBool::new(true);
+static LOCAL_OPTIM: AtomicBool = AtomicBool::new(false);
 
 /// Set when a readonly changed on this process and was not broadcast yet: calls then
 /// go through the Python method, which broadcasts them first.

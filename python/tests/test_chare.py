@@ -134,6 +134,7 @@ def test_channels(pes: int) -> None:
     assert r.returncode == 0, r.stderr
     assert "ring: True" in r.stdout, r.stdout
     assert "order: True" in r.stdout
+    assert "numpy: True" in r.stdout, r.stdout
 
 
 def test_charm4py_spellings() -> None:
@@ -210,7 +211,7 @@ def test_numpy_arguments_anywhere_in_the_arguments(pes: int, ppn: int) -> None:
 @pytest.mark.parametrize("pes,ppn", [(1, 1), (3, 1), (2, 2), (4, 2)])
 @pytest.mark.parametrize("optim", ["on", "off"])
 def test_local_msg_optim_passes_arguments_by_reference_in_the_process(pes: int, ppn: int, optim: str) -> None:
-    r = run_job(pes, PROGS / "local_msg_optim.py", *(["off"] if optim == "off" else []), ppn=ppn)
+    r = run_job(pes, PROGS / "local_msg_optim.py", *(["on"] if optim == "on" else []), ppn=ppn)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"local_msg_optim {optim}: all checks passed" in r.stdout, r.stdout
 

@@ -1,5 +1,9 @@
 """Channels: the manual's example (every element streams to both neighbours, receives
-with charm.iwait), in-order delivery, several channels between one pair."""
+with charm.iwait), in-order delivery, several channels between one pair, numpy arrays
+(views of an array the sender keeps changing, as stencil codes send: the receiver gets
+the values of the moment of the send)."""
+
+import numpy as np
 
 from charmrs import Array, Channel, Chare, charm, coro
 
@@ -42,6 +46,22 @@ class Pair(Chare):
         return ok
 
 
+class Halo(Chare):
+    @coro
+    def swap(self, other, steps):
+        ch = Channel(self, remote=other)
+        data = np.zeros((4, 3000))
+        ok = True
+        for k in range(steps):
+            data[:] = k + self.thisIndex[0]
+            ch.send(k, data[1, :], data[2, :4].copy())
+            data[:] = -1  # changed right after the send: the receiver must not see it
+            got_k, edge, small = ch.recv()
+            other_idx = 1 - self.thisIndex[0]
+            ok &= got_k == k and bool((edge == k + other_idx).all()) and bool((small == k + other_idx).all())
+        return ok
+
+
 def main(args):
     n = charm.numPes() * 4
     array = Array(A, n, args=[n])
@@ -51,6 +71,9 @@ def main(args):
     p = Array(Pair, 2)
     r = [p[0].talk(p[1], ret=True), p[1].talk(p[0], ret=True)]
     print("order:", all(f.get() for f in r))
+    h = Array(Halo, 2)
+    r = [h[0].swap(h[1], 50, ret=True), h[1].swap(h[0], 50, ret=True)]
+    print("numpy:", all(f.get() for f in r))
     charm.exit(0)
 
 

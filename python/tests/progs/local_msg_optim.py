@@ -2,8 +2,8 @@
 to a chare in the same process passes its arguments by reference (the callee gets the
 caller's very objects: lists, numpy arrays, keyword arguments, objects that cannot be
 pickled), to plain, ``@coro`` and ``@when`` methods of groups, arrays and single chares;
-a call to another process copies; so does every call with the option off (argument
-``off``). An array element that moved to another process gets copies, also from the
+a call to another process copies; so does every call with the option off (the default;
+argument ``on`` turns it on). An array element that moved to another process gets copies, also from the
 PE that was its home, and so does one that moves away after the call was made (its
 call is forwarded)."""
 
@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from charmrs import Array, Chare, Group, charm, coro, when
+from charmrs import Array, Channel, Chare, Group, charm, coro, when
 
 
 class C(Chare):
@@ -54,6 +54,34 @@ class C(Chare):
         return charm.myPe()
 
 
+class Pair(Chare):
+    """A channel: ``say`` sends a list and looks, after the other side changed what it
+    got, whether its own list changed too."""
+
+    def where(self):
+        return charm.myPe()
+
+    @coro
+    def say(self, other):
+        ch = Channel(self, remote=other)
+        lst = []
+        ch.send(lst)
+        ch.recv()  # the other side appended to what it got
+        self.shared = lst == ["seen"]
+        return True
+
+    @coro
+    def listen(self, other):
+        ch = Channel(self, remote=other)
+        lst = ch.recv()
+        lst.append("seen")
+        ch.send(None)
+        return None
+
+    def shared_seen(self):
+        return self.shared
+
+
 def shared_after(proxy, method="touch"):
     """Calls ``proxy.<method>`` with fresh objects; whether the callee's changes show."""
     lst, arr, kw = [], np.zeros(4), {}
@@ -66,7 +94,7 @@ def shared_after(proxy, method="touch"):
 
 
 def main(args):
-    optim = "off" not in args
+    optim = "on" in args
     n = charm.numPes()
     me = charm.myPe()
     g = Group(C)
@@ -91,6 +119,15 @@ def main(args):
     charm.awaitCreation(single)
     checks["single chare"] = shared_after(single) == (optim and (n - 1) in same_process)
 
+    # A channel message to a chare of this process (a Pair element on this PE).
+    p = Array(Pair, 2 * n)
+    charm.awaitCreation(p)
+    here = [i for i in range(2 * n) if p[i].where(ret=True).get() == me][:2]
+    if len(here) == 2:
+        box = p[here[1]].listen(p[here[0]], ret=True)
+        p[here[0]].say(p[here[1]], ret=True).get()
+        box.get()
+        checks["channel in the process"] = p[here[0]].shared_seen(ret=True).get() == optim
     lst = []
     g[me].touch_coro(lst, awaitable=True).get()
     checks["@coro method"] = (lst == ["coro"]) == optim
@@ -137,6 +174,6 @@ def _process_pes():
     return range(charm.getNodeFirstPe(node), last)
 
 
-if "off" in sys.argv:
-    charm.options.local_msg_optim = False
+if "on" in sys.argv:
+    charm.options.local_msg_optim = True
 charm.start(main)
