@@ -39,6 +39,11 @@ def proxy_of(raw: Any, path: str) -> Any:
     return _make_proxy(raw, cls)
 
 
+#: The group members of this process, by (group proxy bytes, PE), for
+#: ``ckLocalBranch`` (group members never migrate).
+LOCAL_BRANCHES: dict[tuple[bytes, int], Any] = {}
+
+
 def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -> Any:
     """Makes the element ``index`` of a collection of class ``path``: ``kind`` 0 is a
     group (``thisIndex`` is the PE), 1 an array (``thisIndex`` is a tuple, ``(i,)`` in
@@ -50,6 +55,7 @@ def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -
     if kind == 0:
         obj.thisIndex = index[0]
         obj.thisProxy = _make_proxy(proxy, cls)
+        LOCAL_BRANCHES[(bytes(proxy.to_bytes()), index[0])] = obj
     elif kind == 1:
         obj.thisIndex = tuple(index)
         obj.thisProxy = _make_proxy(proxy, cls)

@@ -168,6 +168,16 @@ class Proxy:
         is hashable and the same in every process); ``None`` otherwise."""
         return (0, bytes(self._raw.to_bytes())) if self._raw.is_section() else None
 
+    def ckLocalBranch(self) -> Any:  # noqa: N802 (Charm4py's name)
+        """The member of this group on the calling PE: the chare object itself (call
+        its methods directly). A group proxy only."""
+        from ._glue import LOCAL_BRANCHES
+
+        obj = LOCAL_BRANCHES.get((bytes(self._raw.to_bytes()), _charmrs.my_pe()))
+        if obj is None:
+            raise CharmError(f"ckLocalBranch: {self!r} is not a group with a member on PE {_charmrs.my_pe()}")
+        return obj
+
     def __getattr__(self, name: str) -> Any:
         # Only names that are not entry methods get here.
         raise AttributeError(f"{self._cls.__qualname__} has no entry method {name!r}")

@@ -160,7 +160,12 @@ class _Charm:
         _charmrs.exit(exit_code)
 
     def abort(self, message: str) -> None:
-        """Ends the job at once, printing ``message`` (exit status 1)."""
+        """Ends the job at once, printing ``message`` and where it was called from
+        (the stack of this PE; exit status 1)."""
+        import traceback
+
+        sys.stderr.write("charmrs: abort called from:\n" + "".join(traceback.format_stack()[:-1]))
+        sys.stderr.flush()
         _charmrs.abort(message)
 
     # The manual's older names (v0.9).

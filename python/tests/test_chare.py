@@ -224,6 +224,20 @@ def test_compatibility_names(pes: int) -> None:
     assert r.stdout.count("charmrs> Profiling is ON") == 1, r.stdout
 
 
+def test_abort_ends_the_job_with_the_message_and_where_it_was_called(tmp_path: Path) -> None:
+    prog = tmp_path / "abort.py"
+    prog.write_text(
+        "from charm4py import charm\n"
+        "def stop():\n    charm.abort('stopping here')\n"
+        "def main(args):\n    stop()\n"
+        "charm.start(main)\n"
+    )
+    r = run_job(2, prog)
+    assert r.returncode != 0
+    assert "abort on PE 0: stopping here" in r.stderr, r.stderr
+    assert "abort called from" in r.stderr and "in stop" in r.stderr, r.stderr
+
+
 def test_legacy_upper_case_options_are_refused(tmp_path: Path) -> None:
     prog = tmp_path / "legacy.py"
     prog.write_text(

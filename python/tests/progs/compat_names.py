@@ -30,6 +30,14 @@ class M(Chare):
         return charm.myPe()
 
 
+class G(Chare):
+    def __init__(self):
+        self.val = charm.myPe() * 10
+
+    def mine(self):
+        return self.thisProxy.ckLocalBranch() is self
+
+
 def concat(contribs):
     return sorted(x for c in contribs for x in c)
 
@@ -59,6 +67,15 @@ def main(args):
     from charmrs import CharmError
 
     checks["Charm4pyError"] = Charm4pyError is CharmError
+    grp = Group(G)
+    charm.awaitCreation(grp)
+    ok = grp.ckLocalBranch().val == 0 and all(grp.mine(ret=True).get())
+    try:
+        Array(M, 2).ckLocalBranch()
+        ok = False
+    except Charm4pyError as e:
+        ok &= "not a group" in str(e)
+    checks["ckLocalBranch"] = ok
     opts = charm.options
     checks["options"] = opts.auto_flush_wait_queues is True and opts.interactive.verbose == 1
 
