@@ -26,7 +26,7 @@ use charmrs::PodVec;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
-use crate::{on_pe, pickle_fn, pickled, PlainArg, PyMsg, PyProxy, ARGS_PLAIN, ARGS_REF};
+use crate::{on_pe, pickle_fn, pickled, PyMsg, PyProxy, ARGS_REF};
 
 /// `charm.options.local_msg_optim`, as `charm.start` read it.
 static LOCAL_OPTIM: AtomicBool = AtomicBool::new(false);
@@ -206,12 +206,8 @@ impl BoundEntry {
             let refs = RefArgs::Live(Arc::new((args.clone().unbind(), rest.map(Bound::unbind))));
             PyMsg { refs, ..PyMsg::new(name.into_owned(), PodVec::new(), ARGS_REF, want == 2) }
         } else {
-            let plain: Option<Vec<PlainArg>> =
-                if rest.is_some() { None } else { args.iter().map(|a| PlainArg::of(&a)).collect() };
-            match plain {
-                Some(plain) => {
-                    PyMsg { plain, ..PyMsg::new(name.into_owned(), PodVec::new(), ARGS_PLAIN, want == 2) }
-                }
+            match rest.is_none().then(|| PyMsg::plain(&name, args, want == 2)).flatten() {
+                Some(msg) => msg,
                 None => return self.fallback(py, args, kwargs),
             }
         };

@@ -62,6 +62,14 @@ const KIND_SINGLE: u8 = 2;
 const KIND_SINGLE_DEFERRED: u8 = 3;
 
 impl PyMsg {
+    /// A call of `method` whose positional `args` are all plain ([`ARGS_PLAIN`]:
+    /// encoded natively), or `None` if one is not (an int beyond 64 bits, a subclass,
+    /// any other type).
+    fn plain(method: &str, args: &Bound<'_, pyo3::types::PyTuple>, ret: bool) -> Option<PyMsg> {
+        let plain = args.iter().map(|a| PlainArg::of(&a)).collect::<Option<Vec<_>>>()?;
+        Some(PyMsg { plain, ..PyMsg::new(method.to_owned(), PodVec::new(), ARGS_PLAIN, ret) })
+    }
+
     /// A call of `method` with `args` passed as `shape` says, and nothing beside them.
     fn new(method: String, args: PodVec<u8>, shape: u8, ret: bool) -> PyMsg {
         PyMsg {
@@ -1245,9 +1253,8 @@ impl PyProxy {
         when: bool,
     ) -> PyResult<Option<PyFuture>> {
         on_pe()?;
-        let plain: Option<Vec<PlainArg>> = args.iter().map(|a| PlainArg::of(&a)).collect();
-        let msg = match plain {
-            Some(plain) => PyMsg { plain, ..PyMsg::new(method, PodVec::new(), ARGS_PLAIN, want == 2) },
+        let msg = match PyMsg::plain(&method, args, want == 2) {
+            Some(msg) => msg,
             None => {
                 let pickle = pickled(&pickle_fn(args.py(), true)?.call1((args, 5))?);
                 PyMsg::new(method, pickle, ARGS_TUPLE, want == 2)
