@@ -442,3 +442,112 @@ fn a_process_that_fails_at_start_ends_the_job_with_its_output_and_status() {
         .stderr_has("cannot start: missing input")
         .stderr_has("process 1 (PE 1 on host localhost) exited with status 3");
 }
+
+/// `pid`'s children, their children, and so on.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = children_of(pid);
+    let mut i = 0;
+    while i < out.len() {
+        let more = children_of(out[i]);
+        out.extend(more);
+        i += 1;
+    }
+    out
+}
+
+/// Kills `launcher` with SIGKILL (it gets no chance to end anything) and waits up to
+/// `limit` for every process of `procs` to end.
+fn kill_launcher_and_wait(launcher: &mut std::process::Child, procs: &[u32], limit: Duration) -> Vec<u32> {
+    Command::new("kill").args(["-9", &launcher.id().to_string()]).status().expect("kill runs");
+    let _ = launcher.wait();
+    let t0 = Instant::now();
+    loop {
+        let left: Vec<u32> = procs.iter().copied().filter(|&p| alive(p)).collect();
+        if left.is_empty() || t0.elapsed() > limit {
+            for &p in &left {
+                let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
+            }
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn killing_the_launcher_ends_every_process_of_a_running_job() {
+    // Fault matrix: the launcher dies (SIGKILL, so it ends nothing itself). Its processes
+    // write to pipes nobody reads any more; none may outlive it.
+    let (mut child, procs) = start_pingpong(&["+p4", "++ppn", "1"], &["1000000000"], 4);
+    let left = kill_launcher_and_wait(&mut child, &procs, Duration::from_secs(5));
+    assert!(left.is_empty(), "processes {left:?} outlived the launcher by 5 s");
+}
+
+#[test]
+fn killing_the_launcher_ends_processes_that_are_still_starting() {
+    // Processes that have not reached the bootstrap yet (here: never will) have no
+    // connection to the launcher: the parent-death signal ends them.
+    let mut child = Command::new(launcher())
+        .args(["+p2", "++ppn", "1", "sh", "-c", "exec sleep 60"])
+        .env("CHARMRS_WARN", "oversubscribed")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("launcher starts");
+    let t0 = Instant::now();
+    let procs = loop {
+        let kids = children_of(child.id());
+        if kids.len() == 2 || t0.elapsed() > Duration::from_secs(20) {
+            break kids;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(procs.len(), 2, "the job's processes did not start");
+    let left = kill_launcher_and_wait(&mut child, &procs, Duration::from_secs(5));
+    assert!(left.is_empty(), "processes {left:?} outlived the launcher by 5 s");
+}
+
+#[test]
+fn a_process_that_is_not_the_launchers_child_ends_when_the_launcher_dies() {
+    // Processes on other hosts are the remote shell's, not the launcher's: only their
+    // connection to the launcher tells them it died. A "remote shell" that runs the
+    // command in the background makes this happen on this host. Their output goes to
+    // the dead launcher's pipes: reporting the loss there must not fail either.
+    let dir = std::env::temp_dir().join(format!("charmrs-orphan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let rsh = dir.join("rsh");
+    std::fs::write(&rsh, "#!/bin/sh\nshift\nsh -c \"$1\" &\nwait\n").expect("write rsh");
+    Command::new("chmod").arg("+x").arg(&rsh).status().expect("chmod");
+    std::fs::write(dir.join("nodelist"), "group main\nhost 127.0.0.1\n").expect("write nodelist");
+    let mut child = Command::new(launcher())
+        .args(["+p2", "++ppn", "1", "++nodelist"])
+        .arg(dir.join("nodelist"))
+        .arg("++remote-shell")
+        .arg(&rsh)
+        .arg(example("pingpong"))
+        .arg("1000000000")
+        .env("CHARMRS_WARN", "oversubscribed")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("launcher starts");
+    let t0 = Instant::now();
+    let procs = loop {
+        let running: Vec<u32> = descendants(child.id())
+            .into_iter()
+            .filter(|&p| {
+                env_of(p, "CHARMRS_RANK").is_some()
+                    && std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e.ends_with("pingpong"))
+            })
+            .collect();
+        if running.len() == 2 && t0.elapsed() > Duration::from_millis(1500) {
+            break running;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the job's processes did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let left = kill_launcher_and_wait(&mut child, &procs, Duration::from_secs(5));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(left.is_empty(), "processes {left:?} outlived the launcher by 5 s");
+}

@@ -44,17 +44,42 @@ impl Run {
     }
 }
 
-/// The examples cargo built next to this test binary (target/<profile>/examples).
+/// An example of this build (target/<profile>/examples/NAME), up to date: see [`built`].
 pub(crate) fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir").join("examples");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo test -p charmrs-examples` without --test (cargo then builds the examples)",
-        path.display()
-    );
+    let path = built().join("examples").join(name);
+    assert!(path.exists(), "{} is not an example of this workspace", path.display());
     path
+}
+
+/// The target profile directory of this test binary, with the launcher and every example
+/// rebuilt once per test binary (a no-op when they are current). `cargo test --test X`
+/// builds neither (the launcher belongs to another package, and a test target filter
+/// skips the examples): without this, a test would run binaries older than the code.
+fn built() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir").to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "charmrs-comm",
+            "--bin",
+            "charmrs-run",
+            "-p",
+            "charmrs-examples",
+            "--examples",
+        ]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("cargo runs");
+        assert!(st.success(), "could not build the launcher and the examples");
+        dir
+    })
 }
 
 /// Runs an example with a timeout; a run that does not end in time is killed and fails
@@ -128,28 +153,10 @@ pub(crate) fn run_cmd(mut cmd: Command, what: &str, timeout: Duration) -> Run {
     }
 }
 
-/// The launcher binary of this build (target/<profile>/charmrs-run), built on first use
-/// if `cargo test` did not build it (it belongs to another package).
+/// The launcher binary of this build (target/<profile>/charmrs-run), up to date: see
+/// [`built`].
 pub(crate) fn launcher() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test binary path");
-            let dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
-            let path = dir.join("charmrs-run");
-            if !path.exists() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let mut cmd = Command::new(cargo);
-                cmd.args(["build", "-p", "charmrs-comm", "--bin", "charmrs-run"]);
-                if dir.ends_with("release") {
-                    cmd.arg("--release");
-                }
-                let st = cmd.status().expect("cargo runs");
-                assert!(st.success() && path.exists(), "could not build charmrs-run at {}", path.display());
-            }
-            path
-        })
-        .clone()
+    built().join("charmrs-run")
 }
 
 /// Waits for the launcher `child` started at `since` to end, at most `limit` (then kills

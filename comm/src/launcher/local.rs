@@ -242,6 +242,39 @@ fn end_all(children: &mut [(Slot, Child)]) {
     }
 }
 
+/// Makes the process `cmd` starts get SIGTERM when the launcher dies (Linux's parent
+/// death signal): a process still starting up (interpreter imports, the bootstrap) has
+/// no connection to the launcher yet to notice that it is gone, and would otherwise run
+/// on until its connect timeout. Once running, the connection to the launcher covers it
+/// too (and is what covers processes on other hosts).
+///
+/// The signal is tied to the thread that spawns the process: [`run`] spawns and then
+/// waits for the job on the same thread, which lives as long as the job.
+///
+/// The crate's one `unsafe` block: `pre_exec` is the only way std offers to run code in
+/// the child before `exec`.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn end_with_launcher(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let launcher = rustix::process::getpid();
+    let ends_with_launcher = move || -> std::io::Result<()> {
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+        // The launcher may have died between fork and prctl: then nobody sends the
+        // signal, and the parent is already another process.
+        if rustix::process::getppid() != Some(launcher) {
+            return Err(rustix::io::Errno::SRCH.into());
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe work is allowed: it makes two system calls (prctl, getppid),
+    // builds an error from an errno without allocating, and touches no lock.
+    unsafe {
+        cmd.pre_exec(ends_with_launcher);
+    }
+}
+
 /// Copies a child's output to ours, line by line, with an optional prefix.
 fn forward(
     from: impl std::io::Read + Send + 'static,
@@ -367,6 +400,8 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
         cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        #[cfg(target_os = "linux")]
+        end_with_launcher(&mut cmd);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {

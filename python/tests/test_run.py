@@ -1,0 +1,74 @@
+"""The launcher, ``python -m charmrs.run``: what happens to a job when it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _jobs import ROOT
+
+PROG = """
+import sys, time
+from charm4py import charm
+if sys.argv[1] == "importing":
+    time.sleep(60)  # still importing: no connection to the launcher yet
+def main(args):
+    while True:
+        charm.sleep(0.1)
+charm.start(main)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                stat = Path(f"/proc/{p}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(p))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("phase", ["importing", "running"])
+def test_killing_the_launcher_leaves_no_process_behind(tmp_path: Path, phase: str) -> None:
+    prog = tmp_path / "forever.py"
+    prog.write_text(PROG)
+    env = dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed")
+    cmd = [sys.executable, "-m", "charmrs.run", "+p3", str(prog), phase]
+    launcher = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT
+    )
+    try:
+        t0 = time.monotonic()
+        while len(procs := _children(launcher.pid)) < 3 and time.monotonic() - t0 < 30:
+            time.sleep(0.05)
+        assert len(procs) == 3, "the job's processes did not start"
+        time.sleep(3 if phase == "running" else 0.2)
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait(timeout=10)
+        t0 = time.monotonic()
+        while (left := [p for p in procs if _alive(p)]) and time.monotonic() - t0 < 5:
+            time.sleep(0.05)
+        for p in left:
+            os.kill(p, signal.SIGKILL)
+        assert not left, f"processes {left} outlived the launcher by 5 s"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
