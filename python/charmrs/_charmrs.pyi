@@ -27,6 +27,7 @@ __all__ = [
     "node_first_pe",
     "num_pes",
     "pe_host",
+    "register_proxy_class",
     "set_local_msg_optim",
     "set_migratable",
     "set_ro_dirty",
@@ -150,6 +151,10 @@ def set_local_msg_optim(on: bool) -> None:
 
 def set_ro_dirty(dirty: bool) -> None:
     """Says whether readonlies changed since their last broadcast."""
+
+def register_proxy_class(cls: type, path: str) -> None:
+    """Registers the proxy class of the chare class at ``path``: its proxies then
+    travel as plain arguments."""
 
 def set_profiling(on: bool) -> None:
     """Turns Python-level profiling on or off (before the job starts)."""

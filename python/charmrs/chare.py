@@ -362,6 +362,7 @@ def _proxy_class(cls: type) -> type:
         pc = type(f"{cls.__qualname__}Proxy", (Proxy,), ns)
         _PROXY_CLASSES[cls] = pc
         _PROXY_TYPES.add(pc)
+        _charmrs.register_proxy_class(pc, _path(cls))
     return pc
 
 

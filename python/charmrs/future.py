@@ -10,14 +10,18 @@ from greenlet import getcurrent
 from . import _charmrs
 from .exceptions import CharmError
 from .readonly import flush as _ro_flush
+from .readonly import readonlies as _readonlies
 
 _UNSET = object()
+#: The readonlies' state (``_dirty``: changed since their last broadcast).
+_ro_state = _readonlies.__dict__
 
 
 def _wait(raw: Any) -> Any:
     """Suspends the current coroutine until ``raw`` (a runtime future) completes (not
     at all if it did)."""
-    _ro_flush()
+    if _ro_state["_dirty"]:
+        _ro_flush()
     v = raw.ready_value(_UNSET)
     if v is not _UNSET:
         return v
@@ -87,7 +91,8 @@ class Future:
 
     def send(self, value: Any = None) -> None:
         """Sets the value of an explicit future (from any chare, on any PE)."""
-        self._raw.send(pickle.dumps(value, protocol=5))
+        # No bytes stand for None (the common value of a completion signal).
+        self._raw.send(b"" if value is None else pickle.dumps(value, protocol=5))
 
     def __call__(self, value: Any = None) -> None:
         """Same as ``send``: a future is a callback."""

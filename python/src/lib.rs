@@ -140,6 +140,40 @@ pub enum PlainArg {
     Str(String),
     /// A `bytes`.
     Bytes(PodVec<u8>),
+    /// An explicit future (`charm.Future()`).
+    Future(charmrs::Future<Pickled>),
+    /// A proxy, and the `module:qualname` of its chare class.
+    Proxy(PyChareProxy, String),
+}
+
+/// The proxy classes (one per chare class) by type object address, with the path of
+/// their chare class: a proxy argument is then recognised without a Python call.
+static PROXY_CLASSES: std::sync::Mutex<Vec<(usize, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers proxy class `cls` of the chare class at `path` (`module:qualname`), so
+/// that proxies of it travel as plain arguments (from `charmrs.chare`).
+#[pyfunction]
+fn register_proxy_class(cls: &Bound<'_, pyo3::types::PyType>, path: String) {
+    let mut all = PROXY_CLASSES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let key = cls.as_ptr() as usize;
+    if !all.iter().any(|(k, _)| *k == key) {
+        // Classes live as long as the process (the proxy class cache keeps them).
+        std::mem::forget(cls.clone().unbind());
+        all.push((key, path));
+    }
+}
+
+/// The path of the chare class of proxy class `t`, if it is one.
+fn proxy_class_path(t: &Bound<'_, pyo3::types::PyType>) -> Option<String> {
+    let key = t.as_ptr() as usize;
+    let all = PROXY_CLASSES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    all.iter().find(|(k, _)| *k == key).map(|(_, p)| p.clone())
+}
+
+/// `charmrs.Future`, the class.
+fn future_class(py: Python<'_>) -> PyResult<&Bound<'_, pyo3::types::PyType>> {
+    static T: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+    T.import(py, "charmrs.future", "Future")
 }
 
 impl PlainArg {
@@ -160,7 +194,21 @@ impl PlainArg {
         } else if let Ok(b) = a.cast_exact::<PyBytes>() {
             PlainArg::Bytes(b.as_bytes().to_vec().into())
         } else {
-            return None;
+            let py = a.py();
+            let t = a.get_type();
+            if future_class(py).is_ok_and(|f| t.is(f)) {
+                let raw = a.getattr(pyo3::intern!(py, "_raw")).ok()?;
+                match &raw.cast::<PyFuture>().ok()?.borrow().kind {
+                    FutKind::Val(f) | FutKind::Multi(f) => PlainArg::Future(f.clone()),
+                    // Refused with its message by the pickled path.
+                    _ => return None,
+                }
+            } else if let Some(path) = proxy_class_path(&t) {
+                let raw = a.getattr(pyo3::intern!(py, "_raw")).ok()?;
+                PlainArg::Proxy(raw.cast::<PyProxy>().ok()?.get().inner, path)
+            } else {
+                return None;
+            }
         })
     }
 
@@ -172,6 +220,8 @@ impl PlainArg {
             PlainArg::Float(f) => f.into_pyobject(py)?.into_any(),
             PlainArg::Str(s) => pyo3::types::PyString::new(py, s).into_any(),
             PlainArg::Bytes(b) => PyBytes::new(py, b).into_any(),
+            PlainArg::Future(f) => glue_fn!(py, "future_of")?.call1((PyFuture::copy_of(f.clone()),))?,
+            PlainArg::Proxy(p, path) => glue_fn!(py, "proxy_of")?.call1((PyProxy { inner: *p }, path))?,
         })
     }
 
@@ -2301,6 +2351,7 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(topo_subtrees, m)?,
         wrap_pyfunction!(entry::set_local_msg_optim, m)?,
         wrap_pyfunction!(entry::set_ro_dirty, m)?,
+        wrap_pyfunction!(register_proxy_class, m)?,
     ] {
         m.add_function(f)?;
     }
