@@ -142,8 +142,9 @@ pub enum PlainArg {
     Bytes(PodVec<u8>),
     /// An explicit future (`charm.Future()`).
     Future(charmrs::Future<Pickled>),
-    /// A proxy, and the `module:qualname` of its chare class.
-    Proxy(PyChareProxy, String),
+    /// A proxy, and the `module:qualname` of its chare class (boxed: the other
+    /// variants are small).
+    Proxy(Box<(PyChareProxy, String)>),
 }
 
 /// The proxy classes (one per chare class) by type object address, with the path of
@@ -205,7 +206,7 @@ impl PlainArg {
                 }
             } else if let Some(path) = proxy_class_path(&t) {
                 let raw = a.getattr(pyo3::intern!(py, "_raw")).ok()?;
-                PlainArg::Proxy(raw.cast::<PyProxy>().ok()?.get().inner, path)
+                PlainArg::Proxy(Box::new((raw.cast::<PyProxy>().ok()?.get().inner, path)))
             } else {
                 return None;
             }
@@ -221,8 +222,29 @@ impl PlainArg {
             PlainArg::Str(s) => pyo3::types::PyString::new(py, s).into_any(),
             PlainArg::Bytes(b) => PyBytes::new(py, b).into_any(),
             PlainArg::Future(f) => glue_fn!(py, "future_of")?.call1((PyFuture::copy_of(f.clone()),))?,
-            PlainArg::Proxy(p, path) => glue_fn!(py, "proxy_of")?.call1((PyProxy { inner: *p }, path))?,
+            PlainArg::Proxy(p) => glue_fn!(py, "proxy_of")?.call1((PyProxy { inner: p.0 }, &p.1))?,
         })
+    }
+
+    /// Whether making the Python object costs a Python call (a future or a proxy).
+    fn costly(&self) -> bool {
+        matches!(self, PlainArg::Future(_) | PlainArg::Proxy(_))
+    }
+
+    /// Whether `self` and `other` make equal Python objects (a future or proxy: the
+    /// same one), so that the object made for one serves for the other.
+    fn same(&self, other: &PlainArg) -> bool {
+        match (self, other) {
+            (PlainArg::None, PlainArg::None) => true,
+            (PlainArg::Bool(a), PlainArg::Bool(b)) => a == b,
+            (PlainArg::Int(a), PlainArg::Int(b)) => a == b,
+            (PlainArg::Float(a), PlainArg::Float(b)) => a.to_bits() == b.to_bits(),
+            (PlainArg::Str(a), PlainArg::Str(b)) => a == b,
+            (PlainArg::Bytes(a), PlainArg::Bytes(b)) => a[..] == b[..],
+            (PlainArg::Future(a), PlainArg::Future(b)) => a == b,
+            (PlainArg::Proxy(a), PlainArg::Proxy(b)) => a == b,
+            _ => false,
+        }
     }
 
     fn len(&self) -> usize {
@@ -622,6 +644,9 @@ thread_local! {
     /// beside its pickle (and no arrays, which each recipient gets its own copy of): a
     /// broadcast's local recipients share them too.
     static LAST_FULL: std::cell::RefCell<Option<(PodVec<u8>, Py<pyo3::types::PyTuple>)>> = const { std::cell::RefCell::new(None) };
+    /// The same for plain arguments with futures or proxies: the arguments last made
+    /// into objects on this PE, and the objects.
+    static LAST_PLAIN: std::cell::RefCell<Option<(Vec<PlainArg>, Py<pyo3::types::PyTuple>)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The unpickled `args`, from the cache when they are the bytes unpickled last.
@@ -747,6 +772,26 @@ fn args_with<'py>(
             let (a, kw): (Bound<'py, pyo3::types::PyTuple>, Bound<'py, pyo3::types::PyDict>) =
                 unpickle(bufs)?.extract()?;
             (a, Some(kw))
+        }
+        ARGS_PLAIN if msg.plain.iter().any(PlainArg::costly) => {
+            // The copies of a broadcast on this PE share the futures and proxies made
+            // for the first, as they share unpickled arguments.
+            let hit = LAST_PLAIN.with(|c| {
+                c.borrow()
+                    .as_ref()
+                    .filter(|(a, _)| {
+                        a.len() == msg.plain.len() && a.iter().zip(&msg.plain).all(|(x, y)| x.same(y))
+                    })
+                    .map(|(_, t)| t.clone_ref(py))
+            });
+            if let Some(t) = hit {
+                return Ok((t.into_bound(py), None));
+            }
+            let items = msg.plain.iter().map(|a| a.to_py(py)).collect::<PyResult<Vec<_>>>()?;
+            let t = pyo3::types::PyTuple::new(py, items)?;
+            let old = LAST_PLAIN.with(|c| c.borrow_mut().replace((msg.plain.clone(), t.clone().unbind())));
+            drop(old); // outside the borrow: dropping objects may run Python code
+            (t, None)
         }
         ARGS_PLAIN => {
             let items = msg.plain.iter().map(|a| a.to_py(py)).collect::<PyResult<Vec<_>>>()?;

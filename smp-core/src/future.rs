@@ -69,6 +69,15 @@ pub struct Future<T> {
     _t: PhantomData<fn() -> T>,
 }
 
+/// Two handles are equal when they name the same future.
+impl<T> PartialEq for Future<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl<T> Eq for Future<T> {}
+
 impl<T> Clone for Future<T> {
     fn clone(&self) -> Self {
         Future { id: self.id, _t: PhantomData }
