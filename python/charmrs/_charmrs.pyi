@@ -27,6 +27,7 @@ __all__ = [
     "node_first_pe",
     "num_pes",
     "pe_host",
+    "reduce_fast",
     "register_proxy_class",
     "set_local_msg_optim",
     "set_migratable",
@@ -151,6 +152,11 @@ def set_local_msg_optim(on: bool) -> None:
 
 def set_ro_dirty(dirty: bool) -> None:
     """Says whether readonlies changed since their last broadcast."""
+
+def reduce_fast(chare: Any, data: Any, reducer: Any, callback: Any) -> Any:
+    """``Chare.contribute``/``reduce``/``allreduce`` in their common cases (an empty
+    reduction, a number to a built-in numeric reducer, to a future or every element);
+    ``NotImplemented`` for the others."""
 
 def register_proxy_class(cls: type, path: str) -> None:
     """Registers the proxy class of the chare class at ``path``: its proxies then

@@ -11,9 +11,10 @@ from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 from greenlet import getcurrent
 
 from . import _charmrs
+from ._charmrs import reduce_fast as _reduce_fast
 from .exceptions import CharmError
 from . import wait as _wait
-from .future import Future
+from .future import Future, _from_raw
 from .readonly import flush as _ro_flush
 from .readonly import readonlies as _RO
 from .reduction import _Reducer
@@ -442,16 +443,22 @@ class Chare:
         """Gives this element's ``data`` to the next reduction of its collection,
         combined by ``reducer`` (a ``Reducer``); the result goes to ``callback``: a
         ``Future`` or a remote method (``proxy.method``, on one element or all)."""
-        _reduce(self, data, reducer, callback, section)
+        if section is not None or _reduce_fast(self, data, reducer, callback) is NotImplemented:
+            _reduce(self, data, reducer, callback, section)
 
     def reduce(self, callback: Any, data: Any = None, reducer: Any = None, section: Any = None) -> None:
         """Same as ``contribute`` with Charm4py's other argument order; with neither
         ``data`` nor ``reducer``, an empty reduction (``callback`` gets no value)."""
-        _reduce(self, data, reducer, callback, section)
+        if section is not None or _reduce_fast(self, data, reducer, callback) is NotImplemented:
+            _reduce(self, data, reducer, callback, section)
 
     def allreduce(self, data: Any = None, reducer: Any = None, section: Any = None) -> Future:
         """A reduction whose result every element gets: returns a ``Future`` (wait for
         it in a ``@coro`` method)."""
+        if section is None:
+            fut = _reduce_fast(self, data, reducer, None)
+            if fut is not NotImplemented:
+                return fut  # type: ignore[no-any-return]
         fut = _reduce(self, data, reducer, None, section)
         assert fut is not None
         return fut
@@ -510,13 +517,14 @@ _NUMBER_REDUCERS = frozenset(["sum", "product", "max", "min"])
 
 def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) -> Optional[Future]:
     d = chare.__dict__
-    if type(callback) is Future and section is None and "_charmrs_constructing" not in d:
+    if section is None and (callback is None or type(callback) is Future) and "_charmrs_constructing" not in d:
         # The common cases first, with few checks: an empty reduction or a number to a
-        # built-in numeric reducer, to a future.
+        # built-in numeric reducer, to a future or to every element (allreduce).
         elem = d.get("_charmrs_elem") or chare._elem()
+        raw = None if callback is None else callback._raw
         if reducer is None and data is None:
-            _charmrs.contribute(elem, None, None, callback._raw)
-            return None
+            fut = _charmrs.contribute(elem, None, None, raw)
+            return None if fut is None else _from_raw(fut)
         t = type(data)
         if (
             type(reducer) is _Reducer
@@ -524,8 +532,8 @@ def _reduce(chare: Chare, data: Any, reducer: Any, callback: Any, section: Any) 
             and reducer.pre is None
             and (t is float or (t is int and -(2**63) <= data < 2**63))
         ):
-            _charmrs.contribute(elem, None, reducer.name, callback._raw, None, None, False, data)
-            return None
+            fut = _charmrs.contribute(elem, None, reducer.name, raw, None, None, False, data)
+            return None if fut is None else _from_raw(fut)
     if d.get("_charmrs_constructing"):
         # The element does not exist until its constructor returns: the contribution
         # is made right after (in order with the others it makes there).

@@ -1691,28 +1691,11 @@ fn contribute(
             PyNumArg::I(i) => PyNum::I(i),
             PyNumArg::F(f) => PyNum::F(f),
         };
-        return refused(|| {
-            Ok(match target {
-                Some(t) => {
-                    red.contribute(v, r, RedTarget::from_fn(move |v: PyNum| t.deliver(Some(v.pickled()))));
-                    None
-                }
-                None => Some(PyFuture::new(FutKind::Num(red.allreduce(v, r)))),
-            })
-        });
+        return refused(|| Ok(red.number(v, r, target)));
     }
     refused(|| {
         Ok(match (reducer.as_deref(), data) {
-            (None, _) => {
-                let r = Reducer::<()>::nop();
-                match target {
-                    Some(t) => {
-                        red.contribute((), r, RedTarget::from_fn(move |()| t.deliver(None)));
-                        None
-                    }
-                    None => Some(PyFuture::new(FutKind::Unit(red.allreduce((), r)))),
-                }
-            }
+            (None, _) => red.empty(target),
             (Some("gather"), Some(d)) => {
                 let v = PyRed { reducer: "gather".into(), data: d.to_vec().into() };
                 let r = Reducer::<PyRed, Vec<PyRed>>::gather();
@@ -1766,6 +1749,102 @@ impl Red {
             Some(s) => self.h.section_allreduce(s, v, r),
             None => self.h.allreduce(v, r),
         }
+    }
+
+    /// Contributes number `v`, combined by `r`, to `target` (or every element).
+    fn number(&self, v: PyNum, r: Reducer<PyNum>, target: Option<PyTarget>) -> Option<PyFuture> {
+        match target {
+            Some(t) => {
+                self.contribute(v, r, RedTarget::from_fn(move |v: PyNum| t.deliver(Some(v.pickled()))));
+                None
+            }
+            None => Some(PyFuture::new(FutKind::Num(self.allreduce(v, r)))),
+        }
+    }
+
+    /// Contributes to an empty reduction (a barrier) whose end goes to `target` (or
+    /// every element).
+    fn empty(&self, target: Option<PyTarget>) -> Option<PyFuture> {
+        let r = Reducer::<()>::nop();
+        match target {
+            Some(t) => {
+                self.contribute((), r, RedTarget::from_fn(move |()| t.deliver(None)));
+                None
+            }
+            None => Some(PyFuture::new(FutKind::Unit(self.allreduce((), r)))),
+        }
+    }
+}
+
+/// `Chare.contribute`, `reduce` and `allreduce` in their common cases, without the
+/// Python path's frames and checks: an empty reduction, or a number (a `float`, an
+/// `int` of 64 bits) to a built-in numeric reducer (`sum`, `product`, `max`, `min`),
+/// over the element's collection, to an explicit future or (`callback` None) to every
+/// element. Returns `NotImplemented` for anything else (a section, another reducer or
+/// value, an element still in its constructor, the first call of an element), which
+/// the Python path handles; the future of an allreduce otherwise, or None.
+#[pyfunction]
+fn reduce_fast<'py>(
+    chare: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    reducer: &Bound<'py, PyAny>,
+    callback: &Bound<'py, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    use pyo3::types::{PyDict, PyFloat, PyInt, PyString};
+    let py = chare.py();
+    let general = || Ok(py.NotImplemented());
+    let target = if callback.is_none() {
+        None
+    } else if callback.get_type().is(future_class(py)?) {
+        match &callback.getattr(pyo3::intern!(py, "_raw"))?.cast::<PyFuture>()?.borrow().kind {
+            FutKind::Val(f) => Some(PyTarget::Future(f.clone())),
+            _ => return general(),
+        }
+    } else {
+        return general();
+    };
+    let dict = chare.getattr(pyo3::intern!(py, "__dict__"))?;
+    let Ok(dict) = dict.cast::<PyDict>() else { return general() };
+    if dict.contains(pyo3::intern!(py, "_charmrs_constructing"))? {
+        return general();
+    }
+    let Some(elem) = dict.get_item(pyo3::intern!(py, "_charmrs_elem"))? else { return general() };
+    let Ok(elem) = elem.cast::<PyProxy>() else { return general() };
+    let number = if reducer.is_none() && data.is_none() {
+        None
+    } else {
+        static REDUCER: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+        if !reducer.get_type().is(REDUCER.import(py, "charmrs.reduction", "_Reducer")?)
+            || !reducer.getattr(pyo3::intern!(py, "pre"))?.is_none()
+        {
+            return general();
+        }
+        let name = reducer.getattr(pyo3::intern!(py, "name"))?;
+        let Some(r) = num_reducer(&name.cast::<PyString>()?.to_cow()?) else { return general() };
+        let v = if let Ok(f) = data.cast_exact::<PyFloat>() {
+            PyNum::F(f.value())
+        } else if let Ok(i) = data.cast_exact::<PyInt>() {
+            match i.extract::<i64>() {
+                Ok(i) => PyNum::I(i),
+                Err(_) => return general(),
+            }
+        } else {
+            return general();
+        };
+        Some((v, r))
+    };
+    on_pe()?;
+    let Some(h) = Handle::<PyChare>::of(&elem.get().inner) else { return general() };
+    let red = Red { h, section: None };
+    let fut = refused(|| {
+        Ok(match number {
+            Some((v, r)) => red.number(v, r, target),
+            None => red.empty(target),
+        })
+    })?;
+    match fut {
+        None => Ok(py.None()),
+        Some(f) => Ok(glue_fn!(py, "future_of")?.call1((f,))?.unbind()),
     }
 }
 
@@ -2397,6 +2476,7 @@ fn _charmrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(entry::set_local_msg_optim, m)?,
         wrap_pyfunction!(entry::set_ro_dirty, m)?,
         wrap_pyfunction!(register_proxy_class, m)?,
+        wrap_pyfunction!(reduce_fast, m)?,
     ] {
         m.add_function(f)?;
     }
