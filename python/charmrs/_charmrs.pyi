@@ -80,6 +80,8 @@ class Proxy:
         """Ends the insertions into this sparse array."""
     def to_bytes(self) -> bytes:
         """The proxy as bytes."""
+    def is_group(self) -> bool:
+        """Whether the proxy names a group or one of its elements."""
     def is_section(self) -> bool:
         """Whether the proxy names a section."""
     @staticmethod

@@ -194,7 +194,10 @@ class Proxy:
         return hash(bytes(self._raw.to_bytes()))
 
     def __repr__(self) -> str:
-        return f"<proxy of {self._cls.__qualname__}>"
+        # Charm4py's names: <module.ClassGroupProxy ...>, <module.ClassArrayProxy ...>
+        # (a single chare's proxy is an array proxy there).
+        kind = "Group" if self._raw.is_group() else "Array"
+        return f"<{self._cls.__module__}.{self._cls.__qualname__}{kind}Proxy object at {id(self):#x}>"
 
 
 #: The proxy class of each chare class.

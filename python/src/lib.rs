@@ -1390,6 +1390,11 @@ impl PyProxy {
         charmrs::__private::delivered_in_process(self.inner.__raw())
     }
 
+    /// Whether the proxy names a group or one of its elements.
+    fn is_group(&self) -> bool {
+        charmrs::__private::is_group(self.inner.__raw())
+    }
+
     /// Whether the proxy names a section.
     fn is_section(&self) -> bool {
         self.inner.is_section()

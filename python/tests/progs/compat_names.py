@@ -2,7 +2,7 @@
 methods are entry methods, the old ``Ck*`` names, ``migrateMe``, ``Future.ready()``,
 ``charm.addReducer``, ``LBTurnInstrumentOn/Off`` (local and remote), ``Channel(...,
 local=)``, ``Charm4pyError``, the options ``auto_flush_wait_queues`` and
-``interactive.*``, the profiling notice, and the error for a redefined reserved method.
+``interactive.*``, the proxies' reprs, the profiling notice, and the error for a redefined reserved method.
 """
 
 from charm4py import Array, Channel, Chare, Charm4pyError, Future, Group, Reducer, charm, coro
@@ -48,6 +48,16 @@ def main(args):
     g = Group(C)
     charm.awaitCreation(g)
     checks["underscore method"] = g[n - 1]._hidden(1, ret=True).get() == 2
+    # The manual's reprs (§5.2, §5.4): a single chare's proxy is an array proxy.
+    a = Array(C, 2)
+    s = Chare(C, onPE=n - 1)
+    charm.awaitCreation(a, s)
+    checks["proxy reprs"] = (
+        repr(g).startswith("<__main__.CGroupProxy object at 0x")
+        and repr(g[0]).startswith("<__main__.CGroupProxy object at 0x")
+        and repr(a[1]).startswith("<__main__.CArrayProxy object at 0x")
+        and repr(s).startswith("<__main__.CArrayProxy object at 0x")
+    )
     checks["Ck names"] = charm.CkNumPes() == n and g[n - 1].where(ret=True).get() == n - 1
     f = Future()
     before = f.ready()

@@ -213,12 +213,14 @@ fn dest_of(pe: &PeLocal, raw: &RawProxy, index: &Index) -> Option<Option<PeId>> 
     }
 }
 
-/// Whether a call through the element proxy `raw`, made now on this PE, reaches its
-/// element in this process without leaving it: a group element or single chare of a
-/// PE of this process, or an array element that lives on this very PE (the location
-/// of an array element on another PE is not known here: it may have moved away from
-/// there). `false` for a whole collection, a call that would wait for the array's
-/// creation, or off a PE. A language binding uses it to pass arguments by reference
+/// Whether `raw` names a group (or an element of one), not an array, a single chare
+/// or a section (the Python proxies' repr says which).
+#[doc(hidden)]
+pub fn is_group(raw: &RawProxy) -> bool {
+    matches!(raw.home, Home::Group)
+}
+
+/// Whether a call through `raw` now is delivered in this process without being encoded
 /// (Charm4py's `local_msg_optim`). The arguments must still be encodable: an element
 /// that moves away before the call runs gets it forwarded.
 #[doc(hidden)]
