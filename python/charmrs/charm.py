@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -41,7 +42,8 @@ class Options:
     - ``profiling`` (default False): set before ``charm.start`` to time each entry
       method (and its sends and argument unpickling) and count messages, per PE;
       ``charm.printStats()`` prints the table. It costs a few clock reads per message.
-    - ``quiet``: accepted; charmrs prints no banner.
+    - ``quiet``: no start-up notices (the profiling one); ``++quiet`` on the launcher
+      does the same and also silences the runtime's warnings.
     - ``auto_flush_wait_queues`` (default True): ``@when`` conditions and
       ``Chare.wait`` are re-checked after each method of their chare; charmrs always
       does so, and False is accepted with no effect.
@@ -127,7 +129,7 @@ class _Charm:
             # the program's code runs.
             self.thisProxy = Group(_CharmRemote)
             self.awaitCreation(self.thisProxy)
-            if self.options.profiling:
+            if self.options.profiling and not (self.options.quiet or os.environ.get("CHARMRS_QUIET")):
                 print("charmrs> Profiling is ON (this affects performance)", flush=True)
             user(args)
             _ro_flush()

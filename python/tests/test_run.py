@@ -72,3 +72,21 @@ def test_killing_the_launcher_leaves_no_process_behind(tmp_path: Path, phase: st
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
+
+
+def test_quiet_silences_notices_and_warnings_but_not_output() -> None:
+    prog = Path(__file__).resolve().parent / "progs" / "compat_names.py"
+    env = {k: v for k, v in os.environ.items() if k not in ("CHARMRS_WARN", "CHARMRS_QUIET")}
+
+    def run(*launcher: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "charmrs.run", "+p4", "++ppn", "1", *launcher, "++timeout", "60", str(prog)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
+
+    loud = run()
+    assert loud.returncode == 0, loud.stdout + loud.stderr
+    # 4 PEs on this machine's CPUs (2 in CI) and no hwloc in the wheel: warnings.
+    assert "warning" in loud.stderr and "Profiling is ON" in loud.stdout, loud.stdout + loud.stderr
+    quiet = run("++quiet")
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "warning" not in quiet.stderr and "Profiling is ON" not in quiet.stdout, quiet.stdout + quiet.stderr
+    assert "compat names: all checks passed" in quiet.stdout, quiet.stdout

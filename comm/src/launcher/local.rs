@@ -358,7 +358,7 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
     let mut children: Vec<(Slot, Child)> = Vec::new();
     let mut pumps = Vec::new();
     for s in &slots {
-        let vars: Vec<(&str, String)> = vec![
+        let mut vars: Vec<(&str, String)> = vec![
             ("CHARMRS_PES", s.pes.to_string()),
             ("CHARMRS_RANK", s.rank.to_string()),
             ("CHARMRS_NUM_PROCESSES", slots.len().to_string()),
@@ -369,6 +369,9 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
             ("CHARMRS_RENDEZVOUS", rendezvous[s.host as usize].clone()),
             ("CHARMRS_HOST", s.host.to_string()),
         ];
+        if opts.quiet {
+            vars.extend([("CHARMRS_WARN", "all".to_string()), ("CHARMRS_QUIET", "1".to_string())]);
+        }
         let mut cmd = if remote {
             let host = &hosts[s.host as usize];
             let shell = host.shell.as_deref().unwrap_or(&opts.remote_shell);

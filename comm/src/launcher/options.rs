@@ -3,7 +3,7 @@
 //! ```text
 //! charmrs-run [+pN] [++ppn K] [++local | ++nodelist FILE [++nodegroup NAME]]
 //!             [++remote-shell CMD] [++timeout SECONDS] [++prefix] [++interactive]
-//!             PROGRAM [ARGS...]
+//!             [++quiet] PROGRAM [ARGS...]
 //! ```
 //!
 //! Launcher options come before the program; everything after the program goes to it
@@ -38,6 +38,9 @@ pub struct LaunchOptions {
     pub prefix: bool,
     /// Interactive mode (`++interactive`, Python only).
     pub interactive: bool,
+    /// No runtime notices, errors only (`++quiet`, as charmrun's): the processes get
+    /// `CHARMRS_WARN=all` and `CHARMRS_QUIET=1`.
+    pub quiet: bool,
     /// The program to start.
     pub program: String,
     /// Its arguments, runtime options included, in order.
@@ -49,7 +52,7 @@ pub struct LaunchOptions {
 #[non_exhaustive]
 pub enum LaunchError {
     /// An option the launcher does not know, before the program.
-    #[error("unknown launcher option '{0}' (known: +p, ++ppn, ++local, ++nodelist, ++nodegroup, ++remote-shell, ++timeout, ++prefix, ++interactive)")]
+    #[error("unknown launcher option '{0}' (known: +p, ++ppn, ++local, ++nodelist, ++nodegroup, ++remote-shell, ++timeout, ++prefix, ++interactive, ++quiet)")]
     Unknown(String),
     /// An option without its value.
     #[error("launcher option '{0}' needs a value")]
@@ -112,6 +115,7 @@ impl LaunchOptions {
             timeout: None,
             prefix: false,
             interactive: false,
+            quiet: false,
             program: String::new(),
             args: Vec::new(),
         };
@@ -139,6 +143,7 @@ impl LaunchOptions {
                 }
                 "++prefix" => o.prefix = true,
                 "++interactive" => o.interactive = true,
+                "++quiet" => o.quiet = true,
                 "+p" => o.pes = positive("+p", &value(&mut it, "+p")?)?,
                 p if p.starts_with("+p") && p[2..].chars().all(|c| c.is_ascii_digit()) => {
                     o.pes = positive("+p", &p[2..])?
@@ -205,7 +210,8 @@ mod tests {
         assert_eq!(o.processes(3), 3);
         let o = LaunchOptions::parse(["++timeout", "2.5", "++prefix", "prog"]).expect("valid");
         assert_eq!(o.timeout, Some(Duration::from_millis(2500)));
-        assert!(o.prefix);
+        assert!(o.prefix && !o.quiet);
+        assert!(LaunchOptions::parse(["++quiet", "+p2", "prog"]).expect("valid").quiet);
     }
 
     #[test]
