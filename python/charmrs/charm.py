@@ -370,7 +370,7 @@ class _Charm:
         last = None
         for cls, method, em, send, recv, calls in rows:
             if cls != last:
-                lines.append(f"----- <class '{cls}'> -----")
+                lines.append(f"----- {cls} -----")
                 last = cls
             total = [total[0] + em, total[1] + send, total[2] + recv]
             lines.append(

@@ -355,12 +355,18 @@ mod prof {
     }
 }
 
-/// `module.qualname` of an object's class (for the profile).
+/// How the profile names a chare's class: `<class 'module.qualname'> as Group` (or
+/// `as Array`: Charm4py's single chares are arrays too).
 fn class_name(obj: &Bound<'_, PyAny>) -> String {
     let t = obj.get_type();
     let module = t.module().map(|m| m.to_string()).unwrap_or_default();
     let q = t.qualname().map(|q| q.to_string()).unwrap_or_default();
-    format!("{module}.{q}")
+    let py = obj.py();
+    let group = obj
+        .getattr(pyo3::intern!(py, "thisProxy"))
+        .and_then(|p| p.getattr(pyo3::intern!(py, "_raw")))
+        .is_ok_and(|r| r.cast::<PyProxy>().is_ok_and(|r| r.get().is_group()));
+    format!("<class '{module}.{q}'> as {}", if group { "Group" } else { "Array" })
 }
 
 /// The bytes of a message's arguments (pickle, arrays, buffers).

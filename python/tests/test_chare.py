@@ -277,7 +277,7 @@ def test_profiling_and_print_stats(pes: int) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Timings for PE 0:" in r.stdout
     assert f"Timings for PE {pes - 1}:" in r.stdout
-    assert "----- <class '__main__.Worker'> -----" in r.stdout
+    assert "----- <class '__main__.Worker'> as Array -----" in r.stdout
     work = [line for line in r.stdout.splitlines() if line.startswith("| work ")]
     assert work, r.stdout
     assert "Messages sent:" in r.stdout and "Message size in bytes (min / mean / max):" in r.stdout
