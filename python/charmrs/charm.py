@@ -33,8 +33,10 @@ class Options:
       copied. The caller must then not change what it sent (a numpy view of an array it
       keeps updating, as stencil codes send, would change under the callee). False
       (the default) copies every call's arguments (pickled, numpy arrays copied once),
-      also on the same PE: programs written for Charm4py 1.1 rely on it. Broadcasts
-      always copy for each process, and the recipients in one process share one copy.
+      also on the same PE: programs written for Charm4py 1.1 rely on it. A section
+      multicast passes them by reference to its members in the process too; other
+      broadcasts copy for each process, and the recipients in one process share one
+      copy.
       A call to an element that moved to another process after the call was made is
       pickled when it is forwarded.
     - ``local_msg_buf_size``: accepted for compatibility; no effect (there is no pool

@@ -201,7 +201,7 @@ impl BoundEntry {
         let raw_obj = proxy.getattr(pyo3::intern!(py, "_raw"))?;
         let raw = raw_obj.cast::<PyProxy>()?.get();
         let name = m.name.bind(py).to_cow()?;
-        let msg = if LOCAL_OPTIM.load(Ordering::Relaxed) && raw.delivered_in_process() {
+        let msg = if LOCAL_OPTIM.load(Ordering::Relaxed) && raw.by_reference() {
             check_futures(py, args)?;
             let refs = RefArgs::Live(Arc::new((args.clone().unbind(), rest.map(Bound::unbind))));
             PyMsg { refs, ..PyMsg::new(name.into_owned(), PodVec::new(), ARGS_REF, want == 2) }

@@ -1416,6 +1416,15 @@ impl PyProxy {
 }
 
 impl PyProxy {
+    /// Whether a call through this proxy passes its arguments by reference with
+    /// `local_msg_optim` (the manual's 15.1): a call delivered in this process, or a
+    /// section multicast (its members in this process share the caller's objects; the
+    /// message is pickled for the others when it leaves the process).
+    pub(crate) fn by_reference(&self) -> bool {
+        let raw = self.inner.__raw();
+        charmrs::__private::is_section_multicast(raw) || charmrs::__private::delivered_in_process(raw)
+    }
+
     /// Sends a built message (the body of `send`).
     /// `send_msg`, then the copies of the arrays the message still refers to (`live`,
     /// see `arrays`; the GIL is still held), timed for the profile if it is on.

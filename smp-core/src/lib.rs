@@ -114,7 +114,7 @@ pub mod __private {
     pub use crate::chare::invoke::{
         invoke_async, invoke_ctor, invoke_mut, invoke_ref, when_check, Invoke, Raised,
     };
-    pub use crate::chare::proxy::{call, delivered_in_process, is_group, RawProxy};
+    pub use crate::chare::proxy::{call, delivered_in_process, is_group, is_section_multicast, RawProxy};
     pub use crate::chare::registry::{EntryDesc, WhenFn, ENTRIES};
     pub use crate::collection::migrate::MigrateFns;
     pub use crate::collection::section::{set_section_eval, SectionEval};

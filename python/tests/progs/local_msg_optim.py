@@ -1,7 +1,8 @@
 """``charm.options.local_msg_optim`` (the manual's "Rules and Semantics", 15.1): a call
 to a chare in the same process passes its arguments by reference (the callee gets the
 caller's very objects: lists, numpy arrays, keyword arguments, objects that cannot be
-pickled), to plain, ``@coro`` and ``@when`` methods of groups, arrays and single chares;
+pickled), to plain, ``@coro`` and ``@when`` methods of groups, arrays and single chares,
+and to the members of a section multicast in this process;
 a call to another process copies; so does every call with the option off (the default;
 argument ``on`` turns it on). An array element that moved to another process gets copies, also from the
 PE that was its home, and so does one that moves away after the call was made (its
@@ -52,6 +53,9 @@ class C(Chare):
 
     def where(self):
         return charm.myPe()
+
+    def add_pe(self, lst):
+        lst.append(charm.myPe())
 
 
 class Pair(Chare):
@@ -115,6 +119,15 @@ def main(args):
         # Array elements: by reference only to one on this very PE.
         array_ok &= got == (optim and pe == me)
     checks["array elements"] = array_ok
+    # A section multicast: its members in this process share the caller's list (the
+    # manual's 15.1), the others get copies.
+    b = Array(C, 2 * n)  # its own array: section members do not migrate
+    charm.awaitCreation(b)
+    lst = []
+    b[0 : 2 * n].add_pe(lst, awaitable=True).get()
+    pes = [b[i].where(ret=True).get() for i in range(2 * n)]
+    local = sorted(pe for pe in pes if pe in same_process) if optim else []
+    checks["section multicast"] = sorted(lst) == local
     single = Chare(C, onPE=n - 1)
     charm.awaitCreation(single)
     checks["single chare"] = shared_after(single) == (optim and (n - 1) in same_process)

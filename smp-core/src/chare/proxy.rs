@@ -220,6 +220,12 @@ pub fn is_group(raw: &RawProxy) -> bool {
     matches!(raw.home, Home::Group)
 }
 
+/// Whether `raw` names a whole section (a multicast to its members), not one element.
+#[doc(hidden)]
+pub fn is_section_multicast(raw: &RawProxy) -> bool {
+    raw.coll.is_section() && raw.elem.is_none()
+}
+
 /// Whether a call through `raw` now is delivered in this process without being encoded
 /// (Charm4py's `local_msg_optim`). The arguments must still be encodable: an element
 /// that moves away before the call runs gets it forwarded.
