@@ -455,6 +455,30 @@ fn descendants(pid: u32) -> Vec<u32> {
     out
 }
 
+/// Starts the launcher `cmd` with no input or output (a dead launcher's pipes are then
+/// nobody's).
+fn launch_silent(cmd: &mut Command) -> std::process::Child {
+    cmd.env("CHARMRS_WARN", "oversubscribed")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("launcher starts")
+}
+
+/// Waits (up to 30 s) until `procs()` lists `n` processes, and at least `settle`; returns them.
+fn wait_for_procs(n: usize, settle: Duration, procs: impl Fn() -> Vec<u32>) -> Vec<u32> {
+    let t0 = Instant::now();
+    loop {
+        let running = procs();
+        if running.len() == n && t0.elapsed() >= settle {
+            return running;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the job's processes did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Kills `launcher` with SIGKILL (it gets no chance to end anything) and waits up to
 /// `limit` for every process of `procs` to end.
 fn kill_launcher_and_wait(launcher: &mut std::process::Child, procs: &[u32], limit: Duration) -> Vec<u32> {
@@ -486,23 +510,9 @@ fn killing_the_launcher_ends_every_process_of_a_running_job() {
 fn killing_the_launcher_ends_processes_that_are_still_starting() {
     // Processes that have not reached the bootstrap yet (here: never will) have no
     // connection to the launcher: the parent-death signal ends them.
-    let mut child = Command::new(launcher())
-        .args(["+p2", "++ppn", "1", "sh", "-c", "exec sleep 60"])
-        .env("CHARMRS_WARN", "oversubscribed")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("launcher starts");
-    let t0 = Instant::now();
-    let procs = loop {
-        let kids = children_of(child.id());
-        if kids.len() == 2 || t0.elapsed() > Duration::from_secs(20) {
-            break kids;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(procs.len(), 2, "the job's processes did not start");
+    let mut child =
+        launch_silent(Command::new(launcher()).args(["+p2", "++ppn", "1", "sh", "-c", "exec sleep 60"]));
+    let procs = wait_for_procs(2, Duration::ZERO, || children_of(child.id()));
     let left = kill_launcher_and_wait(&mut child, &procs, Duration::from_secs(5));
     assert!(left.is_empty(), "processes {left:?} outlived the launcher by 5 s");
 }
@@ -519,34 +529,24 @@ fn a_process_that_is_not_the_launchers_child_ends_when_the_launcher_dies() {
     std::fs::write(&rsh, "#!/bin/sh\nshift\nsh -c \"$1\" &\nwait\n").expect("write rsh");
     Command::new("chmod").arg("+x").arg(&rsh).status().expect("chmod");
     std::fs::write(dir.join("nodelist"), "group main\nhost 127.0.0.1\n").expect("write nodelist");
-    let mut child = Command::new(launcher())
-        .args(["+p2", "++ppn", "1", "++nodelist"])
-        .arg(dir.join("nodelist"))
-        .arg("++remote-shell")
-        .arg(&rsh)
-        .arg(example("pingpong"))
-        .arg("1000000000")
-        .env("CHARMRS_WARN", "oversubscribed")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("launcher starts");
-    let t0 = Instant::now();
-    let procs = loop {
-        let running: Vec<u32> = descendants(child.id())
+    let mut child = launch_silent(
+        Command::new(launcher())
+            .args(["+p2", "++ppn", "1", "++nodelist"])
+            .arg(dir.join("nodelist"))
+            .arg("++remote-shell")
+            .arg(&rsh)
+            .arg(example("pingpong"))
+            .arg("1000000000"),
+    );
+    let procs = wait_for_procs(2, Duration::from_millis(1500), || {
+        descendants(child.id())
             .into_iter()
             .filter(|&p| {
                 env_of(p, "CHARMRS_RANK").is_some()
                     && std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e.ends_with("pingpong"))
             })
-            .collect();
-        if running.len() == 2 && t0.elapsed() > Duration::from_millis(1500) {
-            break running;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "the job's processes did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+            .collect()
+    });
     let left = kill_launcher_and_wait(&mut child, &procs, Duration::from_secs(5));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(left.is_empty(), "processes {left:?} outlived the launcher by 5 s");
