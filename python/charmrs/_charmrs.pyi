@@ -168,9 +168,15 @@ def set_profiling(on: bool) -> None:
     """Turns Python-level profiling on or off (before the job starts)."""
 
 def profile() -> Optional[
-    tuple[list[tuple[str, str, float, float, float, int]], tuple[int, int, int, int], tuple[int, int, int, int]]
+    tuple[
+        list[tuple[str, str, float, float, float, int]],
+        tuple[int, int, int, int],
+        tuple[int, int, int, int],
+        tuple[float, float, float],
+    ]
 ]:
-    """This PE's profile (rows per class and method, sizes sent and received); ``None`` if off."""
+    """This PE's profile (rows per class and method, sizes sent and received, seconds in
+    reductions, custom reductions and migrating out); ``None`` if off."""
 
 def user_args(argv: list[str]) -> list[str]:
     """``argv`` without the runtime's options; a bad option is a ``ValueError``."""

@@ -44,6 +44,16 @@ def proxy_of(raw: Any, path: str) -> Any:
 LOCAL_BRANCHES: dict[tuple[bytes, int], Any] = {}
 
 
+#: The ``id`` of this process's entry chare (``charm.start(ChareClass)``), for the
+#: profile's "as Mainchare".
+_MAINCHARE: list[int] = []
+
+
+def is_mainchare(obj: Any) -> bool:
+    """Whether ``obj`` is the entry chare (the one ``charm.start`` was given)."""
+    return id(obj) in _MAINCHARE
+
+
 def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -> Any:
     """Makes the element ``index`` of a collection of class ``path``: ``kind`` 0 is a
     group (``thisIndex`` is the PE), 1 an array (``thisIndex`` is a tuple, ``(i,)`` in
@@ -63,6 +73,7 @@ def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -
         obj.thisIndex = tuple(index)
         obj.thisProxy = _make_proxy(proxy.elem(index), cls)
         if kind == 3:
+            _MAINCHARE.append(id(obj))
             return obj  # __init__ comes later, as a coroutine
     obj._charmrs_constructing = True
     try:

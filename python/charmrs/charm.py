@@ -366,7 +366,7 @@ class _Charm:
                 flush=True,
             )
             return
-        rows, sent, received = prof
+        rows, sent, received, extras = prof
         lines = [f"Timings for PE {pe}:", f"{'':<32}| {'em':>8} | {'send':>8} | {'recv':>8} | {'total':>8} | {'calls':>7} |"]
         total = [0.0, 0.0, 0.0]
         last = None
@@ -378,6 +378,10 @@ class _Charm:
             lines.append(
                 f"| {method:<30}| {em:8.3f} | {send:8.3f} | {recv:8.3f} | {em + send + recv:8.3f} | {calls:7d} |"
             )
+        # The runtime's own work, as the manual's profile lists it (part of the
+        # methods' time above when a method did it).
+        for name, secs in zip(("reductions", "custom reductions", "migrating out"), extras):
+            lines.append(f"| {name:<30}| {secs:8.3f} | {0.0:8.3f} | {0.0:8.3f} | {secs:8.3f} |")
         lines.append(f"{'':<32}| {total[0]:8.3f} | {total[1]:8.3f} | {total[2]:8.3f} | {sum(total):8.3f} |")
         for what, (n, nbytes, lo, hi) in (("sent", sent), ("received", received)):
             mean = nbytes / n if n else 0.0

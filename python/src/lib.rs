@@ -308,9 +308,21 @@ mod prof {
         }
     }
 
+    /// The runtime's own work that the manual's profile lists after the chare
+    /// classes: `reductions` (contributing), `custom reductions` (Python reducers
+    /// combining values), `migrating out` (pickling chares that leave).
+    #[derive(Clone, Copy)]
+    pub(crate) enum Extra {
+        Reductions = 0,
+        CustomReductions = 1,
+        MigratingOut = 2,
+    }
+
     #[derive(Default)]
     pub(crate) struct Table {
         pub(crate) rows: BTreeMap<(String, String), Row>,
+        /// Time in each [`Extra`] (in the running method's time too, where one runs).
+        pub(crate) extras: [Duration; 3],
         pub(crate) sent: Sizes,
         pub(crate) received: Sizes,
         /// Time in sends since the running method started.
@@ -329,6 +341,22 @@ mod prof {
             t.sent.add(bytes);
             t.sending += took;
         });
+    }
+
+    /// Adds `took` to the time in `what` (when profiling is on).
+    pub(crate) fn extra(what: Extra, took: Duration) {
+        TABLE.with(|t| t.borrow_mut().extras[what as usize] += took);
+    }
+
+    /// Runs `f`, its time counted in `what` if profiling is on.
+    pub(crate) fn timed<R>(what: Extra, f: impl FnOnce() -> R) -> R {
+        if !on() {
+            return f();
+        }
+        let t0 = std::time::Instant::now();
+        let r = f();
+        extra(what, t0.elapsed());
+        r
     }
 
     /// Starts a method's step: the sends made from now on are its own.
@@ -355,8 +383,9 @@ mod prof {
     }
 }
 
-/// How the profile names a chare's class: `<class 'module.qualname'> as Group` (or
-/// `as Array`: Charm4py's single chares are arrays too).
+/// How the profile names a chare's class: `<class 'module.qualname'> as Group`, `as
+/// Mainchare` (the chare class given to `charm.start`) or `as Array` (Charm4py's
+/// other single chares are arrays too).
 fn class_name(obj: &Bound<'_, PyAny>) -> String {
     let t = obj.get_type();
     let module = t.module().map(|m| m.to_string()).unwrap_or_default();
@@ -366,7 +395,17 @@ fn class_name(obj: &Bound<'_, PyAny>) -> String {
         .getattr(pyo3::intern!(py, "thisProxy"))
         .and_then(|p| p.getattr(pyo3::intern!(py, "_raw")))
         .is_ok_and(|r| r.cast::<PyProxy>().is_ok_and(|r| r.get().is_group()));
-    format!("<class '{module}.{q}'> as {}", if group { "Group" } else { "Array" })
+    let kind = if group {
+        "Group"
+    } else if glue_fn!(py, "is_mainchare")
+        .and_then(|f| f.call1((obj,)))
+        .is_ok_and(|r| r.is_truthy().unwrap_or(false))
+    {
+        "Mainchare"
+    } else {
+        "Array"
+    };
+    format!("<class '{module}.{q}'> as {kind}")
 }
 
 /// The bytes of a message's arguments (pickle, arrays, buffers).
@@ -455,11 +494,13 @@ fn pickled(v: &Bound<'_, PyAny>) -> Pickled {
 
 impl serde::Serialize for PyChare {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let bytes = Python::attach(|py| {
-            let obj = self.obj.bind(py);
-            glue_fn!(py, "pack_chare").and_then(|f| f.call1((obj,))).map(|b| pickled(&b)).map_err(|e| {
-                let class = obj.get_type().qualname().map(|q| q.to_string()).unwrap_or_default();
-                format!("pickling the {class} object failed:\n{}", traceback(py, &e).trim_end())
+        let bytes = prof::timed(prof::Extra::MigratingOut, || {
+            Python::attach(|py| {
+                let obj = self.obj.bind(py);
+                glue_fn!(py, "pack_chare").and_then(|f| f.call1((obj,))).map(|b| pickled(&b)).map_err(|e| {
+                    let class = obj.get_type().qualname().map(|q| q.to_string()).unwrap_or_default();
+                    format!("pickling the {class} object failed:\n{}", traceback(py, &e).trim_end())
+                })
             })
         })
         .map_err(serde::ser::Error::custom)?;
@@ -1591,6 +1632,10 @@ fn arr_pickled(v: PyArr) -> Pickled {
 
 /// Combines two contributions with their Python reducer (with the GIL).
 fn py_fold(a: PyRed, b: PyRed) -> PyRed {
+    prof::timed(prof::Extra::CustomReductions, || py_fold_untimed(a, b))
+}
+
+fn py_fold_untimed(a: PyRed, b: PyRed) -> PyRed {
     Python::attach(|py| {
         let r = glue_fn!(py, "combine")
             .and_then(|f| f.call1((&a.reducer, PyBytes::new(py, &a.data), PyBytes::new(py, &b.data))));
@@ -1658,6 +1703,25 @@ fn gathered(vs: Vec<PyRed>) -> Pickled {
 #[pyo3(signature = (elem, data, reducer, future=None, proxy=None, method=None, coro=false, number=None, section=None, array=None))]
 #[allow(clippy::too_many_arguments)]
 fn contribute(
+    elem: &PyProxy,
+    data: Option<&[u8]>,
+    reducer: Option<String>,
+    future: Option<PyRef<'_, PyFuture>>,
+    proxy: Option<PyRef<'_, PyProxy>>,
+    method: Option<String>,
+    coro: bool,
+    number: Option<PyNumArg>,
+    section: Option<PyRef<'_, PyProxy>>,
+    array: Option<(String, Vec<i64>, Bound<'_, PyBytes>)>,
+) -> PyResult<Option<PyFuture>> {
+    prof::timed(prof::Extra::Reductions, || {
+        contribute_untimed(elem, data, reducer, future, proxy, method, coro, number, section, array)
+    })
+}
+
+/// [`contribute`], not timed.
+#[allow(clippy::too_many_arguments)]
+fn contribute_untimed(
     elem: &PyProxy,
     data: Option<&[u8]>,
     reducer: Option<String>,
@@ -1805,6 +1869,16 @@ impl Red {
 /// the Python path handles; the future of an allreduce otherwise, or None.
 #[pyfunction]
 fn reduce_fast<'py>(
+    chare: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    reducer: &Bound<'py, PyAny>,
+    callback: &Bound<'py, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    prof::timed(prof::Extra::Reductions, || reduce_fast_untimed(chare, data, reducer, callback))
+}
+
+/// [`reduce_fast`], not timed.
+fn reduce_fast_untimed<'py>(
     chare: &Bound<'py, PyAny>,
     data: &Bound<'py, PyAny>,
     reducer: &Bound<'py, PyAny>,
@@ -2027,13 +2101,18 @@ fn set_profiling(on: bool) {
     prof::set(on);
 }
 
-/// This PE's profile: `(rows, sent, received)`, rows `(class, method, em, send, recv,
-/// calls)` in seconds, sizes `(count, total, min, max)` in bytes; `None` if profiling
-/// is off.
-#[allow(clippy::type_complexity)]
+/// This PE's profile: `(rows, sent, received, extras)`, rows `(class, method, em, send,
+/// recv, calls)` in seconds, sizes `(count, total, min, max)` in bytes, extras the
+/// seconds in `(reductions, custom reductions, migrating out)`; `None` if profiling is
+/// off.
 #[pyfunction]
-fn profile() -> Option<(Vec<(String, String, f64, f64, f64, u64)>, (u64, u64, u64, u64), (u64, u64, u64, u64))>
-{
+#[allow(clippy::type_complexity)]
+fn profile() -> Option<(
+    Vec<(String, String, f64, f64, f64, u64)>,
+    (u64, u64, u64, u64),
+    (u64, u64, u64, u64),
+    (f64, f64, f64),
+)> {
     if !prof::on() {
         return None;
     }
@@ -2054,7 +2133,8 @@ fn profile() -> Option<(Vec<(String, String, f64, f64, f64, u64)>, (u64, u64, u6
             })
             .collect();
         let sz = |s: &prof::Sizes| (s.n, s.total, s.min, s.max);
-        Some((rows, sz(&t.sent), sz(&t.received)))
+        let [r, c, m] = t.extras.map(|d| d.as_secs_f64());
+        Some((rows, sz(&t.sent), sz(&t.received), (r, c, m)))
     })
 }
 

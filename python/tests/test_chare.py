@@ -278,6 +278,9 @@ def test_profiling_and_print_stats(pes: int) -> None:
     assert "Timings for PE 0:" in r.stdout
     assert f"Timings for PE {pes - 1}:" in r.stdout
     assert "----- <class '__main__.Worker'> as Array -----" in r.stdout
+    assert "----- <class '__main__.Main'> as Mainchare -----" in r.stdout
+    for row in ("reductions", "custom reductions", "migrating out"):
+        assert f"| {row} " in r.stdout, r.stdout
     work = [line for line in r.stdout.splitlines() if line.startswith("| work ")]
     assert work, r.stdout
     assert "Messages sent:" in r.stdout and "Message size in bytes (min / mean / max):" in r.stdout

@@ -1,9 +1,10 @@
 """charm.options.profiling and charm.printStats(): per class and entry method times,
-message counts and sizes; printed locally and remotely (charm.thisProxy[pe])."""
+the runtime's rows (reductions, ...), message counts and sizes; printed locally and
+remotely (charm.thisProxy[pe]). The entry chare is a class (``as Mainchare``)."""
 
 import sys
 
-from charmrs import Array, Chare, Future, charm, coro
+from charmrs import Array, Chare, Future, Reducer, charm, coro
 
 charm.options.profiling = "--off" not in sys.argv
 
@@ -23,6 +24,18 @@ class Worker(Chare):
     def slow(self, f):
         f.send(self.n)
 
+    def red(self, f):
+        self.contribute(self.n, Reducer.sum, f)
+
+
+class Main(Chare):
+    def __init__(self, args):
+        self.thisProxy.hello(awaitable=True).get()
+        main(args)
+
+    def hello(self):
+        pass
+
 
 def main(args):
     a = Array(Worker, 4)
@@ -33,9 +46,12 @@ def main(args):
     a[0].slow(f)
     f.get()
     charm.waitQD()
+    f = Future()
+    a.red(f)
+    f.get()
     charm.printStats()
     charm.thisProxy[charm.numPes() - 1].printStats(awaitable=True).get()
     exit()
 
 
-charm.start(main)
+charm.start(Main)
