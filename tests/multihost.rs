@@ -189,3 +189,44 @@ fn a_process_failing_on_another_host_ends_the_job_and_names_the_host() {
     let host0 = &h.addrs[0];
     r.stderr_has(&format!("on host {host0})"));
 }
+
+#[test]
+fn each_hosts_charmrunrc_is_sourced_before_the_program() {
+    // charmrun's ~/.charmrunrc: run by the remote shell before the program, on every
+    // host that has one. HOME points at a directory of the test's own.
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts(2) else { return };
+    let home = h.dir.join("home");
+    std::fs::create_dir_all(&home).expect("home dir");
+    std::fs::write(home.join(".charmrunrc"), "echo sourced >> \"$HOME/rc-log\"\n")
+        .expect("write .charmrunrc");
+    let mut cmd = Command::new(launcher());
+    cmd.args(["+p4", "++ppn", "2", "++nodelist"])
+        .arg(h.dir.join("nodelist"))
+        .arg("++remote-shell")
+        .arg(h.dir.join("rsh"))
+        .arg(example("hello"))
+        .env("CHARMRS_WARN", "oversubscribed")
+        .env("HOME", &home);
+    run_cmd(cmd, "hello with a .charmrunrc", T).assert_ok().stdout_has("4 PEs answered");
+    let log = std::fs::read_to_string(home.join("rc-log")).unwrap_or_default();
+    assert_eq!(log.lines().count(), 2, "sourced once per process (2 processes): {log:?}");
+}
+
+#[test]
+fn a_nodelist_named_by_the_nodelist_variable_is_used_without_the_option() {
+    // charmrun's rule: without ++nodelist or ++local, $NODELIST (then ./nodelist, then
+    // ~/.nodelist) names the hosts when it lists another host than this one.
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts(2) else { return };
+    let mut cmd = Command::new(launcher());
+    cmd.args(["+p4", "++ppn", "2", "++remote-shell"])
+        .arg(h.dir.join("rsh"))
+        .arg(example("hello"))
+        .env("CHARMRS_WARN", "oversubscribed")
+        .env("NODELIST", h.dir.join("nodelist"));
+    run_cmd(cmd, "hello with $NODELIST", T)
+        .assert_ok()
+        .stdout_has("2 host(s), 2 process(es)")
+        .stderr_has("using the nodelist");
+}

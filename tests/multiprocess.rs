@@ -551,3 +551,18 @@ fn a_process_that_is_not_the_launchers_child_ends_when_the_launcher_dies() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(left.is_empty(), "processes {left:?} outlived the launcher by 5 s");
 }
+
+#[test]
+fn a_found_nodelist_of_this_machine_only_keeps_the_launch_local() {
+    // $NODELIST naming localhost only: charmrun's ++local rule, nothing is started
+    // through a remote shell (which would fail: there is no ssh here).
+    let dir = std::env::temp_dir().join(format!("charmrs-nodelist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let list = dir.join("nodelist");
+    std::fs::write(&list, "group main\nhost localhost\nhost 127.0.0.1\n").expect("write nodelist");
+    let r =
+        launch_env(&["+p2", "++ppn", "1"], "hello", &[], &[("NODELIST", list.to_str().expect("utf-8"))], T);
+    let _ = std::fs::remove_dir_all(&dir);
+    r.assert_ok().stdout_has("2 PEs answered");
+    assert!(!r.stderr.contains("using the nodelist"), "{}", r.stderr);
+}

@@ -7,8 +7,9 @@
 //! first PE, the job's size, id and secret, the rendezvous: see [`JOB_ENV`]). Each runs
 //! in its own process group, so that ending it also ends whatever it started.
 //!
-//! On other hosts, a process is started as `CMD HOST 'cd DIR && exec env VAR=... PROGRAM
-//! ARGS...'` (one shell-quoted command line, as `ssh` expects), in the launcher's working
+//! On other hosts, a process is started as `CMD HOST '. ~/.charmrunrc; cd DIR && exec env
+//! VAR=... PROGRAM ARGS...'` (one shell-quoted command line, as `ssh` expects; the
+//! host's `~/.charmrunrc` is sourced only if it exists, as charmrun does), in the launcher's working
 //! directory, with the launcher's `CHARMRS_*` variables and `CHARMRS_HOST` set to the
 //! host's position in the nodelist. Processes are dealt to the hosts round-robin (rank
 //! `r` on host `r mod hosts`). The rendezvous listens, for the bootstrap only, on each
@@ -303,11 +304,43 @@ fn forward(
     })
 }
 
+/// Without `++nodelist` or `++local`: the nodelist charmrun would use (`$NODELIST`,
+/// `./nodelist`, `~/.nodelist`), if there is one that names another host; then `opts`
+/// with it. A nodelist of this machine only keeps the launch local, as charmrun's
+/// `++local` rule has it.
+fn found_nodelist(opts: &LaunchOptions) -> Result<Option<LaunchOptions>, String> {
+    if opts.nodelist.is_some() || opts.local_given {
+        return Ok(None);
+    }
+    let Some((path, from)) = nodelist::discover(|k| std::env::var(k).ok(), |p| p.is_file()) else {
+        return Ok(None);
+    };
+    let hosts = nodelist::read(&path, &opts.nodegroup).map_err(|e| format!("{e} (found as {from})"))?;
+    if nodelist::all_local(&hosts, &crate::bootstrap::host_name()) {
+        return Ok(None);
+    }
+    if !opts.quiet {
+        eprintln!("charmrs-run: using the nodelist {} (found as {from}; ++local runs here)", path.display());
+    }
+    let mut o = opts.clone();
+    o.nodelist = Some(path);
+    o.local = false;
+    Ok(Some(o))
+}
+
 /// Runs the job on this host and returns how it ended.
 ///
 /// # Errors
 /// A process that cannot be started (the message names the program).
 pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
+    let found;
+    let opts = match found_nodelist(opts)? {
+        Some(o) => {
+            found = o;
+            &found
+        }
+        None => opts,
+    };
     let hosts: Vec<Host> = match &opts.nodelist {
         Some(path) => nodelist::read(path, &opts.nodegroup).map_err(|e| e.to_string())?,
         None => vec![Host { name: "localhost".into(), cpus: None, shell: None }],
@@ -379,7 +412,12 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
             let mut cmd = Command::new(words.next().ok_or("++remote-shell is empty")?);
             cmd.args(words).arg(&host.name);
             // The launcher's own CHARMRS_* settings (log level, warnings, ...) go along.
-            let mut line = format!("cd {} && exec env", sh_quote(&cwd.display().to_string()));
+            // The host's ~/.charmrunrc first, if it has one: charmrun's way to set the
+            // environment of remote processes (module paths, virtualenvs, ...).
+            let mut line = format!(
+                "if [ -f \"$HOME/.charmrunrc\" ]; then . \"$HOME/.charmrunrc\"; fi; cd {} && exec env",
+                sh_quote(&cwd.display().to_string())
+            );
             let inherited: Vec<(String, String)> = std::env::vars()
                 .filter(|(k, _)| k.starts_with("CHARMRS_") && !vars.iter().any(|(v, _)| v == k))
                 .collect();

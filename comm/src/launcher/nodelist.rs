@@ -109,6 +109,31 @@ pub fn parse(text: &str, group: &str) -> Result<Vec<Host>, NodelistError> {
     Ok(hosts)
 }
 
+/// The nodelist a launch without `++nodelist` or `++local` uses, as charmrun finds it:
+/// `$NODELIST`, then `./nodelist`, then `~/.nodelist`, the first that exists (`var`
+/// reads the environment, `exists` the file system). `None`: there is none.
+pub fn discover(
+    var: impl Fn(&str) -> Option<String>,
+    exists: impl Fn(&Path) -> bool,
+) -> Option<(std::path::PathBuf, &'static str)> {
+    let candidates = [
+        (var("NODELIST").filter(|v| !v.is_empty()).map(std::path::PathBuf::from), "$NODELIST"),
+        (Some(std::path::PathBuf::from("nodelist")), "./nodelist"),
+        (var("HOME").filter(|v| !v.is_empty()).map(|h| Path::new(&h).join(".nodelist")), "~/.nodelist"),
+    ];
+    candidates.into_iter().find_map(|(p, from)| p.filter(|p| exists(p)).map(|p| (p, from)))
+}
+
+/// Whether every host of `hosts` is this machine (`localhost`, a loopback address, or
+/// `this_host`'s name): then a found nodelist does not make the launch remote, as
+/// charmrun's `++local` rule has it.
+pub fn all_local(hosts: &[Host], this_host: &str) -> bool {
+    hosts.iter().all(|h| {
+        let n = h.name.as_str();
+        n == "localhost" || n == this_host || n.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+    })
+}
+
 /// Reads and parses a nodelist file.
 ///
 /// # Errors
@@ -123,6 +148,36 @@ pub fn read(path: &Path, group: &str) -> Result<Vec<Host>, NodelistError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_nodelist_is_found_where_charmrun_looks() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let files = |fs: &'static [&'static str]| move |p: &Path| fs.iter().any(|f| Path::new(f) == p);
+        let all = &["/n/list", "nodelist", "/home/u/.nodelist"];
+        let found = discover(env(&[("NODELIST", "/n/list"), ("HOME", "/home/u")]), files(all));
+        assert_eq!(found, Some(("/n/list".into(), "$NODELIST")));
+        let found = discover(env(&[("HOME", "/home/u")]), files(all));
+        assert_eq!(found, Some(("nodelist".into(), "./nodelist")));
+        let found = discover(env(&[("HOME", "/home/u")]), files(&["/home/u/.nodelist"]));
+        assert_eq!(found, Some(("/home/u/.nodelist".into(), "~/.nodelist")));
+        // $NODELIST naming a missing file falls through to the next place.
+        let found =
+            discover(env(&[("NODELIST", "/gone"), ("HOME", "/home/u")]), files(&["/home/u/.nodelist"]));
+        assert_eq!(found, Some(("/home/u/.nodelist".into(), "~/.nodelist")));
+        assert_eq!(discover(env(&[]), files(&[])), None);
+    }
+
+    #[test]
+    fn local_hosts_are_told_apart_from_others() {
+        let hosts = |names: &[&str]| {
+            names.iter().map(|n| Host { name: n.to_string(), cpus: None, shell: None }).collect::<Vec<_>>()
+        };
+        assert!(all_local(&hosts(&["localhost", "127.0.0.1", "::1", "me"]), "me"));
+        assert!(!all_local(&hosts(&["localhost", "node2"]), "me"));
+        assert!(!all_local(&hosts(&["10.0.0.1"]), "me"));
+    }
 
     #[test]
     fn groups_hosts_and_options() {

@@ -24,8 +24,11 @@ pub struct LaunchOptions {
     pub pes: u32,
     /// PEs per process (`++ppn K`); `None`: one process per host.
     pub ppn: Option<u32>,
-    /// Start every process on this host (`++local`, the default without a nodelist).
+    /// Start every process on this host (`++local`; the default without a nodelist,
+    /// given or found: see [`crate::launcher::nodelist::discover`]).
     pub local: bool,
+    /// `++local` was given: no nodelist is looked for (see [`crate::launcher::nodelist::discover`]).
+    pub local_given: bool,
     /// Hosts to start processes on (`++nodelist FILE`).
     pub nodelist: Option<PathBuf>,
     /// Group of the nodelist to use (`++nodegroup NAME`, default `main`).
@@ -109,6 +112,7 @@ impl LaunchOptions {
             pes: 1,
             ppn: None,
             local: false,
+            local_given: false,
             nodelist: None,
             nodegroup: "main".into(),
             remote_shell: "ssh".into(),
@@ -125,7 +129,10 @@ impl LaunchOptions {
         while let Some(a) = it.next() {
             match a.as_str() {
                 "++ppn" => o.ppn = Some(positive("++ppn", &value(&mut it, "++ppn")?)?),
-                "++local" => o.local = true,
+                "++local" => {
+                    o.local = true;
+                    o.local_given = true;
+                }
                 "++nodelist" => o.nodelist = Some(PathBuf::from(value(&mut it, "++nodelist")?)),
                 "++nodegroup" => o.nodegroup = value(&mut it, "++nodegroup")?,
                 "++remote-shell" => o.remote_shell = value(&mut it, "++remote-shell")?,
