@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import operator
 import pickle
 import sys
 from typing import Any, Callable, Optional, Sequence, TypeVar, Union
@@ -113,7 +114,13 @@ class Proxy:
             p = elems.get(index)
             if p is not None:
                 return p
-        idx = [index] if isinstance(index, int) else list(index)
+        if isinstance(index, int):
+            idx = [index]
+        else:
+            try:
+                idx = [operator.index(index)]  # a numpy integer, say
+            except TypeError:
+                idx = list(index)
         p = self.__class__(self._raw.elem(idx), self._cls)
         if hashable and len(elems) < 4096:
             elems[index] = p
@@ -149,7 +156,13 @@ class Proxy:
         built with ``args``, on PE ``onPE`` (the element's home PE if -1). Calls sent
         to the element before it exists wait for it."""
         _ro_flush()
-        idx = [index] if isinstance(index, int) else list(index)
+        if isinstance(index, int):
+            idx = [index]
+        else:
+            try:
+                idx = [operator.index(index)]  # type: ignore[arg-type] # a numpy integer, say
+            except TypeError:
+                idx = list(index)
         self._raw.insert(idx, _path(self._cls), pickle.dumps(tuple(args), protocol=5), onPE)
 
     def ckDoneInserting(self) -> None:  # noqa: N802

@@ -269,10 +269,14 @@ class _Charm:
 
     def wait(self, awaitables: Iterable[Any]) -> None:
         """Suspends the current coroutine until every future and channel in
-        ``awaitables`` is ready (a channel: it has something to receive)."""
+        ``awaitables`` is ready (a channel: it has something to receive). A future
+        that holds an exception does not raise here: its ``get()`` does."""
         for a in awaitables:
             if isinstance(a, Future):
-                a.get()
+                try:
+                    a.get()
+                except Exception:  # noqa: BLE001 (kept in the future for its get())
+                    pass
             elif not a._ready():
                 a._wait_future().get()
 

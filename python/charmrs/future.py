@@ -69,16 +69,22 @@ class Future:
         """The value: suspends the current coroutine until it arrives. An exception
         raised by the remote method is raised here with its own type (its
         ``remote_traceback`` attribute and notes hold the remote report; one that
-        cannot be pickled arrives as a ``CharmError`` with the report)."""
+        cannot be pickled arrives as a ``CharmError`` with the report); so is an
+        exception sent as the value (``f.send(ValueError(...))``)."""
         if self._error is not None:
             raise self._error
         if self._value is _UNSET:
             try:
-                self._value = _wait(self._raw)
+                value = _wait(self._raw)
             except Exception as e:
                 # The remote exception (or a CharmError): raised again by later gets.
                 self._error = e
                 raise
+            if isinstance(value, Exception):
+                # As in Charm4py: a future that receives an exception raises it.
+                self._error = value
+                raise value
+            self._value = value
         return self._value
 
     def _ready(self) -> bool:

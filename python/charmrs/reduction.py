@@ -33,12 +33,27 @@ class _Reducer:
         return (_by_name, (self.name,))
 
 
-def _pairwise(op: Callable[[Any, Any], Any]) -> ReduceFn:
+#: The element types Charm4py reduces element by element in a list or tuple.
+_BASIC = (int, float, bool)
+
+
+def _uniform(v: Any) -> bool:
+    """Whether every element of list or tuple ``v`` has one and the same basic type."""
+    t = type(v[0]) if len(v) else int
+    return t in _BASIC and all(type(x) is t for x in v)
+
+
+def _pairwise(op: Callable[[Any, Any], Any], whole_if_mixed: bool = False) -> ReduceFn:
     """Folds contributions with ``op``: numbers and numpy arrays directly (numpy
-    broadcasts), lists and tuples element by element."""
+    broadcasts), lists and tuples element by element. With ``whole_if_mixed`` (``max``,
+    ``min``), a list or tuple whose elements are not all of one basic type (``int``,
+    ``float``, ``bool``) is compared whole, as Charm4py does: ``(value, index)`` pairs
+    reduce to the pair with the largest value (the argmax idiom)."""
 
     def two(a: Any, b: Any) -> Any:
         if isinstance(a, (list, tuple, array.array)) and isinstance(b, (list, tuple, array.array)):
+            if whole_if_mixed and not isinstance(a, array.array) and not (_uniform(a) and _uniform(b)):
+                return op(a, b)
             if len(a) != len(b):
                 raise ValueError(f"contributions of different lengths ({len(a)} and {len(b)}) cannot be combined")
             if isinstance(a, array.array):
@@ -74,16 +89,16 @@ class _ReducerRegistry:
 
     def __init__(self) -> None:
         self._all: dict[str, _Reducer] = {}
-        for name, op in [
-            ("sum", operator.add),
-            ("product", operator.mul),
-            ("max", _np_or("maximum", max)),
-            ("min", _np_or("minimum", min)),
-            ("logical_and", _np_or("logical_and", lambda a, b: bool(a) and bool(b))),
-            ("logical_or", _np_or("logical_or", lambda a, b: bool(a) or bool(b))),
-            ("logical_xor", _np_or("logical_xor", lambda a, b: bool(a) != bool(b))),
+        for name, op, whole in [
+            ("sum", operator.add, False),
+            ("product", operator.mul, False),
+            ("max", _np_or("maximum", max), True),
+            ("min", _np_or("minimum", min), True),
+            ("logical_and", _np_or("logical_and", lambda a, b: bool(a) and bool(b)), False),
+            ("logical_or", _np_or("logical_or", lambda a, b: bool(a) or bool(b)), False),
+            ("logical_xor", _np_or("logical_xor", lambda a, b: bool(a) != bool(b)), False),
         ]:
-            self._all[name] = _Reducer(name, _pairwise(op))
+            self._all[name] = _Reducer(name, _pairwise(op, whole))
         self._all["gather"] = _Reducer("gather", None)
         # Charm4py's name for the empty reduction (contribute with no data).
         self._all["nop"] = _Reducer("nop", None)

@@ -2,9 +2,11 @@
 methods are entry methods, the old ``Ck*`` names, ``migrateMe``, ``Future.ready()``,
 ``charm.addReducer``, ``LBTurnInstrumentOn/Off`` (local and remote), ``Channel(...,
 local=)``, ``Charm4pyError``, the options ``auto_flush_wait_queues`` and
-``interactive.*``, the proxies' reprs, the profiling notice, and the error for a redefined reserved method.
+``interactive.*``, the proxies' reprs, an exception sent to a future, a numpy int
+as a group index, ``Reducer.max`` of (value, index) pairs, the profiling notice, and the error for a redefined reserved method.
 """
 
+import numpy as np
 from charm4py import Array, Channel, Chare, Charm4pyError, Future, Group, Reducer, charm, coro
 
 
@@ -14,6 +16,10 @@ class C(Chare):
 
     def where(self):
         return charm.CkMyPe()
+
+    def argmax(self, f):
+        # (value, index) pairs: Reducer.max compares them whole (Charm4py's argmax).
+        self.contribute((float(-abs(self.thisIndex - 1)), self.thisIndex), Reducer.max, f)
 
     @coro
     def chan(self, other):
@@ -63,6 +69,19 @@ def main(args):
     before = f.ready()
     f.send(3)
     checks["Future.ready"] = (before, f.ready(), f.get()) == (False, True, 3)
+    # A future that receives an exception raises it; charm.wait leaves it to get().
+    f = Future()
+    f.send(KeyError("sent"))
+    charm.wait([f])
+    try:
+        f.get()
+        checks["exception sent to a future"] = False
+    except KeyError as e:
+        checks["exception sent to a future"] = e.args == ("sent",)
+    checks["group element by a numpy int"] = g[np.int64(n - 1)].where(ret=True).get() == n - 1
+    f = Future()
+    g.argmax(f)
+    checks["Reducer.max of (value, index)"] = tuple(f.get()) == max((float(-abs(p - 1)), p) for p in range(n))
     charm.addReducer(concat)
     checks["charm.addReducer"] = getattr(Reducer, "concat").name == "concat"
     charm.LBTurnInstrumentOn()
