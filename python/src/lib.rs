@@ -348,15 +348,20 @@ mod prof {
         TABLE.with(|t| t.borrow_mut().extras[what as usize] += took);
     }
 
-    /// Runs `f`, its time counted in `what` if profiling is on.
-    pub(crate) fn timed<R>(what: Extra, f: impl FnOnce() -> R) -> R {
-        if !on() {
-            return f();
+    /// Counts the time until it is dropped in `what`, if profiling is on.
+    pub(crate) struct Timed(Option<(Extra, std::time::Instant)>);
+
+    /// Starts timing the rest of the scope as `what` (see [`Timed`]).
+    pub(crate) fn time(what: Extra) -> Timed {
+        Timed(on().then(|| (what, std::time::Instant::now())))
+    }
+
+    impl Drop for Timed {
+        fn drop(&mut self) {
+            if let Some((what, t0)) = self.0 {
+                extra(what, t0.elapsed());
+            }
         }
-        let t0 = std::time::Instant::now();
-        let r = f();
-        extra(what, t0.elapsed());
-        r
     }
 
     /// Starts a method's step: the sends made from now on are its own.
@@ -494,13 +499,12 @@ fn pickled(v: &Bound<'_, PyAny>) -> Pickled {
 
 impl serde::Serialize for PyChare {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let bytes = prof::timed(prof::Extra::MigratingOut, || {
-            Python::attach(|py| {
-                let obj = self.obj.bind(py);
-                glue_fn!(py, "pack_chare").and_then(|f| f.call1((obj,))).map(|b| pickled(&b)).map_err(|e| {
-                    let class = obj.get_type().qualname().map(|q| q.to_string()).unwrap_or_default();
-                    format!("pickling the {class} object failed:\n{}", traceback(py, &e).trim_end())
-                })
+        let _timed = prof::time(prof::Extra::MigratingOut);
+        let bytes = Python::attach(|py| {
+            let obj = self.obj.bind(py);
+            glue_fn!(py, "pack_chare").and_then(|f| f.call1((obj,))).map(|b| pickled(&b)).map_err(|e| {
+                let class = obj.get_type().qualname().map(|q| q.to_string()).unwrap_or_default();
+                format!("pickling the {class} object failed:\n{}", traceback(py, &e).trim_end())
             })
         })
         .map_err(serde::ser::Error::custom)?;
@@ -1632,10 +1636,7 @@ fn arr_pickled(v: PyArr) -> Pickled {
 
 /// Combines two contributions with their Python reducer (with the GIL).
 fn py_fold(a: PyRed, b: PyRed) -> PyRed {
-    prof::timed(prof::Extra::CustomReductions, || py_fold_untimed(a, b))
-}
-
-fn py_fold_untimed(a: PyRed, b: PyRed) -> PyRed {
+    let _timed = prof::time(prof::Extra::CustomReductions);
     Python::attach(|py| {
         let r = glue_fn!(py, "combine")
             .and_then(|f| f.call1((&a.reducer, PyBytes::new(py, &a.data), PyBytes::new(py, &b.data))));
@@ -1714,25 +1715,7 @@ fn contribute(
     section: Option<PyRef<'_, PyProxy>>,
     array: Option<(String, Vec<i64>, Bound<'_, PyBytes>)>,
 ) -> PyResult<Option<PyFuture>> {
-    prof::timed(prof::Extra::Reductions, || {
-        contribute_untimed(elem, data, reducer, future, proxy, method, coro, number, section, array)
-    })
-}
-
-/// [`contribute`], not timed.
-#[allow(clippy::too_many_arguments)]
-fn contribute_untimed(
-    elem: &PyProxy,
-    data: Option<&[u8]>,
-    reducer: Option<String>,
-    future: Option<PyRef<'_, PyFuture>>,
-    proxy: Option<PyRef<'_, PyProxy>>,
-    method: Option<String>,
-    coro: bool,
-    number: Option<PyNumArg>,
-    section: Option<PyRef<'_, PyProxy>>,
-    array: Option<(String, Vec<i64>, Bound<'_, PyBytes>)>,
-) -> PyResult<Option<PyFuture>> {
+    let _timed = prof::time(prof::Extra::Reductions);
     on_pe()?;
     let Some(h) = Handle::<PyChare>::of(&elem.inner) else {
         return Err(CharmError::new_err(
@@ -1874,17 +1857,8 @@ fn reduce_fast<'py>(
     reducer: &Bound<'py, PyAny>,
     callback: &Bound<'py, PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    prof::timed(prof::Extra::Reductions, || reduce_fast_untimed(chare, data, reducer, callback))
-}
-
-/// [`reduce_fast`], not timed.
-fn reduce_fast_untimed<'py>(
-    chare: &Bound<'py, PyAny>,
-    data: &Bound<'py, PyAny>,
-    reducer: &Bound<'py, PyAny>,
-    callback: &Bound<'py, PyAny>,
-) -> PyResult<Py<PyAny>> {
     use pyo3::types::{PyDict, PyFloat, PyInt, PyString};
+    let _timed = prof::time(prof::Extra::Reductions);
     let py = chare.py();
     let general = || Ok(py.NotImplemented());
     let target = if callback.is_none() {
