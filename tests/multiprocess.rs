@@ -566,3 +566,18 @@ fn a_found_nodelist_of_this_machine_only_keeps_the_launch_local() {
     r.assert_ok().stdout_has("2 PEs answered");
     assert!(!r.stderr.contains("using the nodelist"), "{}", r.stderr);
 }
+
+#[test]
+fn a_malformed_found_nodelist_is_a_clear_error() {
+    // The nodelist the launcher found by itself ($NODELIST) is bad: the error names
+    // the line and where the file came from, and nothing starts.
+    let dir = std::env::temp_dir().join(format!("charmrs-badlist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let list = dir.join("nodelist");
+    std::fs::write(&list, "group main\nhost\n").expect("write nodelist");
+    let r =
+        launch_env(&["+p2", "++ppn", "1"], "hello", &[], &[("NODELIST", list.to_str().expect("utf-8"))], T);
+    let _ = std::fs::remove_dir_all(&dir);
+    r.assert_code(1).stderr_has("nodelist line 2").stderr_has("found as $NODELIST");
+    assert!(!r.stdout.contains("PEs answered"), "{}", r.stdout);
+}

@@ -262,8 +262,7 @@ impl BoundEntry {
 /// arguments that is not an explicit `Future()` (one from `awaitable=True`/`ret=True`
 /// is its caller's).
 fn check_futures(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
-    static FUTURE: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-    let cls = FUTURE.import(py, "charmrs.future", "Future")?;
+    let cls = crate::future_class(py)?;
     for a in args.iter() {
         if a.get_type().is(cls) {
             crate::obj_arg((0, a.getattr(pyo3::intern!(py, "_raw"))?, None))?;

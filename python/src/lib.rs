@@ -172,7 +172,7 @@ fn proxy_class_path(t: &Bound<'_, pyo3::types::PyType>) -> Option<String> {
 }
 
 /// `charmrs.Future`, the class.
-fn future_class(py: Python<'_>) -> PyResult<&Bound<'_, pyo3::types::PyType>> {
+pub(crate) fn future_class(py: Python<'_>) -> PyResult<&Bound<'_, pyo3::types::PyType>> {
     static T: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
     T.import(py, "charmrs.future", "Future")
 }
