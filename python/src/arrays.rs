@@ -252,3 +252,85 @@ pub(crate) fn array_over<'py>(
     }
     Ok(a)
 }
+
+/// `a` as the array argument at position `index` of a call encoded natively
+/// (`ARGS_PLAIN`), if it is exactly a `numpy.ndarray` (no subclass), C-contiguous, of a
+/// dtype without objects or fields: the checks of `charmrs.chare._split_args`, made
+/// here so that such a call needs no Python frame and no pickle. `None` otherwise (the
+/// call takes the pickled path, which handles every other case).
+pub(crate) fn plain_array(a: &Bound<'_, PyAny>, index: u32) -> Option<crate::PyArrayArg> {
+    let py = a.py();
+    if !is_ndarray(a) {
+        return None;
+    }
+    let dtype = plain_dtype(&a.getattr(pyo3::intern!(py, "dtype")).ok()?)?;
+    let flags = a.getattr(pyo3::intern!(py, "flags")).ok()?;
+    if !flags.getattr(pyo3::intern!(py, "c_contiguous")).ok()?.is_truthy().ok()? {
+        return None;
+    }
+    let shape: Vec<i64> = a.getattr(pyo3::intern!(py, "shape")).ok()?.extract().ok()?;
+    let data = ArrayData::borrow(a).ok()?;
+    Some(crate::PyArrayArg { index, dtype, shape, data })
+}
+
+/// Whether `a` is exactly a `numpy.ndarray`. Never imports numpy: until a program has
+/// imported it, no object can be an array (`sys.modules` is looked at until then).
+fn is_ndarray(a: &Bound<'_, PyAny>) -> bool {
+    static NDARRAY: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+    static MODULES: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let py = a.py();
+    if let Some(t) = NDARRAY.get(py) {
+        return a.get_type().is(t);
+    }
+    let Ok(modules) = MODULES.get_or_try_init(py, || py.import("sys")?.getattr("modules").map(Bound::unbind))
+    else {
+        return false;
+    };
+    let np = match modules.bind(py).get_item(pyo3::intern!(py, "numpy")) {
+        Ok(np) => np,
+        Err(_) => return false,
+    };
+    match np.getattr(pyo3::intern!(py, "ndarray")).and_then(|t| Ok(t.cast_into::<pyo3::types::PyType>()?)) {
+        Ok(t) => {
+            let is = a.get_type().is(&t);
+            let _ = NDARRAY.set(py, t.unbind());
+            is
+        }
+        Err(_) => false,
+    }
+}
+
+/// A dtype (kept alive) and its `dtype.str`, `None` if its values are not plain bytes.
+type DtypeEntry = (Py<PyAny>, Option<String>);
+
+thread_local! {
+    /// `dtype.str` of the dtypes met on this PE's thread, or `None` for a dtype with
+    /// objects or fields, keyed by address with the dtype kept alive (so that no other
+    /// dtype can take its address); cleared past a few hundred (dtypes made on the fly).
+    static DTYPES: std::cell::RefCell<rustc_hash::FxHashMap<usize, DtypeEntry>> =
+        std::cell::RefCell::new(rustc_hash::FxHashMap::default());
+}
+
+/// `dtype.str` if `dtype` has neither objects nor fields (its values are plain bytes).
+fn plain_dtype(dtype: &Bound<'_, PyAny>) -> Option<String> {
+    let key = dtype.as_ptr() as usize;
+    if let Some(hit) = DTYPES.with(|d| d.borrow().get(&key).map(|(_, s)| s.clone())) {
+        return hit;
+    }
+    let py = dtype.py();
+    let plain = !dtype.getattr(pyo3::intern!(py, "hasobject")).ok()?.is_truthy().ok()?
+        && dtype.getattr(pyo3::intern!(py, "fields")).ok()?.is_none();
+    let s = if plain {
+        Some(dtype.getattr(pyo3::intern!(py, "str")).ok()?.extract::<String>().ok()?)
+    } else {
+        None
+    };
+    let old = DTYPES.with(|d| {
+        let mut d = d.borrow_mut();
+        let old = if d.len() >= 256 { std::mem::take(&mut *d) } else { Default::default() };
+        d.insert(key, (dtype.clone().unbind(), s.clone()));
+        old
+    });
+    drop(old); // outside the borrow: dropping dtypes may run Python code
+    s
+}

@@ -10,10 +10,12 @@
 //!   process ([`charmrs::__private::delivered_in_process`]) and `local_msg_optim` is on:
 //!   the callee gets the caller's very objects, as the manual's "Rules and Semantics"
 //!   describe (section 15.1), and nothing is pickled or copied;
-//! - encodes plain positional arguments natively (`ARGS_PLAIN`) otherwise;
-//! - hands anything else to the Python method it wraps (pickle, numpy arrays beside the
-//!   pickle, futures and proxies beside it), as it does when readonlies changed since
-//!   the last message (that method broadcasts them first).
+//! - encodes plain positional arguments natively (`ARGS_PLAIN`) otherwise, with
+//!   C-contiguous numpy arrays of plain dtypes among them beside them as raw bytes
+//!   (module `arrays`);
+//! - hands anything else to the Python method it wraps (pickle, other numpy arrays
+//!   beside the pickle, futures and proxies beside it), as it does when readonlies
+//!   changed since the last message (that method broadcasts them first).
 //!
 //! A by-reference message whose element moved away after the call was made is
 //! forwarded by the element's home: its arguments are pickled then, when they are
@@ -212,7 +214,8 @@ impl BoundEntry {
             }
         };
         on_pe()?;
-        match raw.send_timed(msg, m.coro, want, m.when, &[])? {
+        let live = msg.live();
+        match raw.send_timed(msg, m.coro, want, m.when, &live)? {
             None => Ok(py.None()),
             Some(f) => Ok(crate::glue_fn!(py, "future_of")?.call1((f,))?.unbind()),
         }

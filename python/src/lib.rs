@@ -32,8 +32,8 @@ use arrred::PyArr;
 pub struct PyMsg {
     method: String,
     args: PodVec<u8>,
-    /// The numpy arrays among the positional arguments (`None` in the pickle): raw
-    /// bytes beside the message between processes, never pickled.
+    /// The numpy arrays among the positional arguments (`None` in the pickle or in
+    /// `plain`): raw bytes beside the message between processes, never pickled.
     arrays: Vec<PyArrayArg>,
     /// The out-of-band buffers of the pickle (protocol 5: numpy arrays nested inside
     /// other arguments), raw bytes beside the message between processes.
@@ -63,11 +63,35 @@ const KIND_SINGLE_DEFERRED: u8 = 3;
 
 impl PyMsg {
     /// A call of `method` whose positional `args` are all plain ([`ARGS_PLAIN`]:
-    /// encoded natively), or `None` if one is not (an int beyond 64 bits, a subclass,
-    /// any other type).
+    /// encoded natively) or numpy arrays of plain dtypes (beside them, as `arrays`), or
+    /// `None` if one is neither (an int beyond 64 bits, a subclass, a list, any other
+    /// type: the call is pickled then).
     fn plain(method: &str, args: &Bound<'_, pyo3::types::PyTuple>, ret: bool) -> Option<PyMsg> {
-        let plain = args.iter().map(|a| PlainArg::of(&a)).collect::<Option<Vec<_>>>()?;
-        Some(PyMsg { plain, ..PyMsg::new(method.to_owned(), PodVec::new(), ARGS_PLAIN, ret) })
+        let mut plain = Vec::with_capacity(args.len());
+        let mut arrays = Vec::new();
+        for (i, a) in args.iter().enumerate() {
+            match PlainArg::of(&a) {
+                Some(p) => plain.push(p),
+                None => {
+                    arrays.push(arrays::plain_array(&a, u32::try_from(i).ok()?)?);
+                    plain.push(PlainArg::None);
+                }
+            }
+        }
+        Some(PyMsg { plain, arrays, ..PyMsg::new(method.to_owned(), PodVec::new(), ARGS_PLAIN, ret) })
+    }
+
+    /// The sender's arrays this message still refers to (see [`arrays::detach`]).
+    fn live(&self) -> Vec<std::sync::Arc<arrays::LiveArray>> {
+        self.arrays
+            .iter()
+            .map(|a| &a.data)
+            .chain(&self.bufs)
+            .filter_map(|d| match d {
+                ArrayData::Live(l) => Some(std::sync::Arc::clone(l)),
+                ArrayData::Owned(_) => None,
+            })
+            .collect()
     }
 
     /// A call of `method` with `args` passed as `shape` says, and nothing beside them.
@@ -824,7 +848,7 @@ fn args_with<'py>(
                 unpickle(bufs)?.extract()?;
             (a, Some(kw))
         }
-        ARGS_PLAIN if msg.plain.iter().any(PlainArg::costly) => {
+        ARGS_PLAIN if msg.arrays.is_empty() && msg.plain.iter().any(PlainArg::costly) => {
             // The copies of a broadcast on this PE share the futures and proxies made
             // for the first, as they share unpickled arguments.
             let hit = LAST_PLAIN.with(|c| {
@@ -845,7 +869,18 @@ fn args_with<'py>(
             (t, None)
         }
         ARGS_PLAIN => {
-            let items = msg.plain.iter().map(|a| a.to_py(py)).collect::<PyResult<Vec<_>>>()?;
+            let mut items = msg.plain.iter().map(|a| a.to_py(py)).collect::<PyResult<Vec<_>>>()?;
+            // Each recipient its own arrays (from bytes it owns), in their places.
+            for (a, bytes) in msg.arrays.iter().zip(arrays) {
+                let Some(slot) = items.get_mut(a.index as usize) else {
+                    return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                        "malformed message: an array argument at position {} of {} arguments",
+                        a.index,
+                        msg.plain.len()
+                    )));
+                };
+                *slot = arrays::array_over(py, bytes, &a.dtype, &a.shape)?;
+            }
             (pyo3::types::PyTuple::new(py, items)?, None)
         }
         ARGS_REF => msg.refs.get(py)?,
@@ -1372,17 +1407,9 @@ impl PyProxy {
             })
             .collect::<PyResult<Vec<_>>>()?;
         let bufs = bufs.unwrap_or_default().iter().map(ArrayData::borrow).collect::<PyResult<Vec<_>>>()?;
-        let live: Vec<_> = arrays
-            .iter()
-            .map(|a| &a.data)
-            .chain(&bufs)
-            .filter_map(|d| match d {
-                ArrayData::Live(l) => Some(std::sync::Arc::clone(l)),
-                ArrayData::Owned(_) => None,
-            })
-            .collect();
         let shape = if kwargs { ARGS_KW } else { ARGS_TUPLE };
         let msg = PyMsg { arrays, bufs, objs, ..PyMsg::new(method, args.to_vec().into(), shape, want == 2) };
+        let live = msg.live();
         self.send_timed(msg, coro, want, when, &live)
     }
 
@@ -1406,7 +1433,8 @@ impl PyProxy {
                 PyMsg::new(method, pickle, ARGS_TUPLE, want == 2)
             }
         };
-        self.send_timed(msg, coro, want, when, &[])
+        let live = msg.live();
+        self.send_timed(msg, coro, want, when, &live)
     }
 
     /// Inserts element `index` of the sparse array this proxy names, made by class

@@ -10,7 +10,7 @@ whose calls wait at the home and are forwarded later). Copies everywhere: with
 
 import numpy as np
 
-from charmrs import Array, Chare, charm, coro, when
+from charmrs import Array, Chare, Future, Reducer, charm, coro, when
 
 
 class Holder:
@@ -41,6 +41,13 @@ class C(Chare):
         ok = all(bool((x == np.array(k).astype(x.dtype)).all()) and x.flags.writeable for x in arrays)
         a[...] = -1
         self.seen.append((k, ok, a.dtype.str, a.shape))
+
+    def check_mine(self, k, a, f):
+        # A broadcast's recipients each get their own copy: writing to it changes
+        # nobody else's.
+        mine = bool((a == k).all()) and a.flags.writeable
+        a[...] = -1
+        self.contribute(mine, Reducer.logical_and, f)
 
     def report(self):
         seen, self.seen = self.seen, []
@@ -107,6 +114,17 @@ def main(args):
             big[:] = -5
             for b in bufs:
                 b[...] = np.array(9).astype(b.dtype)
+    # Broadcasts of positional arrays, small and large (2 MiB), changed right after, to
+    # three elements on each PE.
+    many = Array(C, 3 * p)
+    for b in (np.full(5, 7.0), np.full(300_000, 7.0), np.full((4, 3), 7, dtype=np.int8)):
+        f = Future()
+        many.check_mine(7, b, f)
+        b[...] = 0
+        got = f.get()
+        if not got:
+            print(f"broadcast of a {b.dtype} array of shape {b.shape}: a recipient saw other values")
+        ok &= got
     want_shapes = [(b.dtype.str, b.shape) for b in bufs] + [(big.dtype.str, big.shape)]
     for i in range(p):
         seen = cells[i].report(ret=True).get()
