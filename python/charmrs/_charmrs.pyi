@@ -60,17 +60,14 @@ class Proxy:
         want: int,
         kwargs: bool = False,
         when: bool = False,
-        arrays: Optional[Sequence[tuple[int, str, Sequence[int], Any]]] = None,
         bufs: Optional[Sequence[Any]] = None,
-        objs: Optional[Sequence[tuple[int, Any, Optional[str]]]] = None,
     ) -> Optional[RawFuture]:
-        """Sends a call of ``method`` with pickled ``args`` (``arrays``: positional numpy
-        arrays sent beside it; ``bufs``: its out-of-band buffers, as uint8 arrays;
-        ``objs``: positional futures and proxies, ``(position, raw, class path or
-        None)``); a future if ``want`` > 0."""
-    def send_plain(self, method: str, args: tuple[Any, ...], coro: bool, want: int, when: bool = False) -> Optional[RawFuture]:
-        """Sends a call of ``method`` whose positional ``args`` are all of plain types
-        (None, bool, int, float, str, bytes): encoded without pickle when they fit."""
+        """Sends a call of ``method`` with pickled ``args`` (``bufs``: its out-of-band
+        buffers, as uint8 arrays); a future if ``want`` > 0."""
+    def send_args(self, method: str, args: tuple[Any, ...], coro: bool, want: int, when: bool = False) -> Optional[RawFuture]:
+        """Sends a call of ``method`` with positional ``args``: plain ones encoded
+        natively, numpy arrays as raw bytes, futures and proxies beside the pickle of
+        the rest; a future if ``want`` > 0."""
     def delivered_in_process(self) -> bool:
         """Whether a call through this proxy now is delivered in this process."""
     def insert(self, index: Sequence[int], cls: str, args: bytes, pe: int) -> None:

@@ -94,6 +94,14 @@ def construct(path: str, args: bytes, index: list[int], proxy: Any, kind: int) -
 
 
 
+def buffers(bufs: list[Any]) -> list[Any]:
+    """A pickle's out-of-band buffers (``pickle.PickleBuffer``) as numpy arrays of
+    bytes, which the runtime copies into the message (numpy gives them for C- or
+    Fortran-contiguous arrays only)."""
+    np = sys.modules["numpy"]
+    return [np.frombuffer(b.raw(), dtype=np.uint8) for b in bufs]
+
+
 def pack_chare(obj: Any) -> bytes:
     """The state of a migrating chare: the object pickled (its class by name)."""
     return pickle.dumps(obj, protocol=5)

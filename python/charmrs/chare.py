@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 from greenlet import getcurrent
 
-from . import _charmrs
+from . import _charmrs, _glue
 from ._charmrs import reduce_fast as _reduce_fast
 from .exceptions import CharmError
 from . import wait as _wait
@@ -217,10 +217,6 @@ class Proxy:
 _PROXY_CLASSES: dict[type, type] = {}
 
 
-#: Argument types that cannot hold a numpy array.
-_FLAT = frozenset([int, float, str, bytes, bool, complex, type(None)])
-
-
 #: ``dtype.str`` by dtype (``dtype.str`` formats a new string at each access), keyed by
 #: ``id`` with the dtype kept alive in the value (so that no other dtype can take its
 #: id); cleared when it grows past a few hundred (programs that make dtypes on the fly).
@@ -238,106 +234,26 @@ def _dtype_str(dt: Any) -> str:
     return s
 
 
-#: The proxy classes (one per chare class), and each chare class's path.
-_PROXY_TYPES: set[type] = set()
-_PATHS: dict[type, str] = {}
-
-
-def _split_args(
-    args: tuple[Any, ...],
-) -> tuple[tuple[Any, ...], Optional[list[Any]], Optional[list[Any]], bool]:
-    """Takes out of the positional arguments what travels beside the pickle: numpy
-    arrays of plain dtypes (as raw bytes: numpy's pickling costs ~15 us even for a small
-    array and copies the data twice), explicit futures and proxies (pickling one costs
-    a few microseconds: a global lookup on each side). The flag says whether another
-    argument may hold arrays (then the pickle gives them out of band)."""
-    np = sys.modules.get("numpy")
-    nd = np.ndarray if np is not None else None
-    rest: Optional[list[Any]] = None
-    arrays: Optional[list[Any]] = None
-    objs: Optional[list[Any]] = None
-    nested = False
-    for i, a in enumerate(args):
-        t = type(a)
-        if t in _FLAT:
-            continue
-        if t is Future:
-            if objs is None:
-                objs = []
-            if rest is None:
-                rest = list(args)
-            objs.append((i, a._raw, None))
-            rest[i] = None
-        elif t in _PROXY_TYPES:
-            if objs is None:
-                objs = []
-            if rest is None:
-                rest = list(args)
-            cls = a._cls
-            path = _PATHS.get(cls)
-            if path is None:
-                path = _PATHS[cls] = _path(cls)
-            objs.append((i, a._raw, path))
-            rest[i] = None
-        elif t is nd and not a.dtype.hasobject and a.dtype.fields is None:
-            if arrays is None:
-                arrays = []
-            if rest is None:
-                rest = list(args)
-            if not a.flags.c_contiguous:
-                a = np.ascontiguousarray(a)  # type: ignore[union-attr]
-            arrays.append((i, _dtype_str(a.dtype), a.shape, a))
-            rest[i] = None
-        else:
-            nested = True
-    return (args if rest is None else tuple(rest)), arrays, objs, nested
-
-
-def _buffers(bufs: list[Any]) -> Optional[list[Any]]:
-    """The pickle's out-of-band buffers as byte arrays the runtime copies (numpy
-    emits them for C- or Fortran-contiguous arrays only)."""
-    if not bufs:
-        return None
-    np = sys.modules["numpy"]
-    return [np.frombuffer(b.raw(), dtype=np.uint8) for b in bufs]
-
-
 def _entry(name: str, coro: bool, when: bool) -> _charmrs.EntryMethod:
     dumps = pickle.dumps
     ro = _RO.__dict__
-    flat = _FLAT
 
     def method(self: Proxy, *args: Any, ret: bool = False, awaitable: bool = False, **kwargs: Any) -> Optional[Future]:
         want = 2 if ret else 1 if awaitable else 0
         if ro["_dirty"]:
             _ro_flush()
         if not kwargs:
-            # Arguments of plain types only (the common case): encoded natively.
-            for a in args:
-                if type(a) not in flat:
-                    break
-            else:
-                fut = self._raw.send_plain(name, args, coro, want, when)
-                return None if fut is None else Future(_raw=fut)
-        if kwargs:
-            if "numpy" not in sys.modules:
-                fut = self._raw.send(name, dumps((args, kwargs), 5), coro, want, True, when)
-            else:
-                # numpy arrays anywhere: the pickle's out-of-band buffers (protocol 5),
-                # copied once, never pickled.
-                bufs: list[Any] = []
-                payload = dumps((args, kwargs), 5, buffer_callback=bufs.append)
-                fut = self._raw.send(name, payload, coro, want, True, when, None, _buffers(bufs))
+            # Positional arguments: plain ones encoded natively, numpy arrays as raw
+            # bytes, futures and proxies beside the pickle of the rest (in Rust).
+            fut = self._raw.send_args(name, args, coro, want, when)
+        elif "numpy" not in sys.modules:
+            fut = self._raw.send(name, dumps((args, kwargs), 5), coro, want, True, when)
         else:
-            # Positional numpy arrays, futures and proxies travel beside the pickle;
-            # arrays inside other arguments as the pickle's out-of-band buffers.
-            args, arrays, objs, nested = _split_args(args)
-            if nested and "numpy" in sys.modules:
-                bufs = []
-                payload = dumps(args, 5, buffer_callback=bufs.append)
-                fut = self._raw.send(name, payload, coro, want, False, when, arrays, _buffers(bufs), objs)
-            else:
-                fut = self._raw.send(name, dumps(args, 5), coro, want, False, when, arrays, None, objs)
+            # numpy arrays anywhere: the pickle's out-of-band buffers (protocol 5),
+            # copied once, never pickled.
+            bufs: list[Any] = []
+            payload = dumps((args, kwargs), 5, buffer_callback=bufs.append)
+            fut = self._raw.send(name, payload, coro, want, True, when, _glue.buffers(bufs) or None)
         return None if fut is None else Future(_raw=fut)
 
     method.__name__ = name
@@ -378,7 +294,6 @@ def _proxy_class(cls: type) -> type:
                 ns[name] = _entry(name, bool(getattr(m, "_charmrs_coro", False)), hasattr(m, "_charmrs_when"))
         pc = type(f"{cls.__qualname__}Proxy", (Proxy,), ns)
         _PROXY_CLASSES[cls] = pc
-        _PROXY_TYPES.add(pc)
         _charmrs.register_proxy_class(pc, _path(cls))
     return pc
 

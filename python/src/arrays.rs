@@ -253,11 +253,11 @@ pub(crate) fn array_over<'py>(
     Ok(a)
 }
 
-/// `a` as the array argument at position `index` of a call encoded natively
-/// (`ARGS_PLAIN`), if it is exactly a `numpy.ndarray` (no subclass), C-contiguous, of a
-/// dtype without objects or fields: the checks of `charmrs.chare._split_args`, made
-/// here so that such a call needs no Python frame and no pickle. `None` otherwise (the
-/// call takes the pickled path, which handles every other case).
+/// `a` as the array argument at position `index` of a call, sent beside its other
+/// arguments as raw bytes (see `PyMsg::positional`), if it is exactly a
+/// `numpy.ndarray` (no subclass), C-contiguous, of a dtype without objects or fields.
+/// `None` otherwise: it is pickled then, with the other arguments (a non-contiguous
+/// array in band; numpy gives a contiguous one as an out-of-band buffer).
 pub(crate) fn plain_array(a: &Bound<'_, PyAny>, index: u32) -> Option<crate::PyArrayArg> {
     let py = a.py();
     if !is_ndarray(a) {
@@ -273,31 +273,34 @@ pub(crate) fn plain_array(a: &Bound<'_, PyAny>, index: u32) -> Option<crate::PyA
     Some(crate::PyArrayArg { index, dtype, shape, data })
 }
 
-/// Whether `a` is exactly a `numpy.ndarray`. Never imports numpy: until a program has
-/// imported it, no object can be an array (`sys.modules` is looked at until then).
-fn is_ndarray(a: &Bound<'_, PyAny>) -> bool {
-    static NDARRAY: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+static NDARRAY: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+
+/// Whether the program imported numpy (then `numpy.ndarray` is known here). Never
+/// imports it: until a program has, no object can be an array (`sys.modules` is
+/// looked at until then).
+pub(crate) fn numpy_loaded(py: Python<'_>) -> bool {
     static MODULES: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-    let py = a.py();
-    if let Some(t) = NDARRAY.get(py) {
-        return a.get_type().is(t);
+    if NDARRAY.get(py).is_some() {
+        return true;
     }
     let Ok(modules) = MODULES.get_or_try_init(py, || py.import("sys")?.getattr("modules").map(Bound::unbind))
     else {
         return false;
     };
-    let np = match modules.bind(py).get_item(pyo3::intern!(py, "numpy")) {
-        Ok(np) => np,
-        Err(_) => return false,
-    };
+    let Ok(np) = modules.bind(py).get_item(pyo3::intern!(py, "numpy")) else { return false };
     match np.getattr(pyo3::intern!(py, "ndarray")).and_then(|t| Ok(t.cast_into::<pyo3::types::PyType>()?)) {
         Ok(t) => {
-            let is = a.get_type().is(&t);
             let _ = NDARRAY.set(py, t.unbind());
-            is
+            true
         }
         Err(_) => false,
     }
+}
+
+/// Whether `a` is exactly a `numpy.ndarray`.
+fn is_ndarray(a: &Bound<'_, PyAny>) -> bool {
+    let py = a.py();
+    numpy_loaded(py) && NDARRAY.get(py).is_some_and(|t| a.get_type().is(t))
 }
 
 /// A dtype (kept alive) and its `dtype.str`, `None` if its values are not plain bytes.

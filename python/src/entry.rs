@@ -10,12 +10,13 @@
 //!   process ([`charmrs::__private::delivered_in_process`]) and `local_msg_optim` is on:
 //!   the callee gets the caller's very objects, as the manual's "Rules and Semantics"
 //!   describe (section 15.1), and nothing is pickled or copied;
-//! - encodes plain positional arguments natively (`ARGS_PLAIN`) otherwise, with
-//!   C-contiguous numpy arrays of plain dtypes among them beside them as raw bytes
-//!   (module `arrays`);
-//! - hands anything else to the Python method it wraps (pickle, other numpy arrays
-//!   beside the pickle, futures and proxies beside it), as it does when readonlies
-//!   changed since the last message (that method broadcasts them first).
+//! - sends positional arguments otherwise (`PyMsg::positional`): plain ones natively
+//!   (`ARGS_PLAIN`), with C-contiguous numpy arrays of plain dtypes among them beside
+//!   them as raw bytes (module `arrays`); any others pickled, with the futures,
+//!   proxies and top-level arrays beside the pickle;
+//! - hands a call with keyword arguments to the Python method it wraps (which pickles
+//!   `(args, kwargs)`), as it does any call when readonlies changed since the last
+//!   message (that method broadcasts them first).
 //!
 //! A by-reference message whose element moved away after the call was made is
 //! forwarded by the element's home: its arguments are pickled then, when they are
@@ -208,9 +209,9 @@ impl BoundEntry {
             let refs = RefArgs::Live(Arc::new((args.clone().unbind(), rest.map(Bound::unbind))));
             PyMsg { refs, ..PyMsg::new(name.into_owned(), PodVec::new(), ARGS_REF, want == 2) }
         } else {
-            match rest.is_none().then(|| PyMsg::plain(&name, args, want == 2)).flatten() {
-                Some(msg) => msg,
-                None => return self.fallback(py, args, kwargs),
+            match rest {
+                None => PyMsg::positional(py, &name, args, want == 2)?,
+                Some(_) => return self.fallback(py, args, kwargs),
             }
         };
         on_pe()?;
@@ -268,7 +269,7 @@ fn check_futures(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
     let cls = crate::future_class(py)?;
     for a in args.iter() {
         if a.get_type().is(cls) {
-            crate::obj_arg((0, a.getattr(pyo3::intern!(py, "_raw"))?, None))?;
+            crate::beside_arg(&a, 0)?;
         }
     }
     Ok(())

@@ -81,6 +81,59 @@ impl PyMsg {
         Some(PyMsg { plain, arrays, ..PyMsg::new(method.to_owned(), PodVec::new(), ARGS_PLAIN, ret) })
     }
 
+    /// A call of `method` with positional `args`: natively if [`PyMsg::plain`] can;
+    /// otherwise pickled (protocol 5) with the explicit futures, the proxies and the
+    /// numpy arrays of plain dtypes among them beside the pickle (`None` in their
+    /// places: pickling a future or a proxy costs a global lookup on each side, and
+    /// numpy's pickling of an array ~15 us even when small), and the arrays nested in
+    /// other arguments as the pickle's out-of-band buffers.
+    fn positional(
+        py: Python<'_>,
+        method: &str,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        ret: bool,
+    ) -> PyResult<PyMsg> {
+        if let Some(msg) = PyMsg::plain(method, args, ret) {
+            return Ok(msg);
+        }
+        let mut rest: Option<Vec<Bound<'_, PyAny>>> = None;
+        let (mut arrays, mut objs, mut nested) = (Vec::new(), Vec::new(), false);
+        for (i, a) in args.iter().enumerate() {
+            let index = u32::try_from(i)
+                .map_err(|_| pyo3::exceptions::PyValueError::new_err("too many arguments"))?;
+            if let Some(o) = beside_arg(&a, index)? {
+                objs.push(o);
+            } else if let Some(arr) = arrays::plain_array(&a, index) {
+                arrays.push(arr);
+            } else {
+                nested |= !flat(&a);
+                continue;
+            }
+            rest.get_or_insert_with(|| args.iter().collect())[i] = py.None().into_bound(py);
+        }
+        let args = match rest {
+            Some(rest) => pyo3::types::PyTuple::new(py, rest)?,
+            None => args.clone(),
+        };
+        let mut bufs = Vec::new();
+        let pickle = if nested && arrays::numpy_loaded(py) {
+            let got = pyo3::types::PyList::empty(py);
+            let kw = pyo3::types::PyDict::new(py);
+            kw.set_item(pyo3::intern!(py, "buffer_callback"), got.getattr(pyo3::intern!(py, "append"))?)?;
+            let pickle = pickle_fn(py, true)?.call((&args, 5), Some(&kw))?;
+            if !got.is_empty() {
+                let views = glue_fn!(py, "buffers")?.call1((got,))?;
+                for v in views.try_iter()? {
+                    bufs.push(ArrayData::borrow(&v?)?);
+                }
+            }
+            pickle
+        } else {
+            pickle_fn(py, true)?.call1((&args, 5))?
+        };
+        Ok(PyMsg { arrays, bufs, objs, ..PyMsg::new(method.to_owned(), pickled(&pickle), ARGS_TUPLE, ret) })
+    }
+
     /// The sender's arrays this message still refers to (see [`arrays::detach`]).
     fn live(&self) -> Vec<std::sync::Arc<arrays::LiveArray>> {
         self.arrays
@@ -127,13 +180,6 @@ pub enum PyObjArg {
     /// A proxy, and the `module:qualname` of its chare class.
     Proxy(u32, PyChareProxy, String),
 }
-
-/// A future or proxy argument as Python hands it over: position, raw future or raw
-/// proxy, and the chare class's path for a proxy.
-type ObjSpec<'py> = (u32, Bound<'py, PyAny>, Option<String>);
-
-/// A numpy array argument as Python hands it over: position, `dtype.str`, shape, array.
-type ArraySpec<'py> = (u32, String, Vec<i64>, Bound<'py, PyAny>);
 
 /// `args` is a pickled tuple of the arguments.
 const ARGS_TUPLE: u8 = 0;
@@ -1380,10 +1426,8 @@ impl PyProxy {
     /// `@coro` method. `want`: 0 nothing, 1 completion (`awaitable=True`), 2 the return
     /// value(s) (`ret=True`); then returns the future. `kwargs`: `args` is a pickled
     /// `(args, kwargs)` pair. `when`: the method has a `@when` condition.
-    /// `arrays`: the numpy arrays taken out of the positional arguments; `bufs`: the
-    /// pickle's out-of-band buffers; `objs`: the futures and proxies taken out of the
-    /// positional arguments.
-    #[pyo3(signature = (method, args, coro, want, kwargs=false, when=false, arrays=None, bufs=None, objs=None))]
+    /// `bufs`: the pickle's out-of-band buffers (numpy arrays of bytes).
+    #[pyo3(signature = (method, args, coro, want, kwargs=false, when=false, bufs=None))]
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
@@ -1393,31 +1437,22 @@ impl PyProxy {
         want: u8,
         kwargs: bool,
         when: bool,
-        arrays: Option<Vec<ArraySpec<'_>>>,
         bufs: Option<Vec<Bound<'_, PyAny>>>,
-        objs: Option<Vec<ObjSpec<'_>>>,
     ) -> PyResult<Option<PyFuture>> {
         on_pe()?;
-        let objs = objs.unwrap_or_default().into_iter().map(obj_arg).collect::<PyResult<Vec<_>>>()?;
-        let arrays = arrays
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(index, dtype, shape, a)| {
-                Ok(PyArrayArg { index, dtype, shape, data: ArrayData::borrow(&a)? })
-            })
-            .collect::<PyResult<Vec<_>>>()?;
         let bufs = bufs.unwrap_or_default().iter().map(ArrayData::borrow).collect::<PyResult<Vec<_>>>()?;
         let shape = if kwargs { ARGS_KW } else { ARGS_TUPLE };
-        let msg = PyMsg { arrays, bufs, objs, ..PyMsg::new(method, args.to_vec().into(), shape, want == 2) };
+        let msg = PyMsg { bufs, ..PyMsg::new(method, args.to_vec().into(), shape, want == 2) };
         let live = msg.live();
         self.send_timed(msg, coro, want, when, &live)
     }
 
-    /// Sends a call of `method` whose positional arguments `args` are all of plain
-    /// types (None, bool, int, float, str, bytes): encoded without pickle when they fit
-    /// (an int of more than 64 bits, a subclass: pickled). Otherwise as `send`.
+    /// Sends a call of `method` with positional arguments `args` (no keyword
+    /// arguments): those of plain types encoded natively, numpy arrays as raw bytes,
+    /// futures and proxies beside the rest, which is pickled if there is a rest (see
+    /// `PyMsg::positional`). Otherwise as `send`.
     #[pyo3(signature = (method, args, coro, want, when=false))]
-    fn send_plain(
+    fn send_args(
         &self,
         method: String,
         args: &Bound<'_, pyo3::types::PyTuple>,
@@ -1426,13 +1461,7 @@ impl PyProxy {
         when: bool,
     ) -> PyResult<Option<PyFuture>> {
         on_pe()?;
-        let msg = match PyMsg::plain(&method, args, want == 2) {
-            Some(msg) => msg,
-            None => {
-                let pickle = pickled(&pickle_fn(args.py(), true)?.call1((args, 5))?);
-                PyMsg::new(method, pickle, ARGS_TUPLE, want == 2)
-            }
-        };
+        let msg = PyMsg::positional(args.py(), &method, args, want == 2)?;
         let live = msg.live();
         self.send_timed(msg, coro, want, when, &live)
     }
@@ -1540,17 +1569,40 @@ impl PyProxy {
     }
 }
 
-/// A future or proxy argument for the message.
-fn obj_arg((index, obj, path): ObjSpec<'_>) -> PyResult<PyObjArg> {
-    match path {
-        Some(path) => Ok(PyObjArg::Proxy(index, obj.cast::<PyProxy>()?.get().inner, path)),
-        None => match &obj.cast::<PyFuture>()?.borrow().kind {
-            FutKind::Val(f) | FutKind::Multi(f) => Ok(PyObjArg::Future(index, f.clone())),
+/// Positional argument `a` (at `index`) as a future or proxy carried beside the
+/// pickle, if it is one; an error for a future that cannot be sent.
+fn beside_arg(a: &Bound<'_, PyAny>, index: u32) -> PyResult<Option<PyObjArg>> {
+    let py = a.py();
+    let t = a.get_type();
+    if t.is(future_class(py)?) {
+        let raw = a.getattr(pyo3::intern!(py, "_raw"))?;
+        return match &raw.cast::<PyFuture>()?.borrow().kind {
+            FutKind::Val(f) | FutKind::Multi(f) => Ok(Some(PyObjArg::Future(index, f.clone()))),
             _ => {
                 Err(CharmError::new_err("only explicit futures (charm.Future()) can be sent to other chares"))
             }
-        },
+        };
     }
+    match proxy_class_path(&t) {
+        Some(path) => {
+            let raw = a.getattr(pyo3::intern!(py, "_raw"))?;
+            Ok(Some(PyObjArg::Proxy(index, raw.cast::<PyProxy>()?.get().inner, path)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Whether `a` is of a type that cannot hold a numpy array (`None`, `bool`, `int`,
+/// `float`, `complex`, `str`, `bytes`: exactly).
+fn flat(a: &Bound<'_, PyAny>) -> bool {
+    use pyo3::types::{PyBool, PyComplex, PyFloat, PyInt, PyString};
+    a.is_none()
+        || a.is_exact_instance_of::<PyInt>()
+        || a.is_exact_instance_of::<PyFloat>()
+        || a.is_exact_instance_of::<PyString>()
+        || a.is_exact_instance_of::<PyBytes>()
+        || a.is_exact_instance_of::<PyBool>()
+        || a.is_exact_instance_of::<PyComplex>()
 }
 
 /// The Python object of a future or proxy argument.
