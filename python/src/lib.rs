@@ -1923,6 +1923,47 @@ impl Red {
     }
 }
 
+/// A `Reducer` object and the numeric reducer it is, if it is one (see
+/// [`num_reducer_of`]).
+type NumReducerEntry = (Py<PyAny>, Option<Reducer<PyNum>>);
+
+thread_local! {
+    /// What [`num_reducer_of`] found for each `Reducer` object it was given, keyed by
+    /// address with the object kept alive (so that no other object can take its
+    /// address); cleared past a few dozen (reducers made on the fly).
+    static NUM_REDUCERS: std::cell::RefCell<rustc_hash::FxHashMap<usize, NumReducerEntry>> =
+        std::cell::RefCell::new(rustc_hash::FxHashMap::default());
+}
+
+/// The numeric reducer `reducer` is: `sum`, `product`, `max` or `min` of
+/// `charmrs.reduction`, with no `pre` step (`None` for any other object). Looked up
+/// once per object and PE: reducers are long-lived (`Reducer.sum`), and reading two
+/// attributes and comparing the name cost as much as the rest of a contribution.
+fn num_reducer_of(reducer: &Bound<'_, PyAny>) -> PyResult<Option<Reducer<PyNum>>> {
+    let key = reducer.as_ptr() as usize;
+    if let Some(r) = NUM_REDUCERS.with(|m| m.borrow().get(&key).map(|(_, r)| *r)) {
+        return Ok(r);
+    }
+    let py = reducer.py();
+    static REDUCER: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+    let r = if reducer.get_type().is(REDUCER.import(py, "charmrs.reduction", "_Reducer")?)
+        && reducer.getattr(pyo3::intern!(py, "pre"))?.is_none()
+    {
+        let name = reducer.getattr(pyo3::intern!(py, "name"))?;
+        num_reducer(&name.cast::<pyo3::types::PyString>()?.to_cow()?)
+    } else {
+        None
+    };
+    let old = NUM_REDUCERS.with(|m| {
+        let mut m = m.borrow_mut();
+        let old = if m.len() >= 64 { std::mem::take(&mut *m) } else { Default::default() };
+        m.insert(key, (reducer.clone().unbind(), r));
+        old
+    });
+    drop(old); // outside the borrow: dropping objects may run Python code
+    Ok(r)
+}
+
 /// `Chare.contribute`, `reduce` and `allreduce` in their common cases, without the
 /// Python path's frames and checks: an empty reduction, or a number (a `float`, an
 /// `int` of 64 bits) to a built-in numeric reducer (`sum`, `product`, `max`, `min`),
@@ -1937,7 +1978,7 @@ fn reduce_fast<'py>(
     reducer: &Bound<'py, PyAny>,
     callback: &Bound<'py, PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    use pyo3::types::{PyDict, PyFloat, PyInt, PyString};
+    use pyo3::types::{PyDict, PyFloat, PyInt};
     let _timed = prof::time(prof::Extra::Reductions);
     let py = chare.py();
     let general = || Ok(py.NotImplemented());
@@ -1961,14 +2002,7 @@ fn reduce_fast<'py>(
     let number = if reducer.is_none() && data.is_none() {
         None
     } else {
-        static REDUCER: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
-        if !reducer.get_type().is(REDUCER.import(py, "charmrs.reduction", "_Reducer")?)
-            || !reducer.getattr(pyo3::intern!(py, "pre"))?.is_none()
-        {
-            return general();
-        }
-        let name = reducer.getattr(pyo3::intern!(py, "name"))?;
-        let Some(r) = num_reducer(&name.cast::<PyString>()?.to_cow()?) else { return general() };
+        let Some(r) = num_reducer_of(reducer)? else { return general() };
         let v = if let Ok(f) = data.cast_exact::<PyFloat>() {
             PyNum::F(f.value())
         } else if let Ok(i) = data.cast_exact::<PyInt>() {
