@@ -17,21 +17,28 @@
 //! the copy exists; only the sender itself, inside the send, reads the live array.
 //!
 //! Arrays under 16 KiB are simply copied on both sides (`LIVE_MIN`): for them the
-//! attribute lookups below cost more than the copies.
+//! bookkeeping of the no-copy path costs more than the copies.
 //!
 //! **Receiving.** The bytes decoded from another process (or the copy made above) are
-//! handed to numpy without another copy: an [`ArrayBuf`] owns them and exposes them
-//! through `__array_interface__` (the buffer protocol is not in the stable ABI before
-//! Python 3.11), and `numpy.asarray` makes the array over them, which keeps the
-//! `ArrayBuf` alive as its base. The array is writable: it is the receiver's own.
+//! handed to numpy without another copy: an [`ArrayBuf`] owns them and becomes the base
+//! of the array made over them (`PyArray_NewFromDescr`). The array is writable: it is
+//! the receiver's own.
+//!
+//! An array's fields (data pointer, shape, dtype, flags) are read, and arrays are
+//! made, through numpy's C API (the `numpy` crate): the Python-level attributes
+//! (`nbytes`, `flags`, `__array_interface__`, `numpy.asarray`) cost microseconds per
+//! array, more than a 16 KiB copy.
 
 #![allow(unsafe_code)] // raw views of numpy's memory and of the received vectors: see the SAFETY comments
 
 use std::sync::{Arc, OnceLock};
 
 use charmrs::{OobBytes, PodVec};
+use numpy::npyffi::{
+    _PyArray_GET_ITEM_DATA, get_type_object, npy_intp, NpyTypes, NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_WRITEABLE,
+};
+use numpy::{PyArrayDescr, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods, PY_ARRAY_API};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
 /// Arrays of fewer bytes are copied into the message when the call is made, and copied
 /// again into a `bytearray` under the receiver's array: below this size two copies cost
@@ -82,12 +89,38 @@ impl OobBytes for LiveArray {
 
 impl ArrayData {
     /// The data of `a`, a numpy array (or any object with a C-contiguous
-    /// `__array_interface__`), not copied yet.
+    /// `__array_interface__`), not copied yet (copied at once if small).
     pub(crate) fn borrow(a: &Bound<'_, PyAny>) -> PyResult<ArrayData> {
+        match as_ndarray(a) {
+            Some(arr) => ArrayData::of_ndarray(a, arr),
+            None => ArrayData::of_interface(a),
+        }
+    }
+
+    /// [`ArrayData::borrow`] of a numpy array: its fields read through numpy's C API.
+    fn of_ndarray(a: &Bound<'_, PyAny>, arr: &Bound<'_, PyUntypedArray>) -> PyResult<ArrayData> {
+        if !arr.is_c_contiguous() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "a numpy argument must be C-contiguous here",
+            ));
+        }
+        let len = arr.len() * arr.dtype().itemsize();
+        // SAFETY: `arr` is a live numpy array (checked by `as_ndarray`), so its fields
+        // can be read while the GIL is held.
+        let addr = unsafe { (*_PyArray_GET_ITEM_DATA(arr.as_array_ptr())).data } as usize;
+        let live = LiveArray { _obj: a.clone().unbind(), addr, len, copy: OnceLock::new() };
+        if len < LIVE_MIN {
+            // Small: copied now (a copy costs less than the bookkeeping of a live one).
+            return Ok(ArrayData::Owned(PodVec::from(live.live().to_vec())));
+        }
+        Ok(ArrayData::Live(Arc::new(live)))
+    }
+
+    /// [`ArrayData::borrow`] of another object, through `__array_interface__`.
+    fn of_interface(a: &Bound<'_, PyAny>) -> PyResult<ArrayData> {
         let py = a.py();
         let len: usize = a.getattr(pyo3::intern!(py, "nbytes"))?.extract()?;
         if len < LIVE_MIN {
-            // Small: a copy costs less than reading `__array_interface__` (~2 us).
             let b = a.call_method0(pyo3::intern!(py, "tobytes"))?;
             return Ok(ArrayData::Owned(PodVec::from(b.cast::<pyo3::types::PyBytes>()?.as_bytes().to_vec())));
         }
@@ -201,56 +234,114 @@ impl Drop for RawVec {
     }
 }
 
-/// Received bytes that a numpy array is made over without a copy (its base). Internal.
+/// Received bytes that a numpy array is made over without a copy: the array's base,
+/// which frees them when the array goes. Internal.
 #[pyclass(module = "charmrs._charmrs", name = "ArrayBuf", frozen)]
 pub(crate) struct ArrayBuf {
     mem: RawVec,
-    typestr: String,
-    shape: Vec<i64>,
 }
 
-#[pymethods]
-impl ArrayBuf {
-    /// numpy's array interface (version 3) over the bytes: C order, writable.
-    #[getter]
-    fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item(pyo3::intern!(py, "version"), 3)?;
-        d.set_item(pyo3::intern!(py, "typestr"), &self.typestr)?;
-        d.set_item(pyo3::intern!(py, "shape"), pyo3::types::PyTuple::new(py, &self.shape)?)?;
-        d.set_item(pyo3::intern!(py, "data"), (self.mem.ptr as usize, false))?;
-        Ok(d)
+thread_local! {
+    /// The dtypes of the `dtype.str`s met on this PE's thread (`numpy.dtype(s)` costs
+    /// microseconds), cleared past a few hundred.
+    static DESCRS: std::cell::RefCell<rustc_hash::FxHashMap<String, Py<PyArrayDescr>>> =
+        std::cell::RefCell::new(rustc_hash::FxHashMap::default());
+}
+
+/// The dtype `typestr` names (numpy's `dtype.str`).
+fn descr_of<'py>(py: Python<'py>, typestr: &str) -> PyResult<Bound<'py, PyArrayDescr>> {
+    if let Some(d) = DESCRS.with(|d| d.borrow().get(typestr).map(|d| d.clone_ref(py))) {
+        return Ok(d.into_bound(py));
     }
+    let d = PyArrayDescr::new(py, typestr)?;
+    let old = DESCRS.with(|m| {
+        let mut m = m.borrow_mut();
+        let old = if m.len() >= 256 { std::mem::take(&mut *m) } else { Default::default() };
+        m.insert(typestr.to_owned(), d.clone().unbind());
+        old
+    });
+    drop(old); // outside the borrow: dropping dtypes may run Python code
+    Ok(d)
 }
 
 /// A numpy array of `typestr` (numpy's `dtype.str`) and `shape` over `bytes`, which it
-/// owns from now on.
+/// owns from now on (small arrays get a copy in memory numpy allocates).
 pub(crate) fn array_over<'py>(
     py: Python<'py>,
     bytes: Vec<u8>,
     typestr: &str,
     shape: &[i64],
 ) -> PyResult<Bound<'py, PyAny>> {
-    static ASARRAY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-    static NDARRAY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let descr = descr_of(py, typestr)?;
     let len = bytes.len();
-    let a = if len < LIVE_MIN {
-        // Small (or empty: no memory to share): a copy into a `bytearray`, which
-        // `numpy.ndarray` takes as its buffer in one call.
-        let buf = pyo3::types::PyByteArray::new(py, &bytes);
-        NDARRAY.import(py, "numpy", "ndarray")?.call1((shape.to_vec(), typestr, buf))?
-    } else {
-        let buf = ArrayBuf { mem: RawVec::new(bytes), typestr: typestr.to_owned(), shape: shape.to_vec() };
-        ASARRAY.import(py, "numpy", "asarray")?.call1((Bound::new(py, buf)?,))?
-    };
     // Bytes from another process: an array larger than them would read past their end.
-    let nbytes: usize = a.getattr(pyo3::intern!(py, "nbytes"))?.extract()?;
-    if nbytes != len {
+    let want = shape.iter().try_fold(descr.itemsize(), |n, &d| n.checked_mul(usize::try_from(d).ok()?));
+    if want != Some(len) {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "malformed message: an array of dtype {typestr} and shape {shape:?} ({nbytes} bytes) came with {len} bytes"
+            "malformed message: an array of dtype {typestr} and shape {shape:?} came with {len} bytes"
         )));
     }
-    Ok(a)
+    let mut dims: Vec<npy_intp> = shape.iter().map(|&d| d as npy_intp).collect();
+    let nd = std::ffi::c_int::try_from(dims.len()).map_err(|_| {
+        pyo3::exceptions::PyValueError::new_err("malformed message: too many array dimensions")
+    })?;
+    // SAFETY: numpy's C API is loaded (`descr_of` made a dtype through it).
+    let ndarray = unsafe { get_type_object(py, NpyTypes::PyArray_Type) };
+    if len < LIVE_MIN {
+        // Small: a copy costs less than an `ArrayBuf` to own the bytes.
+        // SAFETY: `dims` holds `nd` valid (non-negative, checked above) dimensions;
+        // numpy allocates the memory (data NULL, C order) and takes the reference to
+        // the dtype whatever happens.
+        let arr = unsafe {
+            PY_ARRAY_API.PyArray_NewFromDescr(
+                py,
+                ndarray,
+                descr.into_dtype_ptr(),
+                nd,
+                dims.as_mut_ptr(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        // SAFETY: a new reference, or NULL with an exception set.
+        let arr = unsafe { Bound::from_owned_ptr_or_err(py, arr)? };
+        if len > 0 {
+            // SAFETY: the new array's memory is C-contiguous and `itemsize * dims`
+            // = `len` bytes long (checked above); nothing else refers to it yet.
+            unsafe {
+                let to = (*_PyArray_GET_ITEM_DATA(arr.as_ptr().cast())).data;
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), to.cast::<u8>(), len);
+            }
+        }
+        return Ok(arr);
+    }
+    let buf = Bound::new(py, ArrayBuf { mem: RawVec::new(bytes) })?;
+    let data = buf.get().mem.ptr;
+    // SAFETY: `data` is `len` = `itemsize * dims` bytes (checked above), owned by `buf`,
+    // which becomes the array's base below and so outlives it; numpy takes the
+    // reference to the dtype whatever happens.
+    let arr = unsafe {
+        PY_ARRAY_API.PyArray_NewFromDescr(
+            py,
+            ndarray,
+            descr.into_dtype_ptr(),
+            nd,
+            dims.as_mut_ptr(),
+            std::ptr::null_mut(),
+            data.cast(),
+            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE,
+            std::ptr::null_mut(),
+        )
+    };
+    // SAFETY: a new reference, or NULL with an exception set.
+    let arr = unsafe { Bound::from_owned_ptr_or_err(py, arr)? };
+    // SAFETY: `arr` is a new array without a base; numpy takes the reference to `buf`.
+    if unsafe { PY_ARRAY_API.PyArray_SetBaseObject(py, arr.as_ptr().cast(), buf.into_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    Ok(arr)
 }
 
 /// `a` as the array argument at position `index` of a call, sent beside its other
@@ -259,18 +350,26 @@ pub(crate) fn array_over<'py>(
 /// `None` otherwise: it is pickled then, with the other arguments (a non-contiguous
 /// array in band; numpy gives a contiguous one as an out-of-band buffer).
 pub(crate) fn plain_array(a: &Bound<'_, PyAny>, index: u32) -> Option<crate::PyArrayArg> {
-    let py = a.py();
     if !is_ndarray(a) {
         return None;
     }
-    let dtype = plain_dtype(&a.getattr(pyo3::intern!(py, "dtype")).ok()?)?;
-    let flags = a.getattr(pyo3::intern!(py, "flags")).ok()?;
-    if !flags.getattr(pyo3::intern!(py, "c_contiguous")).ok()?.is_truthy().ok()? {
+    let arr = a.cast::<PyUntypedArray>().ok()?;
+    if !arr.is_c_contiguous() {
         return None;
     }
-    let shape: Vec<i64> = a.getattr(pyo3::intern!(py, "shape")).ok()?.extract().ok()?;
-    let data = ArrayData::borrow(a).ok()?;
+    let dtype = plain_dtype(&arr.dtype())?;
+    let shape = arr.shape().iter().map(|&d| d as i64).collect();
+    let data = ArrayData::of_ndarray(a, arr).ok()?;
     Some(crate::PyArrayArg { index, dtype, shape, data })
+}
+
+/// `a` as a numpy array (of any subclass), if it is one. Never imports numpy (see
+/// [`numpy_loaded`]).
+fn as_ndarray<'a, 'py>(a: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyUntypedArray>> {
+    if !numpy_loaded(a.py()) {
+        return None;
+    }
+    a.cast::<PyUntypedArray>().ok()
 }
 
 static NDARRAY: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
@@ -304,7 +403,7 @@ fn is_ndarray(a: &Bound<'_, PyAny>) -> bool {
 }
 
 /// A dtype (kept alive) and its `dtype.str`, `None` if its values are not plain bytes.
-type DtypeEntry = (Py<PyAny>, Option<String>);
+type DtypeEntry = (Py<PyArrayDescr>, Option<String>);
 
 thread_local! {
     /// `dtype.str` of the dtypes met on this PE's thread, or `None` for a dtype with
@@ -315,15 +414,13 @@ thread_local! {
 }
 
 /// `dtype.str` if `dtype` has neither objects nor fields (its values are plain bytes).
-fn plain_dtype(dtype: &Bound<'_, PyAny>) -> Option<String> {
+fn plain_dtype(dtype: &Bound<'_, PyArrayDescr>) -> Option<String> {
     let key = dtype.as_ptr() as usize;
     if let Some(hit) = DTYPES.with(|d| d.borrow().get(&key).map(|(_, s)| s.clone())) {
         return hit;
     }
     let py = dtype.py();
-    let plain = !dtype.getattr(pyo3::intern!(py, "hasobject")).ok()?.is_truthy().ok()?
-        && dtype.getattr(pyo3::intern!(py, "fields")).ok()?.is_none();
-    let s = if plain {
+    let s = if !dtype.has_object() && !dtype.has_fields() {
         Some(dtype.getattr(pyo3::intern!(py, "str")).ok()?.extract::<String>().ok()?)
     } else {
         None

@@ -99,6 +99,9 @@ def main(args):
         np.zeros(4, dtype="datetime64[s]"),
         np.zeros((), dtype=np.float32),
         np.zeros((0, 3)),
+        np.zeros(3, dtype=">i4"),  # not the native byte order
+        np.zeros(2, dtype="<U3"),
+        np.zeros((2, 2, 2, 3), dtype=np.int64),
     ]
     big = np.zeros(300_000)
     if p > 1:
