@@ -16,10 +16,13 @@
 //! beside the ring). A message larger than a quarter of the ring goes through a
 //! rendezvous instead (`charmrs_shm::bulk`): the sender copies it once into a buffer
 //! segment it keeps for that receiver (reused from message to message, so its pages are
-//! faulted in once; replaced by a larger one when a message does not fit) and pushes
-//! `(length, sequence, buffer name)` as a record, so it keeps its place in the order;
-//! the receiver maps the buffer the first time (and unlinks it), decodes the message in
-//! place, and releases the buffer for the next one.
+//! faulted in once; replaced by a larger one when a message does not fit). It writes the
+//! message's header first and pushes `(length, sequence, header length, buffer name)` as
+//! a record, so the message keeps its place in the order, then writes the rest (the
+//! large byte runs) chunk by chunk. The receiver maps the buffer the first time (and
+//! unlinks it), decodes the header in place and copies the byte runs out as they
+//! arrive ([`Receiver::deliver_streamed`]): the two copies overlap, so a large message
+//! costs about one copy's time. Then it releases the buffer for the next one.
 //!
 //! Receiving: whoever holds a ring's consumer end drains it. While PEs are idle and
 //! spinning they poll the rings ([`Transport::poll`], try-lock, never blocking): a
@@ -64,7 +67,8 @@ const DOORBELL: u8 = 23;
 const BYE: u8 = 24;
 /// Record kinds.
 const MSG: u32 = 1;
-/// A rendezvous: `len: u64`, `seq: u64`, then the bulk buffer's name.
+/// A rendezvous: `len: u64`, `seq: u64`, `head: u64` (how many bytes are written
+/// already; the rest streams in), then the bulk buffer's name.
 const BIG: u32 = 2;
 /// Smallest bulk buffer.
 const MIN_BULK: usize = 1 << 20;
@@ -338,7 +342,7 @@ fn drain_until(
         && ring.try_pop(|kind, bytes| match kind {
             MSG => recv.deliver(peer, bytes),
             BIG => {
-                if let Err(e) = take_big(job, bytes, bulk, |m| recv.deliver(peer, m)) {
+                if let Err(e) = take_big(peer, job, bytes, bulk, recv) {
                     bad = Some(e);
                 }
             }
@@ -406,17 +410,27 @@ fn consume(inn: &In, job: u64, mut tcp: TcpStream, recv: &dyn Receiver, quiet: &
     recv.closed(peer, how);
 }
 
-/// Hands a rendezvous message to `deliver`, reading it in place in the sender's bulk
-/// buffer (mapped on first use), then releases the buffer.
+/// Hands a rendezvous message to the receiver: its first part (the header) read in
+/// place in the sender's bulk buffer (mapped on first use), the rest copied out as the
+/// sender writes it; then releases the buffer.
 fn take_big(
+    peer: u32,
     job: u64,
     rec: &[u8],
     bulk: &mut Option<BulkIn>,
-    deliver: impl FnOnce(&[u8]),
+    recv: &dyn Receiver,
 ) -> Result<(), String> {
-    let (len, rest) = rec.split_first_chunk::<8>().ok_or("a truncated rendezvous record")?;
-    let (seq, name) = rest.split_first_chunk::<8>().ok_or("a truncated rendezvous record")?;
-    let (len, seq) = (u64::from_le_bytes(*len) as usize, u64::from_le_bytes(*seq));
+    let bad = "a truncated rendezvous record";
+    let (len, rest) = rec.split_first_chunk::<8>().ok_or(bad)?;
+    let (seq, rest) = rest.split_first_chunk::<8>().ok_or(bad)?;
+    let (head, name) = rest.split_first_chunk::<8>().ok_or(bad)?;
+    let (len, seq, head) = (u64::from_le_bytes(*len), u64::from_le_bytes(*seq), u64::from_le_bytes(*head));
+    let (Ok(len), Ok(head)) = (usize::try_from(len), usize::try_from(head)) else {
+        return Err("a rendezvous larger than memory".into());
+    };
+    if head > len {
+        return Err(format!("a rendezvous of {len} bytes whose header is {head}"));
+    }
     let name = std::str::from_utf8(name).map_err(|_| "a rendezvous name that is not UTF-8")?;
     let name = ShmName::new(&format!("{job:016x}"), name).map_err(|e| e.to_string())?;
     if bulk.as_ref().is_none_or(|b| b.name().name() != name.name()) {
@@ -424,9 +438,40 @@ fn take_big(
         *bulk = Some(BulkIn::open(&name).map_err(|e| format!("rendezvous buffer {name}: {e}"))?);
     }
     let b = bulk.as_ref().expect("mapped above");
-    deliver(b.bytes(len).map_err(|e| format!("rendezvous buffer {name}: {e}"))?);
+    let gone = || format!("process {peer} died while it sent a message of {len} bytes");
+    let ready = b.wait_written(head).ok_or_else(gone)?;
+    let first = b.bytes(head.min(ready)).map_err(|e| format!("rendezvous buffer {name}: {e}"))?;
+    if head == len {
+        recv.deliver(peer, first);
+    } else {
+        recv.deliver_streamed(peer, first, &BulkTail { bulk: b, from: head, len: len - head });
+    }
+    // The receiver may not have read all of it (a message it refused): the sender
+    // finishes before the buffer can be reused.
+    b.wait_written(len).ok_or_else(gone)?;
     b.release(seq);
     Ok(())
+}
+
+/// The part of a rendezvous message the sender is still writing.
+struct BulkTail<'a> {
+    bulk: &'a BulkIn,
+    /// Where it starts in the payload.
+    from: usize,
+    len: usize,
+}
+
+impl crate::transport::Tail for BulkTail<'_> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn copy_to(&self, at: usize, dst: &mut [std::mem::MaybeUninit<u8>]) -> Result<(), String> {
+        if at.checked_add(dst.len()).is_none_or(|e| e > self.len) {
+            return Err(format!("bytes {at}..+{} of a {}-byte tail", dst.len(), self.len));
+        }
+        self.bulk.copy_out(self.from + at, dst).map_err(|e| e.to_string())
+    }
 }
 
 impl Transport for Hybrid {
@@ -464,6 +509,7 @@ impl Transport for Hybrid {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut big_rec = Vec::new();
         let big_ref: &[u8];
+        let mut streamed: &[&[u8]] = &[];
         let (kind, parts): (u32, &[&[u8]]) = if len > out.producer.capacity() / 4 {
             let out = &mut *out;
             if out.bulk.as_ref().is_none_or(|b| b.capacity() < len) {
@@ -478,13 +524,18 @@ impl Transport for Hybrid {
             }
             let bulk = out.bulk.as_mut().expect("made above");
             let lost = Arc::clone(&out.lost);
+            // The first part (the message's header, small) now; the others, the
+            // large byte runs, stream in once the receiver knows of the message.
+            let (first, rest) = parts.split_first().expect("one part at least");
             let seq = bulk
-                .write(parts, || lost.load(Ordering::Acquire))
+                .begin(len, first, || lost.load(Ordering::Acquire))
                 .map_err(|err| SendError::Io { to, err })?;
             big_rec.extend_from_slice(&(len as u64).to_le_bytes());
             big_rec.extend_from_slice(&seq.to_le_bytes());
+            big_rec.extend_from_slice(&(first.len() as u64).to_le_bytes());
             big_rec.extend_from_slice(bulk.name().name().as_bytes());
             big_ref = &big_rec;
+            streamed = rest;
             (BIG, std::slice::from_ref(&big_ref))
         } else {
             (MSG, parts)
@@ -526,7 +577,11 @@ impl Transport for Hybrid {
                 }
             }
         }
-        ring_doorbell(&mut out, self.rank, to)
+        ring_doorbell(&mut out, self.rank, to)?;
+        if !streamed.is_empty() {
+            out.bulk.as_mut().expect("the rendezvous buffer written above").stream(streamed);
+        }
+        Ok(())
     }
 
     fn pes_active(&self) {

@@ -9,8 +9,45 @@ pub trait Receiver: Send + Sync + 'static {
     /// A message from process `from` (the frame's payload; it may point into shared
     /// memory, valid for the call only).
     fn deliver(&self, from: u32, msg: &[u8]);
+    /// A message from process `from` whose last `tail.len()` bytes are still being
+    /// written (a large message through shared memory: the sender copies them in while
+    /// this process copies them out). `msg` is the rest, all there. The default waits
+    /// for the whole message and calls [`Receiver::deliver`] with a copy of it; a
+    /// receiver that copies the tail where it needs it ([`Tail::copy_to`]) overlaps its
+    /// copy with the sender's.
+    #[allow(unsafe_code)] // one `set_len` after the copy: see the SAFETY comment
+    fn deliver_streamed(&self, from: u32, msg: &[u8], tail: &dyn Tail) {
+        let mut all = Vec::with_capacity(msg.len() + tail.len());
+        all.extend_from_slice(msg);
+        let at = all.len();
+        if tail.copy_to(0, &mut all.spare_capacity_mut()[..tail.len()]).is_ok() {
+            // SAFETY: `copy_to` succeeded: it initialized the `tail.len()` bytes after
+            // the `at` already there, within the capacity reserved above.
+            unsafe { all.set_len(at + tail.len()) };
+            self.deliver(from, &all);
+        }
+        // Otherwise the sender is gone: the transport reports it (`closed`).
+    }
     /// The connection to process `from` ended: in order (it said goodbye first) or not.
     fn closed(&self, from: u32, how: Closed);
+}
+
+/// The end of a message that is still arriving: bytes that can be copied out, each as
+/// soon as the sender has written it (see [`Receiver::deliver_streamed`]).
+pub trait Tail {
+    /// How many bytes.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copies bytes `at..at + dst.len()` into `dst`, waiting for each to be written;
+    /// when it returns `Ok`, all of `dst` is initialized.
+    ///
+    /// # Errors
+    /// The range is out of bounds, or the sender is gone before it wrote them (they
+    /// never come).
+    fn copy_to(&self, at: usize, dst: &mut [std::mem::MaybeUninit<u8>]) -> Result<(), String>;
 }
 
 /// How a connection ended.

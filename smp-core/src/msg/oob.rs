@@ -27,9 +27,11 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
+use charmrs_comm::transport::Tail;
 use serde::de::{self, EnumAccess, SeqAccess, VariantAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -67,19 +69,66 @@ pub fn serialize_oob<S: Serializer>(owner: Arc<dyn OobBytes>, s: S) -> Result<S:
     serialize_bytes(owner.bytes(), move || run, s)
 }
 
-/// A run of the message being decoded: a pointer into it (see [`with_runs`]).
+/// A run of the message being decoded: a pointer into it, or a place in the message's
+/// tail that is still arriving (see [`with_runs`]).
 #[derive(Clone, Copy)]
-struct InRun {
-    ptr: *const u8,
-    len: usize,
+enum InRun {
+    Bytes { ptr: *const u8, len: usize },
+    Tail { at: usize, len: usize },
 }
+
+/// Where a run of a message being decoded comes from: bytes of the message, or bytes
+/// `at..at + len` of its tail, still being written by the sender (see
+/// [`charmrs_comm::transport::Receiver::deliver_streamed`]).
+#[derive(Clone, Copy)]
+pub(crate) enum RunIn<'a> {
+    /// Bytes of the message.
+    Bytes(&'a [u8]),
+    /// Bytes of the tail.
+    Tail { at: usize, len: usize },
+}
+
+/// The bytes of a byte run, for the code that keeps them: copied out with
+/// [`Src::copy_to`] (from a streamed tail, as they arrive).
+pub(crate) enum Src<'a> {
+    Bytes(&'a [u8]),
+    Tail { tail: &'a dyn Tail, at: usize, len: usize },
+}
+
+impl Src<'_> {
+    /// How many bytes.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Src::Bytes(b) => b.len(),
+            Src::Tail { len, .. } => *len,
+        }
+    }
+
+    /// Copies the bytes into `dst`, which is [`Src::len`] long; on `Ok` it is all
+    /// initialized.
+    pub(crate) fn copy_to(&self, dst: &mut [MaybeUninit<u8>]) -> Result<(), String> {
+        assert_eq!(dst.len(), self.len(), "a destination of the run's length");
+        match self {
+            Src::Bytes(b) => {
+                // SAFETY: `dst` has room for `b.len()` bytes (asserted) and, being a
+                // `&mut`, cannot overlap `b`.
+                unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), dst.as_mut_ptr().cast::<u8>(), b.len()) };
+                Ok(())
+            }
+            Src::Tail { tail, at, .. } => tail.copy_to(*at, dst),
+        }
+    }
+}
+
+/// The tail of the message being decoded, for the duration of [`with_runs`].
+type TailPtr = *const (dyn Tail + 'static);
 
 thread_local! {
     /// While [`collecting`] runs on this thread: the runs set aside so far.
     static OUT: RefCell<Vec<Run>> = const { RefCell::new(Vec::new()) };
     static COLLECTING: Cell<bool> = const { Cell::new(false) };
-    /// While [`with_runs`] runs on this thread: the message's runs.
-    static IN: RefCell<Vec<InRun>> = const { RefCell::new(Vec::new()) };
+    /// While [`with_runs`] runs on this thread: the message's runs, and its tail.
+    static IN: RefCell<(Vec<InRun>, Option<TailPtr>)> = const { RefCell::new((Vec::new(), None)) };
 }
 
 /// Runs `encode` with out-of-band collection on for this thread; returns its result and
@@ -100,16 +149,28 @@ pub(crate) fn collecting<R>(encode: impl FnOnce() -> R) -> (R, Vec<Run>) {
 }
 
 /// Runs `decode` with `runs` as the out-of-band buffers of the message being decoded on
-/// this thread (what was there before is restored afterwards).
-pub(crate) fn with_runs<R>(runs: &[&[u8]], decode: impl FnOnce() -> R) -> R {
-    struct Restore(Vec<InRun>);
+/// this thread, `tail` the message's tail still arriving if some runs are there (what
+/// was there before is restored afterwards).
+pub(crate) fn with_runs<R>(runs: &[RunIn<'_>], tail: Option<&dyn Tail>, decode: impl FnOnce() -> R) -> R {
+    struct Restore((Vec<InRun>, Option<TailPtr>));
     impl Drop for Restore {
         fn drop(&mut self) {
             IN.with(|i| *i.borrow_mut() = std::mem::take(&mut self.0));
         }
     }
-    let mine = runs.iter().map(|r| InRun { ptr: r.as_ptr(), len: r.len() }).collect();
-    let restore = Restore(IN.with(|i| std::mem::replace(&mut *i.borrow_mut(), mine)));
+    let mine = runs
+        .iter()
+        .map(|r| match *r {
+            RunIn::Bytes(b) => InRun::Bytes { ptr: b.as_ptr(), len: b.len() },
+            RunIn::Tail { at, len } => InRun::Tail { at, len },
+        })
+        .collect();
+    // SAFETY: only the lifetime is erased: the pointer is read only by the visitor
+    // below, inside `decode`, while `tail` is borrowed for this whole call (and it is
+    // gone from the thread-local when this call returns, also by a panic).
+    let tail =
+        tail.map(|t| unsafe { std::mem::transmute::<*const (dyn Tail + '_), TailPtr>(t as *const dyn Tail) });
+    let restore = Restore(IN.with(|i| std::mem::replace(&mut *i.borrow_mut(), (mine, tail))));
     let r = decode();
     drop(restore);
     r
@@ -153,10 +214,10 @@ pub(crate) fn serialize_bytes<S: Serializer>(
 }
 
 /// Deserializes what [`serialize_bytes`] wrote and hands the bytes to `take` (they are
-/// borrowed from the message: `take` copies what it keeps).
+/// borrowed from the message, or still arriving: `take` copies what it keeps).
 pub(crate) fn deserialize_bytes<'de, D, R>(
     d: D,
-    take: impl FnOnce(&[u8]) -> Result<R, String>,
+    take: impl FnOnce(Src<'_>) -> Result<R, String>,
 ) -> Result<R, D::Error>
 where
     D: Deserializer<'de>,
@@ -168,7 +229,7 @@ struct BytesVisitor<F, R>(F, PhantomData<R>);
 
 impl<'de, F, R> Visitor<'de> for BytesVisitor<F, R>
 where
-    F: FnOnce(&[u8]) -> Result<R, String>,
+    F: FnOnce(Src<'_>) -> Result<R, String>,
 {
     type Value = R;
 
@@ -182,17 +243,35 @@ where
             Tag::Inline => v.newtype_variant_seed(InlineSeed(self.0, PhantomData)),
             Tag::OutOfBand => {
                 let i: u32 = v.newtype_variant()?;
-                let run = IN.with(|runs| runs.borrow().get(i as usize).copied());
-                let Some(run) = run else {
-                    return Err(de::Error::custom(format!("out-of-band buffer {i} is not in the message")));
+                let (run, tail) = IN.with(|runs| {
+                    let runs = runs.borrow();
+                    (runs.0.get(i as usize).copied(), runs.1)
+                });
+                let src = match run {
+                    None => {
+                        return Err(de::Error::custom(format!(
+                            "out-of-band buffer {i} is not in the message"
+                        )))
+                    }
+                    Some(InRun::Bytes { ptr, len }) => {
+                        // SAFETY: `IN` holds runs only while `with_runs` runs on this
+                        // thread (it restores the previous ones on the way out, also by a
+                        // panic), and they point into the slices `with_runs` borrows for
+                        // its whole call; this visitor runs inside it. `take` cannot keep
+                        // the borrow (it is higher-ranked over the slice's lifetime).
+                        let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
+                        Src::Bytes(bytes)
+                    }
+                    Some(InRun::Tail { at, len }) => {
+                        let Some(tail) = tail else {
+                            return Err(de::Error::custom("a run in a tail the message does not have"));
+                        };
+                        // SAFETY: as for the runs: `with_runs` borrows the tail for its
+                        // whole call, which this visitor runs inside.
+                        Src::Tail { tail: unsafe { &*tail }, at, len }
+                    }
                 };
-                // SAFETY: `IN` holds runs only while `with_runs` runs on this thread (it
-                // restores the previous ones on the way out, also by a panic), and they
-                // point into the slices `with_runs` borrows for its whole call; this
-                // visitor runs inside it. `take` cannot keep the borrow (it is
-                // higher-ranked over the slice's lifetime).
-                let bytes = unsafe { std::slice::from_raw_parts(run.ptr, run.len) };
-                (self.0)(bytes).map_err(de::Error::custom)
+                (self.0)(src).map_err(de::Error::custom)
             }
         }
     }
@@ -202,7 +281,7 @@ struct InlineSeed<F, R>(F, PhantomData<R>);
 
 impl<'de, F, R> de::DeserializeSeed<'de> for InlineSeed<F, R>
 where
-    F: FnOnce(&[u8]) -> Result<R, String>,
+    F: FnOnce(Src<'_>) -> Result<R, String>,
 {
     type Value = R;
 
@@ -213,7 +292,7 @@ where
 
 impl<'de, F, R> Visitor<'de> for InlineSeed<F, R>
 where
-    F: FnOnce(&[u8]) -> Result<R, String>,
+    F: FnOnce(Src<'_>) -> Result<R, String>,
 {
     type Value = R;
 
@@ -222,7 +301,7 @@ where
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<R, E> {
-        (self.0)(v).map_err(E::custom)
+        (self.0)(Src::Bytes(v)).map_err(E::custom)
     }
 
     // Self-describing formats without a bytes type (JSON) write a sequence of numbers.
@@ -231,7 +310,7 @@ where
         while let Some(b) = seq.next_element::<u8>()? {
             v.push(b);
         }
-        (self.0)(&v).map_err(de::Error::custom)
+        (self.0)(Src::Bytes(&v)).map_err(de::Error::custom)
     }
 }
 
@@ -325,32 +404,29 @@ impl<'de, T: bytemuck::Pod> Deserialize<'de> for PodVec<T> {
     }
 }
 
-/// Copies `bytes` into a new `Vec<T>` (aligned for `T`, which the bytes may not be).
-fn pod_vec_from<T: bytemuck::Pod>(bytes: &[u8]) -> Result<Vec<T>, String> {
+/// Copies the bytes of `src` into a new `Vec<T>` (aligned for `T`, which the bytes may
+/// not be).
+fn pod_vec_from<T: bytemuck::Pod>(src: Src<'_>) -> Result<Vec<T>, String> {
     let size = size_of::<T>();
+    let len = src.len();
     if size == 0 {
-        return if bytes.is_empty() {
-            Ok(Vec::new())
-        } else {
-            Err("bytes for a vector of zero-sized values".into())
-        };
+        return if len == 0 { Ok(Vec::new()) } else { Err("bytes for a vector of zero-sized values".into()) };
     }
-    if bytes.len() % size != 0 {
+    if len % size != 0 {
         return Err(format!(
-            "{} bytes are not a whole number of {} ({size} bytes each)",
-            bytes.len(),
+            "{len} bytes are not a whole number of {} ({size} bytes each)",
             std::any::type_name::<T>()
         ));
     }
-    let n = bytes.len() / size;
+    let n = len / size;
     let mut v: Vec<T> = Vec::with_capacity(n);
-    // SAFETY: the vector has room for `n` values of `T`, that is `bytes.len()` bytes, and
-    // `bytes` cannot overlap a fresh allocation. Every bit pattern is a valid `T`
-    // (`T: Pod`), so after the copy the first `n` values are initialized.
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr().cast::<u8>(), bytes.len());
-        v.set_len(n);
-    }
+    // SAFETY: the vector has room for `n` values of `T`, that is `len` bytes, seen here
+    // as bytes that may be uninitialized (`u8` has no alignment of its own).
+    let dst = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<MaybeUninit<u8>>(), len) };
+    src.copy_to(dst)?;
+    // SAFETY: `copy_to` initialized all `len` bytes, and every bit pattern is a valid
+    // `T` (`T: Pod`), so the first `n` values are initialized.
+    unsafe { v.set_len(n) };
     Ok(v)
 }
 
@@ -381,9 +457,9 @@ mod tests {
         let ((), runs) = collecting(|| encode(&value, &mut out).expect("encodes"));
         assert_eq!(runs.len(), 2);
         assert!(out.len() < 64, "only the indices are in the message: {} bytes", out.len());
-        let bytes: Vec<&[u8]> = runs.iter().map(|r| r.bytes()).collect();
-        assert_eq!(bytes[0], bytemuck::cast_slice::<f64, u8>(&a));
-        let back = with_runs(&bytes, || decode::<(PodVec<f64>, u8, PodVec<u32>, PodVec<i64>)>(&out));
+        let bytes: Vec<RunIn<'_>> = runs.iter().map(|r| RunIn::Bytes(r.bytes())).collect();
+        assert_eq!(runs[0].bytes(), bytemuck::cast_slice::<f64, u8>(&a));
+        let back = with_runs(&bytes, None, || decode::<(PodVec<f64>, u8, PodVec<u32>, PodVec<i64>)>(&out));
         assert_eq!(back, Ok(value));
         // Without its buffers the message is an error, not garbage.
         let e = decode::<(PodVec<f64>, u8, PodVec<u32>, PodVec<i64>)>(&out).expect_err("no buffers");
@@ -410,10 +486,57 @@ mod tests {
             let mut out = Vec::new();
             let ((), runs) = collecting(|| encode(&w, &mut out).expect("encodes"));
             assert_eq!(runs.len(), usize::from(n >= OOB_MIN), "{n} bytes");
-            let bytes: Vec<&[u8]> = runs.iter().map(|r| r.bytes()).collect();
-            let back = with_runs(&bytes, || decode::<PodVec<u8>>(&out)).expect("decodes");
+            let bytes: Vec<RunIn<'_>> = runs.iter().map(|r| RunIn::Bytes(r.bytes())).collect();
+            let back = with_runs(&bytes, None, || decode::<PodVec<u8>>(&out)).expect("decodes");
             assert_eq!(&back[..], &w.0 .0[..]);
         }
+    }
+
+    /// A tail that hands out its bytes from a buffer, or fails past `cut` (a sender
+    /// that died).
+    struct TestTail {
+        bytes: Vec<u8>,
+        cut: usize,
+    }
+
+    impl Tail for TestTail {
+        fn len(&self) -> usize {
+            self.bytes.len()
+        }
+
+        fn copy_to(&self, at: usize, dst: &mut [MaybeUninit<u8>]) -> Result<(), String> {
+            if at + dst.len() > self.cut {
+                return Err("the sender is gone".into());
+            }
+            for (d, s) in dst.iter_mut().zip(&self.bytes[at..]) {
+                d.write(*s);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn runs_in_a_streamed_tail_are_copied_from_it() {
+        let a: PodVec<f64> = (0..1000).map(f64::from).collect();
+        let b: PodVec<u16> = (0..3000).collect();
+        let value = (a.clone(), 7u8, b.clone());
+        let mut out = Vec::new();
+        let ((), runs) = collecting(|| encode(&value, &mut out).expect("encodes"));
+        let bytes: Vec<u8> = runs.iter().flat_map(|r| r.bytes().to_vec()).collect();
+        let (la, lb) = (runs[0].bytes().len(), runs[1].bytes().len());
+        let ins = [RunIn::Tail { at: 0, len: la }, RunIn::Tail { at: la, len: lb }];
+        let whole = TestTail { cut: bytes.len(), bytes: bytes.clone() };
+        let back = with_runs(&ins, Some(&whole), || decode::<(PodVec<f64>, u8, PodVec<u16>)>(&out));
+        assert_eq!(back, Ok(value));
+        // The sender dies after the first run: an error, not garbage.
+        let cut = TestTail { cut: la + 10, bytes };
+        let e =
+            with_runs(&ins, Some(&cut), || decode::<(PodVec<f64>, u8, PodVec<u16>)>(&out)).expect_err("cut");
+        assert!(e.contains("the sender is gone"), "{e}");
+        // A tail run without a tail is refused.
+        let e =
+            with_runs(&ins, None, || decode::<(PodVec<f64>, u8, PodVec<u16>)>(&out)).expect_err("no tail");
+        assert!(e.contains("does not have"), "{e}");
     }
 
     #[test]
@@ -437,8 +560,8 @@ mod tests {
             } else {
                 (encode(&v, &mut out).expect("encodes"), Vec::new())
             };
-            let bytes: Vec<&[u8]> = runs.iter().map(|r| r.bytes()).collect();
-            let back = with_runs(&bytes, || decode::<PodVec<u32>>(&out[pad..]));
+            let bytes: Vec<RunIn<'_>> = runs.iter().map(|r| RunIn::Bytes(r.bytes())).collect();
+            let back = with_runs(&bytes, None, || decode::<PodVec<u32>>(&out[pad..]));
             prop_assert_eq!(back, Ok(v));
         }
     }

@@ -22,6 +22,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use charmrs_comm::transport::Tail;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::chare::registry::{self, EpId};
@@ -217,8 +218,10 @@ fn desc_of(ep: EpId) -> Result<&'static crate::chare::registry::EntryDesc, Strin
 /// header) and hands the result to `send`: the message, and the out-of-band runs that
 /// follow it (see [`crate::msg::oob`]), valid during the call only.
 ///
-/// Layout after the frame header: `n: u32` (how many runs), the [`Routed`] header, the
-/// payload, then, if `n > 0`, the `n` runs and their `n` lengths (`u64` each).
+/// Layout after the frame header: `n: u32` (how many runs), their `n` lengths (`u64`
+/// each), the [`Routed`] header, the payload, then the `n` runs. Everything but the runs
+/// comes first, so a receiver can decode the message while the runs are still being
+/// written (a streamed rendezvous: see [`crate::msg::oob::streaming`]).
 pub(crate) fn to_wire<R>(
     to: PeId,
     env: Envelope,
@@ -360,9 +363,11 @@ pub(crate) fn to_wire<R>(
     let n =
         u32::try_from(runs.len()).map_err(|_| fail("a message", "too many out-of-band buffers".into()))?;
     out[base..base + 4].copy_from_slice(&n.to_le_bytes());
-    let lens: Vec<u8> = runs.iter().flat_map(|r| (r.bytes().len() as u64).to_le_bytes()).collect();
-    let mut parts: Vec<&[u8]> = runs.iter().map(|r| r.bytes()).collect();
-    parts.push(&lens);
+    // The table goes before the header (moving the header, which is small: the large
+    // byte runs are the ones set aside).
+    let lens = runs.iter().flat_map(|r| (r.bytes().len() as u64).to_le_bytes());
+    out.splice(base + 4..base + 4, lens);
+    let parts: Vec<&[u8]> = runs.iter().map(|r| r.bytes()).collect();
     Ok(send(out, &parts))
 }
 
@@ -396,33 +401,68 @@ pub(crate) enum Arrived {
 }
 
 /// Splits a message into its header and payload, and its out-of-band runs (see
-/// [`to_wire`] for the layout).
-fn split_runs(bytes: &[u8]) -> Result<(&[u8], Vec<&[u8]>), DecodeError> {
+/// [`to_wire`] for the layout): at the end of `bytes`, or, if the message has a tail
+/// of `tail` bytes still arriving, in it (then the runs are all of the tail).
+fn split_runs(bytes: &[u8], tail: Option<usize>) -> Result<(&[u8], Vec<oob::RunIn<'_>>), DecodeError> {
     let bad = |why: &str| DecodeError(format!("out-of-band buffers: {why}"));
     let (n, rest) =
         bytes.split_first_chunk::<4>().ok_or_else(|| bad("a message shorter than its run count"))?;
     let n = u32::from_le_bytes(*n) as usize;
-    if n == 0 {
-        return Ok((rest, Vec::new()));
-    }
     let table =
         n.checked_mul(8).filter(|&t| t <= rest.len()).ok_or_else(|| bad("a truncated length table"))?;
-    let (mut body, lens) = rest.split_at(rest.len() - table);
-    let mut runs = vec![&[][..]; n];
-    // The runs end where the table starts: take them from the last one back.
-    for (i, len) in lens.chunks_exact(8).enumerate().rev() {
-        let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
-        let at = body.len().checked_sub(len).ok_or_else(|| bad("a run longer than the message"))?;
-        runs[i] = &body[at..];
-        body = &body[..at];
+    let (lens, rest) = rest.split_at(table);
+    // The runs' room: the end of `rest`, or the tail.
+    let room = tail.unwrap_or(rest.len());
+    let mut total = 0usize;
+    let lens: Vec<usize> = lens
+        .chunks_exact(8)
+        .map(|l| {
+            let len = usize::try_from(u64::from_le_bytes(l.try_into().expect("8 bytes"))).ok();
+            total = len.and_then(|l| total.checked_add(l)).filter(|&t| t <= room)?;
+            len
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| bad("runs longer than the message"))?;
+    if let Some(tail) = tail {
+        if total != tail {
+            return Err(bad(&format!("runs of {total} bytes in a tail of {tail}")));
+        }
+        let mut at = 0;
+        let runs = lens
+            .into_iter()
+            .map(|len| {
+                at += len;
+                oob::RunIn::Tail { at: at - len, len }
+            })
+            .collect();
+        return Ok((rest, runs));
     }
+    let (body, mut end) = rest.split_at(rest.len() - total);
+    let runs = lens
+        .into_iter()
+        .map(|len| {
+            let (run, after) = end.split_at(len);
+            end = after;
+            oob::RunIn::Bytes(run)
+        })
+        .collect();
     Ok((body, runs))
 }
 
 /// Decodes a message from another process. Argument payloads are decoded here with the
 /// entry method's codec; other payloads stay [`Encoded`] for their typed consumer.
 pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
-    let (bytes, runs) = split_runs(bytes)?;
+    from_wire_with(bytes, None)
+}
+
+/// [`from_wire`] of a message whose out-of-band runs are `tail`, still arriving: they
+/// are copied out as they come (see [`charmrs_comm::transport::Receiver::deliver_streamed`]).
+pub(crate) fn from_wire_streamed(bytes: &[u8], tail: &dyn Tail) -> Result<Arrived, DecodeError> {
+    from_wire_with(bytes, Some(tail))
+}
+
+fn from_wire_with(bytes: &[u8], tail: Option<&dyn Tail>) -> Result<Arrived, DecodeError> {
+    let (bytes, runs) = split_runs(bytes, tail.map(|t| t.len()))?;
     let (routed, used) = decode_prefix::<Routed>(bytes).map_err(|e| DecodeError(format!("header: {e}")))?;
     let payload = &bytes[used..];
     let to = routed.to;
@@ -436,7 +476,7 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
         WireHead::Call { coll, index, ep, reply } | WireHead::Forwarded { coll, index, ep, reply } => {
             let forwarded = matches!(routed.head, WireHead::Forwarded { .. });
             let desc = args_of(ep, "call")?;
-            let args = oob::with_runs(&runs, || (desc.codec().decode_owned)(payload))
+            let args = oob::with_runs(&runs, tail, || (desc.codec().decode_owned)(payload))
                 .map_err(|e| bad_args(desc, e))?;
             let call = Envelope::Call { coll, index, ep: EpId(ep), reply, args: Args::Owned(args) };
             if forwarded {
@@ -447,7 +487,7 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
         }
         WireHead::Bcast { coll, ep, root, fwd, reply } => {
             let desc = args_of(ep, "broadcast")?;
-            let args = oob::with_runs(&runs, || (desc.codec().decode_shared)(payload))
+            let args = oob::with_runs(&runs, tail, || (desc.codec().decode_shared)(payload))
                 .map_err(|e| bad_args(desc, e))?;
             Envelope::Bcast { coll, ep: EpId(ep), root, fwd, reply, args }
         }
@@ -461,7 +501,7 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
             let args: SharedArgs = if matches!(kind, WireKind::Sparse { .. }) {
                 Arc::new(())
             } else {
-                oob::with_runs(&runs, || (desc.codec().decode_shared)(payload))
+                oob::with_runs(&runs, tail, || (desc.codec().decode_shared)(payload))
                     .map_err(|e| bad_args(desc, e))?
             };
             let kind = match kind {
@@ -535,7 +575,7 @@ pub(crate) fn from_wire(bytes: &[u8]) -> Result<Arrived, DecodeError> {
         WireHead::Sparse(m) => Envelope::Sys(SysMsg::Sparse(m)),
         WireHead::Insert { coll, index, ctor, home } => {
             let desc = args_of(ctor, "insertion")?;
-            let args = oob::with_runs(&runs, || (desc.codec().decode_shared)(payload))
+            let args = oob::with_runs(&runs, tail, || (desc.codec().decode_shared)(payload))
                 .map_err(|e| bad_args(desc, e))?;
             Envelope::Sys(SysMsg::Insert { coll, index, ctor: desc, args, home })
         }
@@ -626,8 +666,8 @@ mod tests {
         let whole = routed(WireHead::Qd(QdMsg::Wave(1)), &[]);
         let with = |n: u32, lens: &[u64]| {
             let mut m = n.to_le_bytes().to_vec();
-            m.extend_from_slice(&whole[4..]);
             m.extend(lens.iter().flat_map(|l| l.to_le_bytes()));
+            m.extend_from_slice(&whole[4..]);
             m
         };
         for (n, lens) in [(1u32, &[1u64 << 40][..]), (u32::MAX, &[]), (1, &[u64::MAX])] {

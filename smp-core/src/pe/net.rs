@@ -12,7 +12,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use charmrs_comm::bootstrap::{Mesh, ProcInfo};
-use charmrs_comm::transport::{Closed, Receiver, Transport};
+use charmrs_comm::transport::{Closed, Receiver, Tail, Transport};
 
 use crate::msg::wire::{self, Arrived};
 use crate::msg::Envelope;
@@ -244,10 +244,11 @@ pub(crate) fn process_fatal(layout: &Layout, msg: &str) -> ! {
 /// The runtime's receiving end: decodes and routes what the transport delivers.
 pub(crate) struct Inbound(pub(crate) Arc<Shared>);
 
-impl Receiver for Inbound {
-    fn deliver(&self, from: u32, msg: &[u8]) {
+impl Inbound {
+    /// Routes what arrived from process `from`, decoded.
+    fn arrived(&self, from: u32, got: Result<Arrived, wire::DecodeError>) {
         let shared = &self.0;
-        match wire::from_wire(msg) {
+        match got {
             Ok(Arrived::Msg(to, env)) if shared.is_local(to) => shared.push(to, env),
             Ok(Arrived::Msg(to, _)) => process_fatal(
                 &shared.layout,
@@ -261,6 +262,39 @@ impl Receiver for Inbound {
             }
             Err(e) => process_fatal(&shared.layout, &format!("{} sent a {e}", shared.layout.describe(from))),
         }
+    }
+}
+
+/// A streamed tail that remembers whether the sender died before it was all there.
+struct Watched<'a> {
+    tail: &'a dyn Tail,
+    cut: std::cell::Cell<bool>,
+}
+
+impl Tail for Watched<'_> {
+    fn len(&self) -> usize {
+        self.tail.len()
+    }
+
+    fn copy_to(&self, at: usize, dst: &mut [std::mem::MaybeUninit<u8>]) -> Result<(), String> {
+        self.tail.copy_to(at, dst).inspect_err(|_| self.cut.set(true))
+    }
+}
+
+impl Receiver for Inbound {
+    fn deliver(&self, from: u32, msg: &[u8]) {
+        self.arrived(from, wire::from_wire(msg));
+    }
+
+    fn deliver_streamed(&self, from: u32, msg: &[u8], tail: &dyn Tail) {
+        let watch = Watched { tail, cut: std::cell::Cell::new(false) };
+        let got = wire::from_wire_streamed(msg, &watch);
+        if got.is_err() && watch.cut.get() {
+            // The sender died in the middle: the transport reports it as a lost peer,
+            // which it is, rather than as a malformed message.
+            return;
+        }
+        self.arrived(from, got);
     }
 
     fn closed(&self, from: u32, how: Closed) {
