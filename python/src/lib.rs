@@ -540,6 +540,19 @@ fn raised(py: Python<'_>, what: &str, e: PyErr) -> ! {
     })
 }
 
+/// The exit status `SystemExit` exception `e` asks for: its code (0 for `None`; a
+/// message, printed, means 1), as Python's own `exit()` does.
+fn exit_code(py: Python<'_>, e: &PyErr) -> i32 {
+    match e.value(py).getattr("code").ok() {
+        Some(c) if c.is_none() => 0,
+        Some(c) => c.extract::<i32>().unwrap_or_else(|_| {
+            eprintln!("{c}");
+            1
+        }),
+        None => 0,
+    }
+}
+
 /// A runtime error as a Python exception: a remote exception with its own type (the
 /// remote traceback in its notes and `remote_traceback`), anything else a `CharmError`.
 fn py_err(e: charmrs::Error) -> PyErr {
@@ -644,6 +657,12 @@ impl PyChare {
                     }
                     PyChare { obj: obj.unbind() }
                 }
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => {
+                    // `exit(n)` in a constructor ends the job with status n, as in a
+                    // method; the element is a placeholder that ignores its calls.
+                    charmrs::exit(exit_code(py, &e));
+                    PyChare { obj: py.None() }
+                }
                 Err(e) => raised(py, &format!("the constructor of {class}"), e),
             }
         })
@@ -711,6 +730,9 @@ impl PyChare {
     /// The greenlet of a `@coro` method, driven to its end.
     async fn run_coro(this: Handle<Self>, mut msg: PyMsg) -> Pickled {
         let obj = this.with(|c| Python::attach(|py| c.obj.clone_ref(py)));
+        if Python::attach(|py| obj.is_none(py)) {
+            return PodVec::new(); // its constructor called `exit()`: the job is ending
+        }
         let key = prof::on().then(|| Python::attach(|py| (class_name(obj.bind(py)), msg.method.clone())));
         let bytes = msg_bytes(&msg);
         let t0 = std::time::Instant::now();
@@ -938,6 +960,10 @@ fn args_with<'py>(
 /// pickled result if the caller asked for it. `exit()` in the method ends the job with
 /// its code (the method returns normally).
 fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, msg: &mut PyMsg) -> PyResult<Pickled> {
+    if obj.is_none() {
+        // Its constructor called `exit()`: the job is ending, the calls go nowhere.
+        return Ok(PodVec::new());
+    }
     let method = obj.getattr(method_name(py, &msg.method))?;
     let r = if prof::on() {
         let bytes = msg_bytes(msg);
@@ -954,16 +980,7 @@ fn invoke(py: Python<'_>, obj: &Bound<'_, PyAny>, msg: &mut PyMsg) -> PyResult<P
     let v = match r {
         Ok(v) => v,
         Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => {
-            let code = e.value(py).getattr("code").ok();
-            let code = match code {
-                Some(c) if c.is_none() => 0,
-                Some(c) => c.extract::<i32>().unwrap_or_else(|_| {
-                    eprintln!("{c}");
-                    1
-                }),
-                None => 0,
-            };
-            charmrs::exit(code);
+            charmrs::exit(exit_code(py, &e));
             return Ok(PodVec::new());
         }
         Err(e) => return Err(e),
@@ -979,6 +996,9 @@ impl PyChare {
     /// the GIL). A condition that raises ends the job with its traceback.
     fn holds(&self, msg: &PyMsg) -> bool {
         Python::attach(|py| {
+            if self.obj.is_none(py) {
+                return false; // its constructor called `exit()`: the job is ending
+            }
             let r = msg_args(py, msg).and_then(|(a, kw)| {
                 glue_fn!(py, "when_holds")?.call1((self.obj.bind(py), &msg.method, a, kw))?.is_truthy()
             });

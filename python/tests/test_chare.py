@@ -152,6 +152,13 @@ def test_a_constructor_that_raises_ends_the_job(pes: int) -> None:
     assert "creating a collection failed" in r.stderr
 
 
+@pytest.mark.parametrize("pes", [1, 2, 4])
+def test_exit_in_a_constructor_ends_the_job_with_its_status(pes: int) -> None:
+    r = run_job(pes, PROGS / "ctor_exit.py")
+    assert r.returncode == 7, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("pes,ppn", [(1, 1), (2, 1), (2, 2)])
 def test_plain_arguments_keep_their_values_and_types(pes: int, ppn: int) -> None:
     r = run_job(pes, PROGS / "plain_args.py", ppn=ppn)
