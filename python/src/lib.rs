@@ -62,48 +62,57 @@ const KIND_SINGLE: u8 = 2;
 const KIND_SINGLE_DEFERRED: u8 = 3;
 
 impl PyMsg {
-    /// A call of `method` whose positional `args` are all plain ([`ARGS_PLAIN`]:
-    /// encoded natively) or numpy arrays of plain dtypes (beside them, as `arrays`), or
-    /// `None` if one is neither (an int beyond 64 bits, a subclass, a list, any other
-    /// type: the call is pickled then).
-    fn plain(method: &str, args: &Bound<'_, pyo3::types::PyTuple>, ret: bool) -> Option<PyMsg> {
-        let mut plain = Vec::with_capacity(args.len());
-        let mut arrays = Vec::new();
-        for (i, a) in args.iter().enumerate() {
-            match PlainArg::of(&a) {
-                Some(p) => plain.push(p),
-                None => {
-                    arrays.push(arrays::plain_array(&a, u32::try_from(i).ok()?)?);
-                    plain.push(PlainArg::None);
-                }
-            }
-        }
-        Some(PyMsg { plain, arrays, ..PyMsg::new(method.to_owned(), PodVec::new(), ARGS_PLAIN, ret) })
-    }
-
-    /// A call of `method` with positional `args`: natively if [`PyMsg::plain`] can;
-    /// otherwise pickled (protocol 5) with the explicit futures, the proxies and the
-    /// numpy arrays of plain dtypes among them beside the pickle (`None` in their
-    /// places: pickling a future or a proxy costs a global lookup on each side, and
-    /// numpy's pickling of an array ~15 us even when small), and the arrays nested in
-    /// other arguments as the pickle's out-of-band buffers.
+    /// A call of `method` with positional `args`: natively ([`ARGS_PLAIN`]) if each is
+    /// plain or a numpy array of a plain dtype (beside them, as `arrays`); otherwise
+    /// pickled (protocol 5) with the explicit futures, the proxies and the numpy arrays
+    /// of plain dtypes among them beside the pickle (`None` in their places: pickling a
+    /// future or a proxy costs a global lookup on each side, and numpy's pickling of an
+    /// array ~15 us even when small), and the arrays nested in other arguments as the
+    /// pickle's out-of-band buffers. Each argument is looked at once (an array's bytes
+    /// are read once, whichever way the call goes).
     fn positional(
         py: Python<'_>,
         method: &str,
         args: &Bound<'_, pyo3::types::PyTuple>,
         ret: bool,
     ) -> PyResult<PyMsg> {
-        if let Some(msg) = PyMsg::plain(method, args, ret) {
-            return Ok(msg);
-        }
-        let mut rest: Option<Vec<Bound<'_, PyAny>>> = None;
-        let (mut arrays, mut objs, mut nested) = (Vec::new(), Vec::new(), false);
+        let index = |i: usize| {
+            u32::try_from(i).map_err(|_| pyo3::exceptions::PyValueError::new_err("too many arguments"))
+        };
+        let mut plain = Vec::with_capacity(args.len());
+        let mut arrays = Vec::new();
+        // The first argument that is neither plain nor an array: the call is pickled.
+        let mut other = None;
         for (i, a) in args.iter().enumerate() {
-            let index = u32::try_from(i)
-                .map_err(|_| pyo3::exceptions::PyValueError::new_err("too many arguments"))?;
-            if let Some(o) = beside_arg(&a, index)? {
+            if let Some(p) = PlainArg::of(&a) {
+                plain.push(p);
+            } else if let Some(arr) = arrays::plain_array(&a, index(i)?) {
+                arrays.push(arr);
+                plain.push(PlainArg::None);
+            } else {
+                other = Some(i);
+                break;
+            }
+        }
+        let Some(other) = other else {
+            return Ok(PyMsg {
+                plain,
+                arrays,
+                ..PyMsg::new(method.to_owned(), PodVec::new(), ARGS_PLAIN, ret)
+            });
+        };
+        let mut rest: Option<Vec<Bound<'_, PyAny>>> = None;
+        let (mut objs, mut nested) = (Vec::new(), false);
+        let found: Vec<usize> = arrays.iter().map(|a| a.index as usize).collect();
+        let mut seen = found.into_iter().peekable();
+        for (i, a) in args.iter().enumerate() {
+            if i < other && seen.next_if_eq(&i).is_some() {
+                // An array found above.
+            } else if let Some(o) = beside_arg(&a, index(i)?)? {
                 objs.push(o);
-            } else if let Some(arr) = arrays::plain_array(&a, index) {
+            } else if i < other {
+                continue; // a plain value: pickled with the rest
+            } else if let Some(arr) = (i > other).then(|| arrays::plain_array(&a, i as u32)).flatten() {
                 arrays.push(arr);
             } else {
                 nested |= !flat(&a);

@@ -62,6 +62,11 @@ class C(Chare):
     def in_coro(self, a, nested, kw=None):
         return describe([a, nested, kw])
 
+    def mixed(self, a, lst, fut, b, proxy, s):
+        # Arrays, a future and a proxy around a list: the call is pickled, with them
+        # beside the pickle.
+        fut.send([describe(a), lst, describe(b), hasattr(proxy, "mixed"), s])
+
     @when("self.k == int(a[0])")
     def in_when(self, a, nested):
         self.k += 1
@@ -82,6 +87,11 @@ def main(args):
         ok &= got == want
         got = cells[i].in_coro(x, nested, kw={"m": x}, ret=True).get()
         ok &= got == describe([x, nested, {"m": x}])
+    for i in range(p):
+        fu = Future()
+        small, large = np.full(4, 3, dtype=np.int16), np.full(5000, 2.0)
+        cells[i].mixed(small, [1, "two"], fu, large, cells, "s")
+        ok &= fu.get() == [describe(small), [1, "two"], describe(large), True, "s"]
     # @when: the condition sees the arrays too (sent out of order on purpose).
     futs = [cells[p - 1].in_when(np.array([k]), [np.full(3, k)], ret=True) for k in (2, 0, 1)]
     got = [fu.get() for fu in futs]
