@@ -15,5 +15,5 @@ rm -rf target/wheels
 "$PY" -m pytest -q python/tests
 # Types: the package under mypy --strict, and the native module's stubs against the
 # module itself (run outside python/, whose charmrs/ has no native module).
-(cd python && "$PY" -m mypy --strict charmrs)
+(cd python && "$PY" -m mypy --strict charmrs charmrun)
 (cd target && "$PY" -m mypy.stubtest charmrs._charmrs)

@@ -80,15 +80,22 @@ def _worker(argv: list[str]) -> None:
         )
 
 
+def launch(argv: list[str]) -> int:
+    """Runs the job that the launcher options and program of ``argv`` describe (the
+    command line without the command: ``['+p4', 'prog.py', 'arg']``), with this
+    interpreter in every process; waits for it to end and returns its exit status."""
+    from . import _charmrs
+
+    console = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interactive.py")
+    return _charmrs.launch(argv, sys.executable, console)
+
+
 def main() -> int:
     """Runs the job of the command line; returns its exit status."""
     if len(sys.argv) > 1 and sys.argv[1] == WORKER:
         _worker(sys.argv[2:])
         return 0
-    from . import _charmrs
-
-    console = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interactive.py")
-    return _charmrs.launch(sys.argv[1:], sys.executable, console)
+    return launch(sys.argv[1:])
 
 
 if __name__ == "__main__":

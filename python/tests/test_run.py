@@ -90,3 +90,38 @@ def test_quiet_silences_notices_and_warnings_but_not_output() -> None:
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     assert "warning" not in quiet.stderr and "Profiling is ON" not in quiet.stdout, quiet.stdout + quiet.stderr
     assert "compat names: all checks passed" in quiet.stdout, quiet.stdout
+
+
+HELLO = """
+from charm4py import Chare, Group, charm
+class H(Chare):
+    def hi(self):
+        return charm.myPe()
+def main(args):
+    g = Group(H)
+    print("pes", sorted(g[p].hi(ret=True).get() for p in range(charm.numPes())), args[1:])
+    exit(4)
+charm.start(main)
+"""
+
+
+def _charmrun_script() -> str:
+    import sysconfig
+
+    return os.path.join(sysconfig.get_path("scripts"), "charmrun")
+
+
+@pytest.mark.parametrize("how", ["module", "command", "function"])
+def test_charm4py_launch_commands_run_the_launcher(tmp_path: Path, how: str) -> None:
+    prog = tmp_path / "hello.py"
+    prog.write_text(HELLO)
+    opts = ["+p2", "++ppn", "1", "++timeout", "60", str(prog), "x"]
+    cmd = {
+        "module": [sys.executable, "-m", "charmrun.start", *opts],
+        "command": [_charmrun_script(), *opts],
+        "function": [sys.executable, "-c", f"import sys; from charmrun import start; sys.exit(start.start({opts!r}))"],
+    }[how]
+    env = dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
+    assert r.returncode == 4, r.stdout + r.stderr  # the program's exit status
+    assert "pes [0, 1] ['x']" in r.stdout, r.stdout + r.stderr
