@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing charmrs needs on a Debian/Ubuntu machine: the hwloc
 # library (PE placement), udev (hwloc's static link flags ask for it), pkg-config, and
-# iproute2 (the multi-host tests make network-namespace hosts with `ip netns`).
+# iproute2 (the multi-host tests make network-namespace hosts with `ip netns`) and Open
+# MPI's mpiexec (the `++mpiexec` tests start jobs with it).
 # A Rust toolchain (rustup) must be there already. Idempotent: installs only what is missing.
 set -euxo pipefail
 
 need=()
-for p in pkg-config libhwloc-dev hwloc libudev-dev iproute2; do
+for p in pkg-config libhwloc-dev hwloc libudev-dev iproute2 openmpi-bin; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -100,6 +100,41 @@ pub struct JobEnv {
     pub signature: u64,
 }
 
+/// The rank variables MPI launchers set (Open MPI, PMIx, MPICH/Hydra and PMI, Slurm's
+/// `srun`, MVAPICH), each with its size variable.
+const MPI_RANK_VARS: [(&str, &str); 5] = [
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+    ("PMIX_RANK", "PMIX_SIZE"),
+    ("PMI_RANK", "PMI_SIZE"),
+    ("SLURM_PROCID", "SLURM_NTASKS"),
+    ("MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE"),
+];
+
+/// This process's rank as its MPI launcher set it, checked against the job's `size`.
+fn mpi_rank(var: &impl Fn(&str) -> Option<String>, size: u32) -> Result<u32, BootError> {
+    let Some((name, value, size_var)) = MPI_RANK_VARS.iter().find_map(|(r, s)| var(r).map(|v| (*r, v, *s)))
+    else {
+        let names: Vec<&str> = MPI_RANK_VARS.iter().map(|(r, _)| *r).collect();
+        return Err(BootError::Env(format!(
+            "started for ++mpiexec, but none of {} is set: was this process started by an MPI launcher?",
+            names.join(", ")
+        )));
+    };
+    let rank: u32 = value
+        .trim()
+        .parse()
+        .map_err(|_| BootError::Env(format!("{name}={value:?} is not a whole number")))?;
+    let started = var(size_var).and_then(|v| v.trim().parse::<u32>().ok());
+    if started.is_some_and(|n| n != size) || rank >= size {
+        return Err(BootError::Env(format!(
+            "the MPI launcher started {} processes (this one is rank {rank}) for a job of {size}: \
+             check its process count (++mpiexec passes -n {size}; ++mpiexec-no-n takes the batch system's)",
+            started.map_or_else(|| "more".to_string(), |n| n.to_string()),
+        )));
+    }
+    Ok(rank)
+}
+
 impl JobEnv {
     /// Reads the job variables through `var` (`std::env::var` in a process), for a
     /// process of `pes` PEs (the runtime's `+p`, or `CHARMRS_PES` the launcher set).
@@ -120,8 +155,18 @@ impl JobEnv {
         if size <= 1 {
             return Ok(None);
         }
-        let rank = num("CHARMRS_RANK")?;
-        let first_pe = num("CHARMRS_FIRST_PE")?;
+        let (rank, first_pe) = if var("CHARMRS_RANK_FROM").as_deref() == Some("mpi") {
+            // Started by an MPI launcher (`++mpiexec`): the rank is its, and every
+            // process has `pes` PEs.
+            let rank = mpi_rank(&var, size)?;
+            (
+                rank,
+                rank.checked_mul(pes)
+                    .ok_or_else(|| BootError::Env(format!("rank {rank} of {pes} PEs each")))?,
+            )
+        } else {
+            (num("CHARMRS_RANK")?, num("CHARMRS_FIRST_PE")?)
+        };
         let total_pes = num("CHARMRS_TOTAL_PES")?;
         if rank >= size || pes == 0 || first_pe.checked_add(pes).is_none_or(|end| end > total_pes) {
             return Err(BootError::Env(format!(

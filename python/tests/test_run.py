@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,3 +126,46 @@ def test_charm4py_launch_commands_run_the_launcher(tmp_path: Path, how: str) -> 
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
     assert r.returncode == 4, r.stdout + r.stderr  # the program's exit status
     assert "pes [0, 1] ['x']" in r.stdout, r.stdout + r.stderr
+
+
+CRASH = """
+import os
+from charm4py import Chare, Group, charm
+class C(Chare):
+    def boom(self):
+        if charm.myPe() == 1:
+            os._exit(9)
+def main(args):
+    g = Group(C)
+    g.boom()
+    charm.sleep(30)
+charm.start(main)
+"""
+
+#: Open MPI refuses root and more processes than cores unless told.
+_OMPI = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1",
+}
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="needs mpiexec (Debian: openmpi-bin; ci/deps.sh installs it)")
+@pytest.mark.parametrize(
+    "opts,code,says",
+    [
+        (["+p2", "++mpiexec"], 4, "pes [0, 1] ['x']"),
+        (["+p4", "++ppn", "2", "++mpiexec"], 4, "pes [0, 1, 2, 3] ['x']"),
+        (["+p3", "++mpiexec-no-n", "++remote-shell", "mpiexec -n 3"], 4, "pes [0, 1, 2] ['x']"),
+        (["+p3", "++mpiexec"], 9, "process 1 (PE 1) ended without a word"),
+        (["+p4", "++mpiexec-no-n", "++remote-shell", "mpiexec -n 3"], 1, "the MPI launcher started 3 processes"),
+    ],
+)
+def test_mpiexec_starts_the_processes(tmp_path: Path, opts: list[str], code: int, says: str) -> None:
+    prog = tmp_path / "prog.py"
+    prog.write_text(CRASH if code == 9 else HELLO)
+    env = dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed", **_OMPI)
+    cmd = [sys.executable, "-m", "charmrs.run", *opts, "++timeout", "60", str(prog), "x"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
+    assert r.returncode == code, r.stdout + r.stderr
+    assert says in r.stdout + r.stderr, r.stdout + r.stderr

@@ -180,7 +180,7 @@ pub struct Outcome {
     pub reason: Option<String>,
 }
 
-fn describe_status(st: ExitStatus) -> String {
+pub(crate) fn describe_status(st: ExitStatus) -> String {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
@@ -222,20 +222,25 @@ fn signal_group(child: &Child, sig: rustix::process::Signal) {
     }
 }
 
+/// [`end_all`] of a job's processes.
+fn end_slots(children: &mut [(Slot, Child)]) {
+    end_all(&mut children.iter_mut().map(|(_, c)| c).collect::<Vec<_>>());
+}
+
 /// Ends every process still running: SIGTERM to its group, SIGKILL after the grace.
-fn end_all(children: &mut [(Slot, Child)]) {
+pub(crate) fn end_all(children: &mut [&mut Child]) {
     #[cfg(unix)]
-    for (_, c) in children.iter() {
+    for c in children.iter() {
         signal_group(c, rustix::process::Signal::TERM);
     }
     let t0 = Instant::now();
     while t0.elapsed() < GRACE {
-        if children.iter_mut().all(|(_, c)| matches!(c.try_wait(), Ok(Some(_)))) {
+        if children.iter_mut().all(|c| matches!(c.try_wait(), Ok(Some(_)))) {
             return;
         }
         thread::sleep(Duration::from_millis(10));
     }
-    for (_, c) in children.iter_mut() {
+    for c in children.iter_mut() {
         #[cfg(unix)]
         signal_group(c, rustix::process::Signal::KILL);
         let _ = c.kill();
@@ -277,7 +282,7 @@ fn end_with_launcher(cmd: &mut Command) {
 }
 
 /// Copies a child's output to ours, line by line, with an optional prefix.
-fn forward(
+pub(crate) fn forward(
     from: impl std::io::Read + Send + 'static,
     prefix: Option<String>,
     to_stderr: bool,
@@ -328,11 +333,99 @@ fn found_nodelist(opts: &LaunchOptions) -> Result<Option<LaunchOptions>, String>
     Ok(Some(o))
 }
 
-/// Runs the job on this host and returns how it ended.
+/// A new job's secret and id.
+pub(crate) fn new_job() -> Result<(Secret, u64), String> {
+    let secret = Secret::random().map_err(|e| e.to_string())?;
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| e.to_string())?;
+    Ok((secret, u64::from_le_bytes(b)))
+}
+
+/// Flags raised by SIGINT and SIGTERM.
+pub(crate) fn watch_signals() -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    #[cfg(unix)]
+    {
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop));
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term));
+    }
+    (stop, term)
+}
+
+/// How the job ends if a signal came or it ran past its `timeout` (since `t0`).
+pub(crate) fn stopped(
+    stop: &AtomicBool,
+    term: &AtomicBool,
+    timeout: Option<Duration>,
+    t0: Instant,
+) -> Option<Outcome> {
+    if stop.load(Ordering::Relaxed) || term.load(Ordering::Relaxed) {
+        let (code, sig) = if term.load(Ordering::Relaxed) { (143, "SIGTERM") } else { (130, "SIGINT") };
+        return Some(Outcome { code, reason: Some(format!("{sig} received: the job was ended")) });
+    }
+    let limit = timeout.filter(|l| t0.elapsed() > *l)?;
+    Some(Outcome { code: 124, reason: Some(format!("the job ran past ++timeout {limit:?} and was ended")) })
+}
+
+/// The connections of the job's `n` processes, once all registered at the
+/// rendezvous on `listeners` (on a thread of its own).
+pub(crate) type Boot = std::sync::mpsc::Receiver<Result<Vec<std::net::TcpStream>, String>>;
+
+/// Starts the rendezvous of a job of `n` processes (see `bootstrap::rendezvous`).
+pub(crate) fn start_rendezvous(
+    listeners: Vec<std::net::TcpListener>,
+    secret: &Secret,
+    job: u64,
+    n: u32,
+) -> Result<Boot, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let secret = secret.clone();
+    let deadline = Instant::now() + crate::bootstrap::connect_timeout() + Duration::from_secs(5);
+    thread::Builder::new()
+        .name("rendezvous".into())
+        .spawn(move || {
+            let r = crate::bootstrap::rendezvous(&listeners, &secret, job, n, deadline);
+            let _ = tx.send(r.map(|(conns, _)| conns));
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(rx)
+}
+
+/// Reads what each process announces on its connection (a thread each), into
+/// `announced[rank]` once its connection ends.
+pub(crate) fn read_announcements(
+    conns: &[std::net::TcpStream],
+    announced: &Arc<std::sync::Mutex<Vec<Option<Announcement>>>>,
+) -> Result<(), String> {
+    for (rank, c) in conns.iter().enumerate() {
+        let (mut c, announced) = (c.try_clone().map_err(|e| e.to_string())?, Arc::clone(announced));
+        thread::spawn(move || {
+            let said = crate::bootstrap::read_announcement(&mut c);
+            announced.lock().unwrap_or_else(|e| e.into_inner())[rank] = Some(said);
+        });
+    }
+    Ok(())
+}
+
+/// Starts `cmd` in a process group of its own, ending with the launcher.
+pub(crate) fn spawn_alone(cmd: &mut Command) -> std::io::Result<Child> {
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(cmd, 0);
+    #[cfg(target_os = "linux")]
+    end_with_launcher(cmd);
+    cmd.spawn()
+}
+
+/// Runs the job (on this host, on the hosts of a nodelist, or through the MPI launcher
+/// with `++mpiexec`) and returns how it ended.
 ///
 /// # Errors
 /// A process that cannot be started (the message names the program).
 pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
+    if let Some(how) = opts.mpiexec {
+        return crate::launcher::mpiexec::run(opts, how);
+    }
     let found;
     let opts = match found_nodelist(opts)? {
         Some(o) => {
@@ -354,37 +447,16 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
     } else {
         opts.program.clone()
     };
-    let secret = Secret::random().map_err(|e| e.to_string())?;
-    let job = {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).map_err(|e| e.to_string())?;
-        u64::from_le_bytes(b)
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let term = Arc::new(AtomicBool::new(false));
-    #[cfg(unix)]
-    {
-        let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop));
-        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term));
-    }
+    let (secret, job) = new_job()?;
+    let (stop, term) = watch_signals();
     // The rendezvous: processes of a job of several register there and learn each
-    // other's addresses (bootstrap.rs). Loopback only: every process is on this host.
+    // other's addresses (bootstrap.rs).
     let mut boot_rx = None;
     let mut rendezvous = vec![String::new(); hosts.len()];
     if slots.len() > 1 {
         let (listeners, at) = rendezvous_listeners(&hosts, remote)?;
         rendezvous = at;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (secret, n) = (secret.clone(), slots.len() as u32);
-        let deadline = Instant::now() + crate::bootstrap::connect_timeout() + Duration::from_secs(5);
-        thread::Builder::new()
-            .name("rendezvous".into())
-            .spawn(move || {
-                let r = crate::bootstrap::rendezvous(&listeners, &secret, job, n, deadline);
-                let _ = tx.send(r.map(|(conns, _)| conns));
-            })
-            .map_err(|e| e.to_string())?;
-        boot_rx = Some(rx);
+        boot_rx = Some(start_rendezvous(listeners, &secret, job, slots.len() as u32)?);
     }
     // Held while the job runs: a process whose connection to us breaks ends itself.
     let mut _control = Vec::new();
@@ -439,14 +511,10 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
         // Interactive mode: the first process reads the launcher's input (its prompt).
         let stdin = if opts.interactive && s.rank == 0 { Stdio::inherit() } else { Stdio::null() };
         cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        #[cfg(target_os = "linux")]
-        end_with_launcher(&mut cmd);
-        let mut child = match cmd.spawn() {
+        let mut child = match spawn_alone(&mut cmd) {
             Ok(c) => c,
             Err(e) => {
-                end_all(&mut children);
+                end_slots(&mut children);
                 let what = if remote {
                     format!("the remote shell for host {}", hosts[s.host as usize].name)
                 } else {
@@ -474,36 +542,19 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
     let mut ended: Vec<Option<ExitStatus>> = vec![None; children.len()];
     let mut chosen = 0;
     let outcome = loop {
-        if stop.load(Ordering::Relaxed) || term.load(Ordering::Relaxed) {
-            let (code, sig) = if term.load(Ordering::Relaxed) { (143, "SIGTERM") } else { (130, "SIGINT") };
-            end_all(&mut children);
-            break Outcome { code, reason: Some(format!("{sig} received: the job was ended")) };
-        }
-        if let Some(limit) = opts.timeout {
-            if t0.elapsed() > limit {
-                end_all(&mut children);
-                break Outcome {
-                    code: 124,
-                    reason: Some(format!("the job ran past ++timeout {limit:?} and was ended")),
-                };
-            }
+        if let Some(o) = stopped(&stop, &term, opts.timeout, t0) {
+            end_slots(&mut children);
+            break o;
         }
         if let Some(rx) = &boot_rx {
             match rx.try_recv() {
                 Ok(Ok(conns)) => {
-                    for (rank, c) in conns.iter().enumerate() {
-                        let (mut c, announced) =
-                            (c.try_clone().map_err(|e| e.to_string())?, Arc::clone(&announced));
-                        thread::spawn(move || {
-                            let said = crate::bootstrap::read_announcement(&mut c);
-                            announced.lock().unwrap_or_else(|e| e.into_inner())[rank] = Some(said);
-                        });
-                    }
+                    read_announcements(&conns, &announced)?;
                     _control = conns;
                     boot_rx = None;
                 }
                 Ok(Err(e)) => {
-                    end_all(&mut children);
+                    end_slots(&mut children);
                     break Outcome {
                         code: 1,
                         reason: Some(format!("the job's processes did not start: {e}")),
@@ -574,7 +625,7 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
                 }
                 thread::sleep(Duration::from_millis(10));
             }
-            end_all(&mut children);
+            end_slots(&mut children);
             let reason = format!(
                 "process {} ({} on host {}) {}",
                 slot.rank,

@@ -1,10 +1,15 @@
 //! The launcher's command line:
 //!
 //! ```text
-//! charmrs-run [+pN] [++ppn K] [++local | ++nodelist FILE [++nodegroup NAME]]
-//!             [++remote-shell CMD] [++timeout SECONDS] [++prefix] [++interactive]
-//!             [++quiet] PROGRAM [ARGS...]
+//! charmrs-run [+pN] [++ppn K] [++local | ++nodelist FILE [++nodegroup NAME]
+//!             | ++mpiexec | ++mpiexec-no-n] [++remote-shell CMD] [++timeout SECONDS]
+//!             [++prefix] [++interactive] [++quiet] PROGRAM [ARGS...]
 //! ```
+//!
+//! `++mpiexec` starts the processes with the cluster's MPI launcher (`mpiexec -n P`,
+//! or the command `++remote-shell` names) instead of ssh, as charmrun's option does;
+//! `++mpiexec-no-n` leaves out `-n P` for launchers that take the count from the batch
+//! system.
 //!
 //! Launcher options come before the program; everything after the program goes to it
 //! unchanged, runtime options (`+stats`, `+balancer X`, ...) included. `+pN` is the
@@ -33,8 +38,13 @@ pub struct LaunchOptions {
     pub nodelist: Option<PathBuf>,
     /// Group of the nodelist to use (`++nodegroup NAME`, default `main`).
     pub nodegroup: String,
-    /// Command that runs a command on another host (`++remote-shell CMD`, default `ssh`).
+    /// Command that runs a command on another host (`++remote-shell CMD`, default `ssh`;
+    /// with `++mpiexec`, the MPI launcher, default `mpiexec`).
     pub remote_shell: String,
+    /// `++remote-shell` was given.
+    pub remote_shell_given: bool,
+    /// Start the processes with the MPI launcher (`++mpiexec`, `++mpiexec-no-n`).
+    pub mpiexec: Option<Mpiexec>,
     /// End the job after this long (`++timeout SECONDS`).
     pub timeout: Option<Duration>,
     /// Prefix every output line with `[pe N]` (`++prefix`).
@@ -50,12 +60,21 @@ pub struct LaunchOptions {
     pub args: Vec<String>,
 }
 
+/// How `++mpiexec` starts the processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mpiexec {
+    /// `CMD -n P ...` (`++mpiexec`).
+    WithCount,
+    /// `CMD ...`: the launcher takes the count from the batch system (`++mpiexec-no-n`).
+    NoCount,
+}
+
 /// A launcher command line that cannot be run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LaunchError {
     /// An option the launcher does not know, before the program.
-    #[error("unknown launcher option '{0}' (known: +p, ++ppn, ++local, ++nodelist, ++nodegroup, ++remote-shell, ++timeout, ++prefix, ++interactive, ++quiet)")]
+    #[error("unknown launcher option '{0}' (known: +p, ++ppn, ++local, ++nodelist, ++nodegroup, ++mpiexec, ++mpiexec-no-n, ++remote-shell, ++timeout, ++prefix, ++interactive, ++quiet)")]
     Unknown(String),
     /// An option without its value.
     #[error("launcher option '{0}' needs a value")]
@@ -81,6 +100,9 @@ pub enum LaunchError {
     /// `++local` and `++nodelist` together.
     #[error("++local and ++nodelist exclude each other")]
     LocalAndNodelist,
+    /// `++mpiexec` with `++local` or `++nodelist`: the MPI launcher places the processes.
+    #[error("++mpiexec excludes ++local and ++nodelist: the MPI launcher places the processes")]
+    MpiexecAndHosts,
     /// No program to start.
     #[error("no program to start: charmrs-run [options] PROGRAM [ARGS...]")]
     NoProgram,
@@ -116,6 +138,8 @@ impl LaunchOptions {
             nodelist: None,
             nodegroup: "main".into(),
             remote_shell: "ssh".into(),
+            remote_shell_given: false,
+            mpiexec: None,
             timeout: None,
             prefix: false,
             interactive: false,
@@ -135,7 +159,12 @@ impl LaunchOptions {
                 }
                 "++nodelist" => o.nodelist = Some(PathBuf::from(value(&mut it, "++nodelist")?)),
                 "++nodegroup" => o.nodegroup = value(&mut it, "++nodegroup")?,
-                "++remote-shell" => o.remote_shell = value(&mut it, "++remote-shell")?,
+                "++remote-shell" => {
+                    o.remote_shell = value(&mut it, "++remote-shell")?;
+                    o.remote_shell_given = true;
+                }
+                "++mpiexec" => o.mpiexec = Some(Mpiexec::WithCount),
+                "++mpiexec-no-n" => o.mpiexec = Some(Mpiexec::NoCount),
                 "++timeout" => {
                     let v = value(&mut it, "++timeout")?;
                     let secs =
@@ -168,6 +197,16 @@ impl LaunchOptions {
         }
         if o.local && o.nodelist.is_some() {
             return Err(LaunchError::LocalAndNodelist);
+        }
+        if o.mpiexec.is_some() {
+            if o.local || o.nodelist.is_some() {
+                return Err(LaunchError::MpiexecAndHosts);
+            }
+            if !o.remote_shell_given {
+                o.remote_shell = "mpiexec".into();
+            }
+            // The processes' hosts are not known here: one per PE unless `++ppn` says.
+            o.ppn.get_or_insert(1);
         }
         if o.nodelist.is_none() {
             o.local = true;
@@ -233,6 +272,31 @@ mod tests {
         assert!(e(&["++local", "++nodelist", "f", "prog"]).contains("exclude each other"));
         assert!(e(&["++timeout", "-1", "prog"]).contains("seconds > 0"));
         assert!(e(&["+p4"]).contains("no program"));
+        assert!(e(&["++mpiexec", "++local", "prog"]).contains("++mpiexec excludes"));
+        assert!(e(&["++nodelist", "f", "++mpiexec-no-n", "prog"]).contains("++mpiexec excludes"));
+    }
+
+    #[test]
+    fn mpiexec_takes_its_command_from_remote_shell() {
+        let o = LaunchOptions::parse(["+p4", "++mpiexec", "prog"]).expect("valid");
+        assert_eq!(
+            (o.mpiexec, o.remote_shell.as_str(), o.ppn),
+            (Some(Mpiexec::WithCount), "mpiexec", Some(1))
+        );
+        let o = LaunchOptions::parse([
+            "++mpiexec-no-n",
+            "++remote-shell",
+            "srun --mpi=pmix",
+            "+p4",
+            "++ppn",
+            "2",
+            "p",
+        ])
+        .expect("valid");
+        assert_eq!(
+            (o.mpiexec, o.remote_shell.as_str(), o.ppn),
+            (Some(Mpiexec::NoCount), "srun --mpi=pmix", Some(2))
+        );
     }
 
     proptest! {
