@@ -135,7 +135,124 @@ fn mpi_rank(var: &impl Fn(&str) -> Option<String>, size: u32) -> Result<u32, Boo
     Ok(rank)
 }
 
+/// The address other hosts reach this one by: `CHARMRS_RENDEZVOUS_IP`, or the source
+/// address of the default route, or loopback on a host without one.
+///
+/// # Errors
+/// `CHARMRS_RENDEZVOUS_IP` is not an IP address.
+pub fn reachable_ip() -> Result<std::net::IpAddr, String> {
+    use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+    if let Ok(ip) = std::env::var("CHARMRS_RENDEZVOUS_IP") {
+        return ip.trim().parse().map_err(|_| format!("CHARMRS_RENDEZVOUS_IP={ip:?} is not an IP address"));
+    }
+    // A UDP "connection" sends nothing: it asks the kernel for the route (TEST-NET-1).
+    let routed = UdpSocket::bind(("0.0.0.0", 0))
+        .and_then(|s| s.connect(("192.0.2.1", 9)).and_then(|()| s.local_addr()))
+        .map(|a| a.ip());
+    Ok(routed.ok().filter(|ip| !ip.is_unspecified()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+}
+
 impl JobEnv {
+    /// This process's place in its job: from the variables `charmrs-run` set
+    /// ([`JobEnv::from_vars`]), or, for a process an MPI launcher started without it
+    /// (`mpirun -np 4 ./app`, `srun ./app`), through PMIx ([`JobEnv::from_pmix`]).
+    /// `Ok(None)` for a process on its own.
+    ///
+    /// # Errors
+    /// Bad variables, or the PMIx exchange failed.
+    pub fn from_env(pes: u32) -> Result<Option<JobEnv>, BootError> {
+        let var = |k: &str| std::env::var(k).ok();
+        if var("CHARMRS_NUM_PROCESSES").is_some() {
+            return JobEnv::from_vars(pes, var);
+        }
+        #[cfg(unix)]
+        if charmrs_pmix::launched_by_pmix() {
+            return JobEnv::from_pmix(pes, var);
+        }
+        Ok(None)
+    }
+
+    /// The job of a process a PMIx launcher started, each process with `pes` PEs:
+    /// rank 0 makes the job's id and secret and runs the rendezvous (the part of
+    /// `charmrs-run` the others need), and publishes where it listens through PMIx; the
+    /// others read it, and everyone joins as under `charmrs-run`. The job's size is
+    /// the MPI launcher's (`OMPI_COMM_WORLD_SIZE`, `SLURM_NTASKS`, ...).
+    #[cfg(unix)]
+    fn from_pmix(pes: u32, var: impl Fn(&str) -> Option<String>) -> Result<Option<JobEnv>, BootError> {
+        let Some((size_var, size)) = MPI_RANK_VARS.iter().find_map(|(_, s)| var(s).map(|v| (*s, v))) else {
+            return Err(BootError::Env(
+                "started by a PMIx launcher that sets no job size (OMPI_COMM_WORLD_SIZE, SLURM_NTASKS, ...)"
+                    .into(),
+            ));
+        };
+        let size: u32 = size
+            .trim()
+            .parse()
+            .map_err(|_| BootError::Env(format!("{size_var}={size:?} is not a whole number")))?;
+        if size <= 1 {
+            return Ok(None);
+        }
+        let pmix_err = |e: charmrs_pmix::Error| BootError::Env(format!("PMIx: {e}"));
+        let pmix = charmrs_pmix::Pmix::init().map_err(pmix_err)?;
+        let rank = pmix.rank();
+        const KEY: &str = "charmrs.rendezvous";
+        if rank == 0 {
+            let secret = Secret::random().map_err(|e| BootError::Env(e.to_string()))?;
+            let mut b = [0u8; 8];
+            getrandom::fill(&mut b).map_err(|e| BootError::Env(e.to_string()))?;
+            let job = u64::from_le_bytes(b);
+            let ip = reachable_ip().map_err(BootError::Env)?;
+            let l = TcpListener::bind((ip, 0))
+                .map_err(|e| BootError::Env(format!("cannot listen for the job's processes on {ip}: {e}")))?;
+            let at = l.local_addr().map_err(|e| BootError::Env(e.to_string()))?;
+            let s = secret.clone();
+            let deadline = Instant::now() + connect_timeout() + Duration::from_secs(5);
+            std::thread::Builder::new()
+                .name("rendezvous".into())
+                .spawn(move || match rendezvous(&[l], &s, job, size, deadline) {
+                    // Held until each process ends: a process whose connection to the
+                    // rendezvous breaks ends itself, as under charmrs-run.
+                    Ok((conns, _)) => {
+                        for mut c in conns {
+                            std::thread::spawn(move || read_announcement(&mut c));
+                        }
+                    }
+                    Err(e) => eprintln!("charmrs: process 0: the job's processes did not all join: {e}"),
+                })
+                .map_err(|e| BootError::Env(e.to_string()))?;
+            pmix.put(KEY, &format!("{at} {} {job:016x}", secret.to_hex())).map_err(pmix_err)?;
+            pmix.commit().map_err(pmix_err)?;
+        }
+        pmix.fence().map_err(pmix_err)?;
+        let published = pmix.get(0, KEY).map_err(pmix_err)?;
+        // Everyone has read it before rank 0 leaves PMIx.
+        pmix.fence().map_err(pmix_err)?;
+        drop(pmix);
+        let bad = || BootError::Env(format!("rank 0 published {published:?} through PMIx"));
+        let mut words = published.split(' ');
+        let (Some(at), Some(secret), Some(job), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            return Err(bad());
+        };
+        let secret = Secret::from_hex(secret).map_err(|_| bad())?;
+        let job = u64::from_str_radix(job, 16).map_err(|_| bad())?;
+        let first_pe = rank.checked_mul(pes).ok_or_else(bad)?;
+        Ok(Some(JobEnv {
+            rank,
+            size,
+            pes,
+            first_pe,
+            total_pes: size.checked_mul(pes).ok_or_else(bad)?,
+            job,
+            secret,
+            rendezvous: at.to_string(),
+            host_key: host_name(),
+            timeout: connect_timeout(),
+            signature: 0,
+        }))
+    }
+
     /// Reads the job variables through `var` (`std::env::var` in a process), for a
     /// process of `pes` PEs (the runtime's `+p`, or `CHARMRS_PES` the launcher set).
     /// `Ok(None)` when this process is not one of several (no `CHARMRS_NUM_PROCESSES`,
@@ -663,4 +780,43 @@ pub fn rendezvous(
         conns.push(s);
     }
     Ok((conns, infos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_vars<'a>(extra: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        let secret = Secret::random().expect("random").to_hex();
+        move |k: &str| {
+            let base = [
+                ("CHARMRS_NUM_PROCESSES", "4"),
+                ("CHARMRS_TOTAL_PES", "8"),
+                ("CHARMRS_JOB", "00000000000000ab"),
+                ("CHARMRS_RENDEZVOUS", "127.0.0.1:9"),
+                ("CHARMRS_RANK_FROM", "mpi"),
+            ];
+            if k == "CHARMRS_SECRET" {
+                return Some(secret.clone());
+            }
+            base.iter().chain(extra).find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn under_an_mpi_launcher_the_rank_is_the_launchers() {
+        for (var, size) in
+            [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")]
+        {
+            let env =
+                JobEnv::from_vars(2, job_vars(&[(var, "3"), (size, "4")])).expect("valid").expect("a job");
+            assert_eq!((env.rank, env.first_pe, env.size, env.total_pes), (3, 6, 4, 8), "{var}");
+        }
+        let e = JobEnv::from_vars(2, job_vars(&[("PMI_RANK", "1"), ("PMI_SIZE", "3")])).expect_err("3 of 4");
+        assert!(e.to_string().contains("started 3 processes"), "{e}");
+        let e = JobEnv::from_vars(2, job_vars(&[])).expect_err("no rank");
+        assert!(e.to_string().contains("none of OMPI_COMM_WORLD_RANK"), "{e}");
+        let e = JobEnv::from_vars(2, job_vars(&[("PMIX_RANK", "x")])).expect_err("not a number");
+        assert!(e.to_string().contains("PMIX_RANK=\"x\""), "{e}");
+    }
 }

@@ -1,6 +1,8 @@
 """The launcher: ``python -m charmrs.run +p4 [++ppn K] [++nodelist F] prog.py args...``,
 or ``python -m charmrs.run +p4 ++interactive`` for a Python prompt on PE 0 of a running
-job (``charmrs.interactive``).
+job (``charmrs.interactive``). Under an MPI launcher (``mpirun -np 4 python -m
+charmrs.run prog.py``, ``srun``), each process it starts runs ``prog.py`` as its part
+of the job instead (the processes find each other through PMIx).
 
 Takes the options of ``charmrs-run`` (the same code) and runs ``prog.py`` with this
 interpreter in every process of the job. Programs written for Charm4py run unchanged:
@@ -90,10 +92,26 @@ def launch(argv: list[str]) -> int:
     return _charmrs.launch(argv, sys.executable, console)
 
 
+#: Rank variables of MPI launchers (Open MPI, PMIx, Slurm): one of them set means an MPI
+#: launcher started this process.
+_MPI_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
+
+
+def _under_mpi_launcher() -> bool:
+    """Whether an MPI launcher (``mpirun -np 4 python -m charmrs.run prog.py``, ``srun``)
+    started this process without ``charmrs.run``'s launcher: then it is one process of
+    the job (which finds the others through PMIx), not a launcher."""
+    return "CHARMRS_NUM_PROCESSES" not in os.environ and any(v in os.environ for v in _MPI_RANK_VARS)
+
+
 def main() -> int:
-    """Runs the job of the command line; returns its exit status."""
+    """Runs the job of the command line; returns its exit status. Under an MPI
+    launcher, runs the program as this process's part of the job."""
     if len(sys.argv) > 1 and sys.argv[1] == WORKER:
         _worker(sys.argv[2:])
+        return 0
+    if _under_mpi_launcher() and len(sys.argv) > 1 and not sys.argv[1].startswith("+"):
+        _worker(sys.argv[1:])
         return 0
     return launch(sys.argv[1:])
 

@@ -169,3 +169,24 @@ def test_mpiexec_starts_the_processes(tmp_path: Path, opts: list[str], code: int
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
     assert r.returncode == code, r.stdout + r.stderr
     assert says in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (Debian: openmpi-bin; ci/deps.sh installs it)")
+@pytest.mark.parametrize(
+    "how,code,says",
+    [
+        ("module", 4, "pes [0, 1, 2] ['x']"),  # a Charm4py program: charm4py is charmrs
+        ("direct", 4, "pes [0, 1, 2] ['x']"),  # a charmrs program run by python itself
+        ("crash", 9, "is gone"),
+    ],
+)
+def test_plain_mpirun_starts_a_job_through_pmix(tmp_path: Path, how: str, code: int, says: str) -> None:
+    prog = tmp_path / "prog.py"
+    text = CRASH if how == "crash" else HELLO
+    prog.write_text(text.replace("from charm4py", "from charmrs") if how == "direct" else text)
+    env = dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed", **_OMPI)
+    run = [sys.executable, str(prog)] if how == "direct" else [sys.executable, "-m", "charmrs.run", str(prog)]
+    cmd = ["mpirun", "-np", "3", *run, "x"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
+    assert r.returncode == code, r.stdout + r.stderr
+    assert says in r.stdout + r.stderr, r.stdout + r.stderr

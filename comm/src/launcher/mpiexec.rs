@@ -28,20 +28,6 @@ use crate::bootstrap::Announcement;
 use crate::launcher::local::{self, Outcome};
 use crate::launcher::options::{LaunchOptions, Mpiexec};
 
-/// The address the rendezvous listens on: `CHARMRS_RENDEZVOUS_IP`, or this host's
-/// source address towards the rest of the network, or loopback.
-fn rendezvous_ip() -> Result<std::net::IpAddr, String> {
-    use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-    if let Ok(ip) = std::env::var("CHARMRS_RENDEZVOUS_IP") {
-        return ip.trim().parse().map_err(|_| format!("CHARMRS_RENDEZVOUS_IP={ip:?} is not an IP address"));
-    }
-    // A UDP "connection" sends nothing: it asks the kernel for the route (TEST-NET-1).
-    let routed = UdpSocket::bind(("0.0.0.0", 0))
-        .and_then(|s| s.connect(("192.0.2.1", 9)).and_then(|()| s.local_addr()))
-        .map(|a| a.ip());
-    Ok(routed.ok().filter(|ip| !ip.is_unspecified()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)))
-}
-
 /// Runs the job through the MPI launcher and returns how it ended.
 ///
 /// # Errors
@@ -51,7 +37,7 @@ pub(crate) fn run(opts: &LaunchOptions, how: Mpiexec) -> Result<Outcome, String>
     let n = opts.pes / ppn;
     let (secret, job) = local::new_job()?;
     let (stop, term) = local::watch_signals();
-    let ip = rendezvous_ip()?;
+    let ip = crate::bootstrap::reachable_ip()?;
     let listener = std::net::TcpListener::bind((ip, 0))
         .map_err(|e| format!("cannot listen for the job's processes on {ip}: {e}"))?;
     let at = listener.local_addr().map_err(|e| e.to_string())?.to_string();

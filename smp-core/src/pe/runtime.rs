@@ -327,8 +327,7 @@ fn boot(config: Config) -> crate::Result<Booted> {
     crate::chare::invoke::install_panic_hook();
     // A process of a job of several joins the others first: the layout decides PE
     // numbers and placement.
-    let mut job = JobEnv::from_vars(config.num_pes, |k| std::env::var(k).ok())
-        .map_err(|e| crate::Error::Config(e.to_string()))?;
+    let mut job = JobEnv::from_env(config.num_pes).map_err(|e| crate::Error::Config(e.to_string()))?;
     if let Some(env) = &mut job {
         env.signature = registry::signature();
     }
