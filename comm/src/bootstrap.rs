@@ -155,7 +155,7 @@ pub fn reachable_ip() -> Result<std::net::IpAddr, String> {
 impl JobEnv {
     /// This process's place in its job: from the variables `charmrs-run` set
     /// ([`JobEnv::from_vars`]), or, for a process an MPI launcher started without it
-    /// (`mpirun -np 4 ./app`, `srun ./app`), through PMIx ([`JobEnv::from_pmix`]).
+    /// (`mpirun -np 4 ./app`, `srun ./app`), through PMIx (`from_pmix`).
     /// `Ok(None)` for a process on its own.
     ///
     /// # Errors
