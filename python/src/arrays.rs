@@ -287,41 +287,19 @@ pub(crate) fn array_over<'py>(
     })?;
     // SAFETY: numpy's C API is loaded (`descr_of` made a dtype through it).
     let ndarray = unsafe { get_type_object(py, NpyTypes::PyArray_Type) };
-    if len < LIVE_MIN {
-        // Small: a copy costs less than an `ArrayBuf` to own the bytes.
-        // SAFETY: `dims` holds `nd` valid (non-negative, checked above) dimensions;
-        // numpy allocates the memory (data NULL, C order) and takes the reference to
-        // the dtype whatever happens.
-        let arr = unsafe {
-            PY_ARRAY_API.PyArray_NewFromDescr(
-                py,
-                ndarray,
-                descr.into_dtype_ptr(),
-                nd,
-                dims.as_mut_ptr(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                0,
-                std::ptr::null_mut(),
-            )
-        };
-        // SAFETY: a new reference, or NULL with an exception set.
-        let arr = unsafe { Bound::from_owned_ptr_or_err(py, arr)? };
-        if len > 0 {
-            // SAFETY: the new array's memory is C-contiguous and `itemsize * dims`
-            // = `len` bytes long (checked above); nothing else refers to it yet.
-            unsafe {
-                let to = (*_PyArray_GET_ITEM_DATA(arr.as_ptr().cast())).data;
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), to.cast::<u8>(), len);
-            }
-        }
-        return Ok(arr);
-    }
-    let buf = Bound::new(py, ArrayBuf { mem: RawVec::new(bytes) })?;
-    let data = buf.get().mem.ptr;
-    // SAFETY: `data` is `len` = `itemsize * dims` bytes (checked above), owned by `buf`,
-    // which becomes the array's base below and so outlives it; numpy takes the
-    // reference to the dtype whatever happens.
+    // Small: copied into memory numpy allocates (data NULL, C order), which costs less
+    // than an `ArrayBuf` to own the bytes. Large: the array is made over the bytes,
+    // which an `ArrayBuf`, its base, owns.
+    let (data, flags, base, small) = if len < LIVE_MIN {
+        (std::ptr::null_mut(), 0, None, Some(bytes))
+    } else {
+        let buf = Bound::new(py, ArrayBuf { mem: RawVec::new(bytes) })?;
+        (buf.get().mem.ptr.cast(), NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE, Some(buf), None)
+    };
+    // SAFETY: `dims` holds `nd` valid (non-negative, checked above) dimensions; `data`
+    // is NULL or `len` = `itemsize * dims` bytes (checked above) owned by `base`, which
+    // becomes the array's base below and so outlives it; numpy takes the reference to
+    // the dtype whatever happens.
     let arr = unsafe {
         PY_ARRAY_API.PyArray_NewFromDescr(
             py,
@@ -330,16 +308,25 @@ pub(crate) fn array_over<'py>(
             nd,
             dims.as_mut_ptr(),
             std::ptr::null_mut(),
-            data.cast(),
-            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_WRITEABLE,
+            data,
+            flags,
             std::ptr::null_mut(),
         )
     };
     // SAFETY: a new reference, or NULL with an exception set.
     let arr = unsafe { Bound::from_owned_ptr_or_err(py, arr)? };
-    // SAFETY: `arr` is a new array without a base; numpy takes the reference to `buf`.
-    if unsafe { PY_ARRAY_API.PyArray_SetBaseObject(py, arr.as_ptr().cast(), buf.into_ptr()) } < 0 {
-        return Err(PyErr::fetch(py));
+    if let Some(buf) = base {
+        // SAFETY: `arr` is a new array without a base; numpy takes the reference.
+        if unsafe { PY_ARRAY_API.PyArray_SetBaseObject(py, arr.as_ptr().cast(), buf.into_ptr()) } < 0 {
+            return Err(PyErr::fetch(py));
+        }
+    } else if let Some(bytes) = small.filter(|_| len > 0) {
+        // SAFETY: the new array's memory is C-contiguous and `itemsize * dims` = `len`
+        // bytes long (checked above); nothing else refers to it yet.
+        unsafe {
+            let to = (*_PyArray_GET_ITEM_DATA(arr.as_ptr().cast())).data;
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), to.cast::<u8>(), len);
+        }
     }
     Ok(arr)
 }
