@@ -142,6 +142,14 @@ def main(args):
 charm.start(main)
 """
 
+def _check_mpi_status(r: subprocess.CompletedProcess[str], code: int) -> None:
+    """The job's status is ``code``; for a crash (9), an MPI launcher returns the status
+    of the first process it saw end with an error, which may be one that ended (with 1)
+    because the crashed one was gone."""
+    ok = r.returncode in (1, 9) if code == 9 else r.returncode == code
+    assert ok, f"status {r.returncode}:\n{r.stdout}{r.stderr}"
+
+
 #: Open MPI refuses root and more processes than cores unless told.
 _OMPI = {
     "OMPI_ALLOW_RUN_AS_ROOT": "1",
@@ -157,7 +165,7 @@ _OMPI = {
         (["+p2", "++mpiexec"], 4, "pes [0, 1] ['x']"),
         (["+p4", "++ppn", "2", "++mpiexec"], 4, "pes [0, 1, 2, 3] ['x']"),
         (["+p3", "++mpiexec-no-n", "++remote-shell", "mpiexec -n 3"], 4, "pes [0, 1, 2] ['x']"),
-        (["+p3", "++mpiexec"], 9, "process 1 (PE 1) ended without a word"),
+        (["+p3", "++mpiexec"], 9, "1 (PE 1)"),
         (["+p4", "++mpiexec-no-n", "++remote-shell", "mpiexec -n 3"], 1, "the MPI launcher started 3 processes"),
     ],
 )
@@ -167,8 +175,10 @@ def test_mpiexec_starts_the_processes(tmp_path: Path, opts: list[str], code: int
     env = dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed", **_OMPI)
     cmd = [sys.executable, "-m", "charmrs.run", *opts, "++timeout", "60", str(prog), "x"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
-    assert r.returncode == code, r.stdout + r.stderr
+    _check_mpi_status(r, code)
     assert says in r.stdout + r.stderr, r.stdout + r.stderr
+    if code == 9:  # the crashed process is named (with any the MPI launcher killed first)
+        assert "ended without a word" in r.stderr, r.stderr
 
 
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (Debian: openmpi-bin; ci/deps.sh installs it)")
@@ -188,5 +198,5 @@ def test_plain_mpirun_starts_a_job_through_pmix(tmp_path: Path, how: str, code: 
     run = [sys.executable, str(prog)] if how == "direct" else [sys.executable, "-m", "charmrs.run", str(prog)]
     cmd = ["mpirun", "-np", "3", *run, "x"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
-    assert r.returncode == code, r.stdout + r.stderr
+    _check_mpi_status(r, code)
     assert says in r.stdout + r.stderr, r.stdout + r.stderr

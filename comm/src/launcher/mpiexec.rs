@@ -127,15 +127,21 @@ pub(crate) fn run(opts: &LaunchOptions, how: Mpiexec) -> Result<Outcome, String>
         if st.success() || (st.code().is_some() && chosen.contains(&st.code().unwrap_or(0))) {
             break Outcome { code: st.code().unwrap_or(0), reason: None };
         }
-        // A process that ended without announcing an exit or whom it follows died.
-        let died = said.iter().position(|a| a.is_some_and(|a| a.exit.is_none() && a.follows.is_none()));
-        let who = match died {
-            Some(r) => {
+        // The processes that ended without announcing an exit or whom they follow died
+        // (or were killed by the MPI launcher before they could say why).
+        let silent: Vec<String> = said
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.is_some_and(|a| a.exit.is_none() && a.follows.is_none()))
+            .map(|(r, _)| {
                 let r = r as u32;
-                let slot = local::Slot { rank: r, first_pe: r * ppn, pes: ppn, host: 0 };
-                format!("process {r} ({}) ended without a word; ", slot.describe())
-            }
-            None => String::new(),
+                format!("{r} ({})", local::Slot { rank: r, first_pe: r * ppn, pes: ppn, host: 0 }.describe())
+            })
+            .collect();
+        let who = match silent.len() {
+            0 => String::new(),
+            1 => format!("process {} ended without a word; ", silent[0]),
+            _ => format!("processes {} ended without a word; ", silent.join(", ")),
         };
         let reason = format!("{who}the MPI launcher '{}' {}", opts.remote_shell, local::describe_status(st));
         break Outcome { code: st.code().filter(|&c| c != 0).unwrap_or(1), reason: Some(reason) };
