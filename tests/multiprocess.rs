@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{example, launch, launch_env, launcher, run, stencil_result, wait_ended};
+use common::{example, launch, launch_env, launcher, run, run_cmd, stencil_result, wait_ended};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -580,4 +580,34 @@ fn a_malformed_found_nodelist_is_a_clear_error() {
     let _ = std::fs::remove_dir_all(&dir);
     r.assert_code(1).stderr_has("nodelist line 2").stderr_has("found as $NODELIST");
     assert!(!r.stdout.contains("PEs answered"), "{}", r.stdout);
+}
+
+/// Open MPI refuses root, and more processes than cores, unless told.
+const OMPI: [(&str, &str); 3] = [
+    ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+    ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+    ("OMPI_MCA_rmaps_base_oversubscribe", "1"),
+];
+
+#[test]
+fn mpi_launchers_start_jobs_with_and_without_charmrs_run() {
+    if Command::new("mpirun").arg("--version").stdout(Stdio::null()).status().is_err() {
+        // ci/deps.sh installs Open MPI: only a developer's machine without it gets here.
+        eprintln!("skipped: no mpirun (Debian: openmpi-bin)");
+        return;
+    }
+    // Plain mpirun: 2 processes of 2 PEs find each other through PMIx.
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-np", "2"]).arg(example("hello")).arg("+p2").envs(OMPI).env("CHARMRS_WARN", "oversubscribed");
+    let r = run_cmd(cmd, "mpirun -np 2 hello +p2", T);
+    r.assert_ok().stdout_has("4 PEs answered").stdout_has("1 host(s), 2 process(es)");
+    // charmrs-run ++mpiexec: the launcher's rendezvous, mpiexec's processes.
+    for shape in [["+p4", "++ppn", "2", "++mpiexec"], ["+p2", "++ppn", "1", "++mpiexec"]] {
+        launch_env(&shape, "hello", &[], &OMPI, T)
+            .assert_ok()
+            .stdout_has(&format!("{} PEs answered", &shape[0][2..]));
+    }
+    launch_env(&["+p4", "++ppn", "1", "++mpiexec"], "reductions", &[], &OMPI, T)
+        .assert_ok()
+        .stdout_has("0 mismatches");
 }
