@@ -18,8 +18,10 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import faulthandler
 import os
 import runpy
+import signal
 import sys
 import types
 from typing import Any, Optional
@@ -63,6 +65,10 @@ def _worker(argv: list[str]) -> None:
     # settings win.
     for var in _THREAD_POOL_VARS:
         os.environ.setdefault(var, "1")
+    # `kill -USR1 <pid>` (and the launcher on ++timeout) prints where every thread of
+    # this process is: the PE running a method that never returns shows it.
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     if os.environ.get("CHARMRS_CHARM4PY_ALIAS", "1") != "0":
         import charmrs
 

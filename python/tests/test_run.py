@@ -200,3 +200,29 @@ def test_plain_mpirun_starts_a_job_through_pmix(tmp_path: Path, how: str, code: 
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
     _check_mpi_status(r, code)
     assert says in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+SPIN = """
+from charm4py import Chare, Group, charm
+class C(Chare):
+    def spin_forever(self):
+        if charm.myPe() == 1:
+            while True:
+                pass
+def main(args):
+    Group(C).spin_forever(awaitable=True).get()
+charm.start(main)
+"""
+
+
+def test_a_timeout_shows_where_each_process_was(tmp_path: Path) -> None:
+    prog = tmp_path / "spin.py"
+    prog.write_text(SPIN)
+    env = dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed")
+    cmd = [sys.executable, "-m", "charmrs.run", "+p2", "++timeout", "3", str(prog)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert r.returncode == 124, r.stdout + r.stderr
+    dump = r.stderr.split("where the threads of process 1 (PE 1) are:", 1)
+    assert len(dump) == 2, r.stderr
+    assert "in spin_forever" in dump[1], r.stderr  # the busy PE's method, named
+    assert "ran past ++timeout" in r.stderr

@@ -333,6 +333,28 @@ fn found_nodelist(opts: &LaunchOptions) -> Result<Option<LaunchOptions>, String>
     Ok(Some(o))
 }
 
+/// Asks the job's processes, one after the other (the first 16), to print where their
+/// threads are (SIGUSR1; the Python worker's `faulthandler` prints the stacks), each
+/// under a line that names it, before the job is ended on `++timeout`.
+fn dump_stacks(children: &[(Slot, Child)]) {
+    #[cfg(unix)]
+    for (slot, c) in children.iter().take(16) {
+        let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) else { continue };
+        eprintln!(
+            "charmrs-run: ++timeout: where the threads of process {} ({}) are:",
+            slot.rank,
+            slot.describe()
+        );
+        if rustix::process::kill_process(pid, rustix::process::Signal::USR1).is_ok() {
+            // Time for the process to print and for its output to be forwarded.
+            thread::sleep(Duration::from_millis(150));
+        }
+    }
+    if children.len() > 16 {
+        eprintln!("charmrs-run: ++timeout: (the other {} processes not shown)", children.len() - 16);
+    }
+}
+
 /// A new job's secret and id.
 pub(crate) fn new_job() -> Result<(Secret, u64), String> {
     let secret = Secret::random().map_err(|e| e.to_string())?;
@@ -543,6 +565,9 @@ pub fn run(opts: &LaunchOptions) -> Result<Outcome, String> {
     let mut chosen = 0;
     let outcome = loop {
         if let Some(o) = stopped(&stop, &term, opts.timeout, t0) {
+            if o.code == 124 && opts.dump_on_timeout && !remote {
+                dump_stacks(&children);
+            }
             end_slots(&mut children);
             break o;
         }

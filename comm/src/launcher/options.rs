@@ -54,6 +54,11 @@ pub struct LaunchOptions {
     /// No runtime notices, errors only (`++quiet`, as charmrun's): the processes get
     /// `CHARMRS_WARN=all` and `CHARMRS_QUIET=1`.
     pub quiet: bool,
+    /// On `++timeout`, send each process of this host SIGUSR1 before ending it, for it
+    /// to print where its threads are: set by launchers whose program handles the
+    /// signal (the Python package's, whose workers dump their stacks), never by the
+    /// command line (SIGUSR1 ends a process that does not handle it).
+    pub dump_on_timeout: bool,
     /// The program to start.
     pub program: String,
     /// Its arguments, runtime options included, in order.
@@ -140,6 +145,7 @@ impl LaunchOptions {
             remote_shell: "ssh".into(),
             remote_shell_given: false,
             mpiexec: None,
+            dump_on_timeout: false,
             timeout: None,
             prefix: false,
             interactive: false,
