@@ -23,6 +23,16 @@ impl Fragile {
         Fragile { calls: 0 }
     }
 
+    /// Never returns on the job's last PE (an entry method stuck in a loop).
+    fn spin(&self, ctx: &Ctx<Self>) {
+        let _ = self;
+        if ctx.my_pe().0 + 1 == charmrs::num_pes() {
+            loop {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
     /// Panics when `fail` is true, else counts the call.
     fn poke(&mut self, ctx: &Ctx<Self>, fail: bool) -> u32 {
         if fail {
@@ -247,6 +257,12 @@ fn main() {
                     charmrs::num_nodes()
                 );
                 charmrs::exit(if ok { 0 } else { 1 });
+            }
+            "spin" => {
+                // One PE stuck in an entry method: the launcher's ++timeout names it.
+                let a = Array::<Fragile>::new(charmrs::num_pes() as i32, (-1,)).await.expect("created");
+                a.spin().awaitable().await.expect("never");
+                charmrs::exit(0);
             }
             "idle" => {
                 // Messages across every PE, then nothing for a while: idle PEs (and, in

@@ -611,3 +611,14 @@ fn mpi_launchers_start_jobs_with_and_without_charmrs_run() {
         .assert_ok()
         .stdout_has("0 mismatches");
 }
+
+#[test]
+fn a_timeout_names_the_entry_method_each_pe_is_stuck_in() {
+    for shape in SHAPES {
+        let mut opts = shape.to_vec();
+        opts.extend(["++timeout", "3"]);
+        let r = launch(&opts, "failures", &["spin"], T);
+        r.assert_code(124).stderr_has("ran past ++timeout");
+        r.stderr_has("PE 3 runs failures::Fragile::spin").stderr_has("PE 0 runs no entry method");
+    }
+}

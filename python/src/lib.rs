@@ -2444,9 +2444,6 @@ fn launch(py: Python<'_>, args: Vec<String>, python: String, interactive_script:
     // One PE per process unless `++ppn` says otherwise: the GIL would serialise the PE
     // threads of one process (ARCHITECTURE.md, "Execution model").
     opts.ppn.get_or_insert(1);
-    // The workers print their Python stacks on SIGUSR1 (`charmrs.run`): on `++timeout`
-    // the launcher asks them to before ending the job.
-    opts.dump_on_timeout = true;
     let script = std::mem::replace(&mut opts.program, python);
     // Each process runs `python -m charmrs.run --charmrs-worker prog.py args...`
     // (line-buffered output: see `charmrs.run`).

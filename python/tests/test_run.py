@@ -222,7 +222,9 @@ def test_a_timeout_shows_where_each_process_was(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "charmrs.run", "+p2", "++timeout", "3", str(prog)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
     assert r.returncode == 124, r.stdout + r.stderr
-    dump = r.stderr.split("where the threads of process 1 (PE 1) are:", 1)
+    dump = r.stderr.split("where process 1 (PE 1) is:", 1)
     assert len(dump) == 2, r.stderr
     assert "in spin_forever" in dump[1], r.stderr  # the busy PE's method, named
+    assert "process 1: PE 1 runs _charmrs::PyChare::call" in dump[1], r.stderr
+    assert "process 0: PE 0 runs no entry method" in dump[0], r.stderr
     assert "ran past ++timeout" in r.stderr

@@ -333,18 +333,14 @@ fn found_nodelist(opts: &LaunchOptions) -> Result<Option<LaunchOptions>, String>
     Ok(Some(o))
 }
 
-/// Asks the job's processes, one after the other (the first 16), to print where their
-/// threads are (SIGUSR1; the Python worker's `faulthandler` prints the stacks), each
-/// under a line that names it, before the job is ended on `++timeout`.
+/// Asks the job's processes, one after the other (the first 16), to print where they
+/// are (SIGUSR1: each PE's running entry method, and a Python worker's thread stacks),
+/// each under a line that names it, before the job is ended on `++timeout`.
 fn dump_stacks(children: &[(Slot, Child)]) {
     #[cfg(unix)]
     for (slot, c) in children.iter().take(16) {
         let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) else { continue };
-        eprintln!(
-            "charmrs-run: ++timeout: where the threads of process {} ({}) are:",
-            slot.rank,
-            slot.describe()
-        );
+        eprintln!("charmrs-run: ++timeout: where process {} ({}) is:", slot.rank, slot.describe());
         if rustix::process::kill_process(pid, rustix::process::Signal::USR1).is_ok() {
             // Time for the process to print and for its output to be forwarded.
             thread::sleep(Duration::from_millis(150));

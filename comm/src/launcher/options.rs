@@ -55,9 +55,9 @@ pub struct LaunchOptions {
     /// `CHARMRS_WARN=all` and `CHARMRS_QUIET=1`.
     pub quiet: bool,
     /// On `++timeout`, send each process of this host SIGUSR1 before ending it, for it
-    /// to print where its threads are: set by launchers whose program handles the
-    /// signal (the Python package's, whose workers dump their stacks), never by the
-    /// command line (SIGUSR1 ends a process that does not handle it).
+    /// to print where it is (a charmrs process prints each PE's running entry method,
+    /// a Python worker also its threads' stacks); on by default. A program that does
+    /// not handle the signal ends from it, which the timeout was about to do anyway.
     pub dump_on_timeout: bool,
     /// The program to start.
     pub program: String,
@@ -145,7 +145,7 @@ impl LaunchOptions {
             remote_shell: "ssh".into(),
             remote_shell_given: false,
             mpiexec: None,
-            dump_on_timeout: false,
+            dump_on_timeout: true,
             timeout: None,
             prefix: false,
             interactive: false,

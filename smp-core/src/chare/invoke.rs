@@ -342,7 +342,12 @@ pub(crate) fn deliver(
             return false;
         }
     }
+    // What this PE runs, for SIGUSR1's report (restored after: a delivery may nest).
+    let running = &pe.shared.pe(pe.id).running;
+    let before = running.load(std::sync::atomic::Ordering::Relaxed);
+    running.store(desc.id().0 + 1, std::sync::atomic::Ordering::Relaxed);
     desc.invoke(Invoke { pe, target: Target::Elem(elem), desc, args, reply });
+    running.store(before, std::sync::atomic::Ordering::Relaxed);
     after_state_change(elem.meta());
     true
 }

@@ -41,6 +41,8 @@ pub(crate) struct PeShared {
     pub(crate) inbox: Inbox<Envelope>,
     /// Idle/park/wake state.
     pub(crate) sleeper: Sleeper,
+    /// The entry method this PE runs (its id + 1; 0: none), for SIGUSR1's report.
+    pub(crate) running: std::sync::atomic::AtomicU32,
 }
 
 /// State shared by all PEs of the process.
@@ -364,7 +366,13 @@ fn boot(config: Config) -> crate::Result<Booted> {
     tracing::debug!(source = ?placement.source, cpus = ?placement.cpus, "PE placement");
     let n = config.num_pes;
     let shared = Arc::new(Shared {
-        pes: (0..n).map(|_| PeShared { inbox: Inbox::new(), sleeper: Sleeper::new() }).collect(),
+        pes: (0..n)
+            .map(|_| PeShared {
+                inbox: Inbox::new(),
+                sleeper: Sleeper::new(),
+                running: std::sync::atomic::AtomicU32::new(0),
+            })
+            .collect(),
         oversubscribed: placement.oversubscribed,
         exiting: AtomicBool::new(false),
         exit_code: AtomicI32::new(0),
@@ -384,7 +392,61 @@ fn boot(config: Config) -> crate::Result<Booted> {
         let net = start_transport(&shared, mesh, env.job).map_err(crate::Error::Config)?;
         let _ = shared.net.set(net);
     }
+    dump_on_signal(&shared);
     Ok(Booted { shared, cpus: placement.cpus, pin_warned: Arc::new(AtomicBool::new(false)) })
+}
+
+/// The job SIGUSR1 reports on (the last one started in this process).
+static DUMPED: Mutex<Option<std::sync::Weak<Shared>>> = Mutex::new(None);
+
+/// Makes SIGUSR1 print, for each PE of this process, the entry method it is running
+/// (or that it runs none) on stderr: `kill -USR1 PID` shows where a job that hangs
+/// is stuck, and the launcher asks for it before it ends a job on `++timeout`. One
+/// thread per process waits for the signal; `CHARMRS_SIGUSR1=0` leaves the signal
+/// alone (its default action ends the process).
+fn dump_on_signal(shared: &Arc<Shared>) {
+    #[cfg(unix)]
+    {
+        static STARTED: std::sync::Once = std::sync::Once::new();
+        if std::env::var("CHARMRS_SIGUSR1").as_deref() == Ok("0") {
+            return;
+        }
+        *DUMPED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(shared));
+        STARTED.call_once(|| {
+            let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1]) else {
+                return;
+            };
+            let _ = std::thread::Builder::new().name("charmrs-sigusr1".into()).spawn(move || {
+                for _ in signals.forever() {
+                    let job =
+                        DUMPED.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|w| w.upgrade());
+                    if let Some(shared) = job {
+                        eprint!("{}", running_report(&shared));
+                    }
+                }
+            });
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = shared;
+}
+
+/// A line per PE of this process: the entry method it runs, or that it runs none.
+fn running_report(shared: &Shared) -> String {
+    let first = shared.layout.first_pe();
+    let proc_ = shared.layout.proc_of(PeId(first));
+    let mut out = String::new();
+    for (i, p) in shared.pes.iter().enumerate() {
+        let what = match p.running.load(Ordering::Relaxed) {
+            0 => "runs no entry method (idle, or between messages)".to_string(),
+            id => match registry::entry(registry::EpId(id - 1)) {
+                Some(d) => format!("runs {}", d.name()),
+                None => format!("runs entry method {}", id - 1),
+            },
+        };
+        out.push_str(&format!("charmrs: process {proc_}: PE {} {what}\n", first + i as u32));
+    }
+    out
 }
 
 impl Booted {
