@@ -601,6 +601,12 @@ fn mpi_launchers_start_jobs_with_and_without_charmrs_run() {
     cmd.args(["-np", "2"]).arg(example("hello")).arg("+p2").envs(OMPI).env("CHARMRS_WARN", "oversubscribed");
     let r = run_cmd(cmd, "mpirun -np 2 hello +p2", T);
     r.assert_ok().stdout_has("4 PEs answered").stdout_has("1 host(s), 2 process(es)");
+    // Without the launcher's size variable: the job's size comes from PMIx itself.
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-np", "2", "env", "-u", "OMPI_COMM_WORLD_SIZE"]).arg(example("hello")).arg("+p1").envs(OMPI);
+    run_cmd(cmd, "mpirun -np 2 env -u OMPI_COMM_WORLD_SIZE hello", T)
+        .assert_ok()
+        .stdout_has("2 PEs answered");
     // charmrs-run ++mpiexec: the launcher's rendezvous, mpiexec's processes.
     for shape in [["+p4", "++ppn", "2", "++mpiexec"], ["+p2", "++ppn", "1", "++mpiexec"]] {
         launch_env(&shape, "hello", &[], &OMPI, T)

@@ -176,24 +176,32 @@ impl JobEnv {
     /// rank 0 makes the job's id and secret and runs the rendezvous (the part of
     /// `charmrs-run` the others need), and publishes where it listens through PMIx; the
     /// others read it, and everyone joins as under `charmrs-run`. The job's size is
-    /// the MPI launcher's (`OMPI_COMM_WORLD_SIZE`, `SLURM_NTASKS`, ...).
+    /// PMIx's `PMIX_JOB_SIZE` (or the launcher's `OMPI_COMM_WORLD_SIZE`,
+    /// `SLURM_NTASKS`, ...).
     #[cfg(unix)]
     fn from_pmix(pes: u32, var: impl Fn(&str) -> Option<String>) -> Result<Option<JobEnv>, BootError> {
-        let Some((size_var, size)) = MPI_RANK_VARS.iter().find_map(|(_, s)| var(s).map(|v| (*s, v))) else {
-            return Err(BootError::Env(
-                "started by a PMIx launcher that sets no job size (OMPI_COMM_WORLD_SIZE, SLURM_NTASKS, ...)"
-                    .into(),
-            ));
+        // The launcher's size variable, if it sets one: a job of one needs no PMIx.
+        let env_size = match MPI_RANK_VARS.iter().find_map(|(_, s)| var(s).map(|v| (*s, v))) {
+            Some((name, v)) => Some(
+                v.trim()
+                    .parse::<u32>()
+                    .map_err(|_| BootError::Env(format!("{name}={v:?} is not a whole number")))?,
+            ),
+            None => None,
         };
-        let size: u32 = size
-            .trim()
-            .parse()
-            .map_err(|_| BootError::Env(format!("{size_var}={size:?} is not a whole number")))?;
-        if size <= 1 {
+        if env_size.is_some_and(|n| n <= 1) {
             return Ok(None);
         }
         let pmix_err = |e: charmrs_pmix::Error| BootError::Env(format!("PMIx: {e}"));
         let pmix = charmrs_pmix::Pmix::init().map_err(pmix_err)?;
+        let size = match (pmix.job_size(), env_size) {
+            (Ok(n), _) => n,
+            (Err(_), Some(n)) => n,
+            (Err(e), None) => return Err(pmix_err(e)),
+        };
+        if size <= 1 {
+            return Ok(None);
+        }
         let rank = pmix.rank();
         const KEY: &str = "charmrs.rendezvous";
         if rank == 0 {

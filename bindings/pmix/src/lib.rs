@@ -19,8 +19,12 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 const NSLEN: usize = 255;
 /// `PMIX_STRING`.
 const PMIX_STRING: u16 = 3;
+/// `PMIX_UINT32`.
+const PMIX_UINT32: u16 = 14;
 /// `PMIX_GLOBAL`: share with all processes of the job, local and remote.
 const PMIX_GLOBAL: u8 = 3;
+/// `PMIX_RANK_WILDCARD`: the job as a whole (for its attributes).
+const RANK_WILDCARD: u32 = u32::MAX - 1;
 
 /// `pmix_proc_t`.
 #[repr(C)]
@@ -39,6 +43,7 @@ struct Value {
 #[repr(C)]
 union ValueData {
     string: *mut c_char,
+    uint32: u32,
     _size: [u64; 3],
 }
 
@@ -198,10 +203,38 @@ impl Pmix {
     /// # Errors
     /// Not published, not a string, or PMIx failed.
     pub fn get(&self, rank: u32, key: &str) -> Result<String, Error> {
+        self.get_value(rank, key, |v| {
+            // SAFETY: a PMIx value of type PMIX_STRING holds a NUL-terminated string
+            // (or NULL) in `data.string`.
+            unsafe {
+                (v.kind == PMIX_STRING && !v.data.string.is_null())
+                    .then(|| CStr::from_ptr(v.data.string).to_string_lossy().into_owned())
+            }
+        })
+    }
+
+    /// How many processes the job has (`PMIX_JOB_SIZE`).
+    ///
+    /// # Errors
+    /// PMIx does not know it, or failed.
+    pub fn job_size(&self) -> Result<u32, Error> {
+        self.get_value(RANK_WILDCARD, "pmix.job.size", |v| {
+            if v.kind != PMIX_UINT32 {
+                return None;
+            }
+            // SAFETY: a PMIx value of type PMIX_UINT32 holds it in `data.uint32`.
+            Some(unsafe { v.data.uint32 })
+        })
+    }
+
+    /// `PMIx_Get` of `key` of process `rank` (or the job, `RANK_WILDCARD`), read by
+    /// `read` (`None`: not of the type it wants).
+    fn get_value<T>(&self, rank: u32, key: &str, read: impl FnOnce(&Value) -> Option<T>) -> Result<T, Error> {
         let k = CString::new(key).map_err(|_| Error("a key with a NUL byte".into()))?;
         let who = Proc { nspace: self.me.nspace, rank };
         let mut out: *mut Value = std::ptr::null_mut();
-        // SAFETY: `who` names a process of our namespace; PMIx allocates `*out`.
+        // SAFETY: `who` names a process (or the job) of our namespace; PMIx allocates
+        // `*out`.
         let rc = unsafe { (self.get)(&who, k.as_ptr(), std::ptr::null(), 0, &mut out) };
         self.check(&format!("PMIx_Get({key} of rank {rank})"), rc)?;
         if out.is_null() {
@@ -210,11 +243,8 @@ impl Pmix {
         // SAFETY: PMIx returned a value it allocated (malloc); we read it, then destruct
         // and free it as PMIX_VALUE_RELEASE does.
         unsafe {
-            let r = if (*out).kind == PMIX_STRING && !(*out).data.string.is_null() {
-                Ok(CStr::from_ptr((*out).data.string).to_string_lossy().into_owned())
-            } else {
-                Err(Error(format!("PMIx_Get({key} of rank {rank}): not a string")))
-            };
+            let r =
+                read(&*out).ok_or_else(|| Error(format!("PMIx_Get({key} of rank {rank}): of another type")));
             (self.destruct)(out);
             libc::free(out.cast());
             r
