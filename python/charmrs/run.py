@@ -2,7 +2,8 @@
 or ``python -m charmrs.run +p4 ++interactive`` for a Python prompt on PE 0 of a running
 job (``charmrs.interactive``). Under an MPI launcher (``mpirun -np 4 python -m
 charmrs.run prog.py``, ``srun``), each process it starts runs ``prog.py`` as its part
-of the job instead (the processes find each other through PMIx).
+of the job instead (the processes find each other through PMIx); ``mpirun -np 4 python
+-m charmrs.run ++interactive`` gives the prompt on rank 0.
 
 Takes the options of ``charmrs-run`` (the same code) and runs ``prog.py`` with this
 interpreter in every process of the job. Programs written for Charm4py run unchanged:
@@ -115,6 +116,10 @@ def main() -> int:
     launcher, runs the program as this process's part of the job."""
     if len(sys.argv) > 1 and sys.argv[1] == WORKER:
         _worker(sys.argv[2:])
+        return 0
+    if _under_mpi_launcher() and sys.argv[1:] == ["++interactive"]:
+        # `mpirun -np 4 python -m charmrs.run ++interactive`: the prompt on rank 0.
+        _worker([os.path.join(os.path.dirname(os.path.abspath(__file__)), "interactive.py")])
         return 0
     if _under_mpi_launcher() and len(sys.argv) > 1 and not sys.argv[1].startswith("+"):
         _worker(sys.argv[1:])

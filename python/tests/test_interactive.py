@@ -4,6 +4,7 @@ running job, fed here through its standard input."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -53,5 +54,34 @@ def test_interactive_session(pes: int) -> None:
     assert "root True" in r.stdout
     assert "NameError: name 'undefined_name' is not defined" in r.stderr
     assert "after error" in r.stdout
+    assert "console is a chare: True" in r.stdout
+    assert "not reached" not in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (Debian: openmpi-bin; ci/deps.sh installs it)")
+@pytest.mark.parametrize("module", [["charmrs.run", "++interactive"], ["charmrs.interactive"]])
+def test_interactive_session_under_mpirun(module: list[str]) -> None:
+    # Open MPI refuses root, and more processes than cores, unless told; its stdin goes
+    # to rank 0, where the prompt is.
+    env = dict(
+        os.environ,
+        CHARMRS_WARN="hwloc,oversubscribed",
+        OMPI_ALLOW_RUN_AS_ROOT="1",
+        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+        OMPI_MCA_rmaps_base_oversubscribe="1",
+    )
+    r = subprocess.run(
+        ["mpirun", "-np", "2", sys.executable, "-m", *module],
+        input=SESSION,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Charm4py> Broadcasted Chare definition" in r.stdout
+    assert "sum ok 0" in r.stdout
+    assert "root True" in r.stdout
     assert "console is a chare: True" in r.stdout
     assert "not reached" not in r.stdout
