@@ -152,6 +152,13 @@ def test_a_constructor_that_raises_ends_the_job(pes: int) -> None:
     assert "creating a collection failed" in r.stderr
 
 
+@pytest.mark.parametrize("pes,ppn", [(4, 1), (4, 2)])
+def test_large_arrays_cross_in_every_direction_at_once(pes: int, ppn: int) -> None:
+    r = run_job(pes, PROGS / "alltoall_big.py", ppn=ppn)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "arrays 360 of 360" in r.stdout
+
+
 @pytest.mark.parametrize("pes", [1, 2, 4])
 def test_exit_in_a_constructor_ends_the_job_with_its_status(pes: int) -> None:
     r = run_job(pes, PROGS / "ctor_exit.py")
