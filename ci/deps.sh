@@ -10,6 +10,10 @@ need=()
 for p in pkg-config libhwloc-dev hwloc libudev-dev iproute2 openmpi-bin; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
+# Python virtual environments (ci/quickstart.sh): Debian's python3 needs python3-venv.
+if command -v python3 >/dev/null && ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+    need+=(python3-venv)
+fi
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
