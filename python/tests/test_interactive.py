@@ -34,16 +34,16 @@ print("not reached")
 """
 
 
-@pytest.mark.parametrize("pes", [1, 2])
-def test_interactive_session(pes: int) -> None:
-    env = dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed")
+def _session(cmd: list[str], pes: int, **env: str) -> None:
+    """Feeds SESSION to the prompt of the job ``cmd`` starts (``pes`` PEs) and checks
+    what it printed."""
     r = subprocess.run(
-        [sys.executable, "-m", "charmrs.run", f"+p{pes}", "++interactive"],
+        cmd,
         input=SESSION,
         capture_output=True,
         text=True,
         timeout=90,
-        env=env,
+        env=dict(os.environ, CHARMRS_WARN="hwloc,oversubscribed", **env),
         cwd=ROOT,
     )
     assert r.returncode == 0, r.stdout + r.stderr
@@ -58,30 +58,20 @@ def test_interactive_session(pes: int) -> None:
     assert "not reached" not in r.stdout
 
 
+@pytest.mark.parametrize("pes", [1, 2])
+def test_interactive_session(pes: int) -> None:
+    _session([sys.executable, "-m", "charmrs.run", f"+p{pes}", "++interactive"], pes)
+
+
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun (Debian: openmpi-bin; ci/deps.sh installs it)")
 @pytest.mark.parametrize("module", [["charmrs.run", "++interactive"], ["charmrs.interactive"]])
 def test_interactive_session_under_mpirun(module: list[str]) -> None:
     # Open MPI refuses root, and more processes than cores, unless told; its stdin goes
     # to rank 0, where the prompt is.
-    env = dict(
-        os.environ,
-        CHARMRS_WARN="hwloc,oversubscribed",
+    _session(
+        ["mpirun", "-np", "2", sys.executable, "-m", *module],
+        2,
         OMPI_ALLOW_RUN_AS_ROOT="1",
         OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
         OMPI_MCA_rmaps_base_oversubscribe="1",
     )
-    r = subprocess.run(
-        ["mpirun", "-np", "2", sys.executable, "-m", *module],
-        input=SESSION,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env=env,
-        cwd=ROOT,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "Charm4py> Broadcasted Chare definition" in r.stdout
-    assert "sum ok 0" in r.stdout
-    assert "root True" in r.stdout
-    assert "console is a chare: True" in r.stdout
-    assert "not reached" not in r.stdout
