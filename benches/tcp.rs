@@ -62,6 +62,7 @@ fn tcp_pair(r0: Arc<dyn Receiver>, r1: Arc<dyn Receiver>) -> (Arc<Tcp>, Arc<Tcp>
                 host_key: "here".into(),
                 timeout: Duration::from_secs(30),
                 signature: 0,
+                launcher: true,
             };
             thread::spawn(move || join(&env).expect("joins"))
         })

@@ -98,6 +98,11 @@ pub struct JobEnv {
     /// What program this process runs (the runtime sets a hash of its entry-method
     /// table): every process of a job must show the same, or the job does not start.
     pub signature: u64,
+    /// The rendezvous is a launcher's (`charmrs-run`), which outlives the processes:
+    /// losing the connection to it means it died, and the process ends. Under an MPI
+    /// launcher without `charmrs-run`, rank 0 runs the rendezvous and may end first;
+    /// the MPI launcher ends the job's processes when one fails.
+    pub launcher: bool,
 }
 
 /// The rank variables MPI launchers set (Open MPI, PMIx, MPICH/Hydra and PMI, Slurm's
@@ -258,6 +263,7 @@ impl JobEnv {
             host_key: host_name(),
             timeout: connect_timeout(),
             signature: 0,
+            launcher: false,
         }))
     }
 
@@ -336,6 +342,7 @@ impl JobEnv {
             host_key,
             timeout,
             signature: 0,
+            launcher: true,
         }))
     }
 }
@@ -416,8 +423,12 @@ pub struct Mesh {
     pub procs: Vec<ProcInfo>,
     /// `(peer rank, stream)` for every other process.
     pub streams: Vec<(u32, TcpStream)>,
-    /// The connection to the launcher.
+    /// The connection to the launcher (or, under an MPI launcher without
+    /// `charmrs-run`, to rank 0's rendezvous).
     pub control: TcpStream,
+    /// Whether `control` leads to a launcher that outlives the job's processes (see
+    /// [`JobEnv::launcher`]).
+    pub launcher: bool,
 }
 
 impl Mesh {
@@ -659,7 +670,7 @@ pub fn join(env: &JobEnv) -> Result<Mesh, BootError> {
         watch_peer(s, silent).map_err(|e| BootError::Peers(format!("socket options: {e}")))?;
     }
     watch_peer(&control, silent).map_err(|e| rv(format!("socket options: {e}")))?;
-    Ok(Mesh { rank: env.rank, procs, streams, control })
+    Ok(Mesh { rank: env.rank, procs, streams, control, launcher: env.launcher })
 }
 
 fn parse_table(bytes: &[u8], size: u32) -> Result<Vec<ProcInfo>, String> {

@@ -50,6 +50,7 @@ fn env(rank: u32, size: u32, job: u64, secret: &Secret, rendezvous: &str) -> Job
         host_key: "here".into(),
         timeout: T,
         signature: 42,
+        launcher: true,
     }
 }
 

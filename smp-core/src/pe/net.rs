@@ -322,12 +322,14 @@ pub(crate) fn start_transport(shared: &Arc<Shared>, mut mesh: Mesh, job: u64) ->
     let size = mesh.procs.len() as u32;
     let recv: Arc<dyn Receiver> = Arc::new(Inbound(Arc::clone(shared)));
     let watch = Arc::clone(shared);
-    mesh.watch_launcher(move |why| {
-        if !watch.exiting() {
-            process_fatal(&watch.layout, &format!("{why}: the launcher is gone; ending"));
-        }
-    })
-    .map_err(|e| e.to_string())?;
+    if mesh.launcher {
+        mesh.watch_launcher(move |why| {
+            if !watch.exiting() {
+                process_fatal(&watch.layout, &format!("{why}: the launcher is gone; ending"));
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    }
     // The watcher holds its own handle on the launcher's connection: it stays open for
     // the life of the process.
     let transport: Box<dyn Transport> = match shm_ring_size() {
