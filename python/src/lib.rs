@@ -2199,6 +2199,11 @@ fn start(py: Python<'_>, main: Py<PyAny>, argv: Vec<String>) -> PyResult<i32> {
     // once, then detached while it runs): greenlets belong to a thread state, and
     // attaching per call would make and destroy one each time.
     charmrs::__private::set_pe_thread_wrapper(|run| Python::attach(|py| py.detach(run)));
+    // A PE alone in its process (the default) holds the GIL for each busy turn of its
+    // scheduler: one GIL hand-over per turn, not one per message (the `Python::attach`
+    // of each call then only counts). It lets it go whenever it idles, and Python
+    // threads of the program get it at the interpreter's switch interval meanwhile.
+    charmrs::__private::set_pe_turn_wrapper(|turn| Python::attach(|_| turn()));
     charmrs::__private::set_section_eval(section_eval);
     tune_malloc();
     let config = charmrs::Config::parse(argv, |k| std::env::var(k).ok())

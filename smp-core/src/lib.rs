@@ -121,7 +121,7 @@ pub mod __private {
     pub use crate::collection::{MapDesc, MAPS};
     pub use crate::msg::wire::ArgCodec;
     pub use crate::msg::{sizes, Sizes};
-    pub use crate::pe::set_pe_thread_wrapper;
+    pub use crate::pe::{set_pe_thread_wrapper, set_pe_turn_wrapper};
     pub use crate::pool::{TaskDesc, TASKS};
     /// Whether the calling thread is a running PE.
     pub fn on_pe() -> bool {

@@ -11,11 +11,11 @@ pub(crate) mod worker;
 
 pub(crate) use executor::TaskId;
 pub(crate) use local::{with_pe, PeLocal};
-pub use runtime::set_pe_thread_wrapper;
 pub(crate) use runtime::Shared;
 pub use runtime::{
     abort, exit, get_host_first_pe, get_host_num_pes, get_host_pes, get_node_first_pe, get_pe_host,
     get_pe_host_rank, get_topo_subtrees, get_topo_tree_edges, my_host, my_node, my_pe, num_hosts, num_nodes,
     num_pes, run_with, spawn, start, start_with, Job, MainCtx, PeId,
 };
+pub use runtime::{set_pe_thread_wrapper, set_pe_turn_wrapper};
 pub(crate) use sys::SysMsg;

@@ -499,6 +499,23 @@ pub fn set_pe_thread_wrapper(wrap: fn(&mut (dyn FnMut() + Send))) {
     let _ = PE_THREAD_WRAPPER.set(wrap);
 }
 
+/// Runs around each busy turn of the scheduler loop of a PE that is alone in its
+/// process (see [`set_pe_turn_wrapper`]).
+pub(crate) static PE_TURN_WRAPPER: std::sync::OnceLock<fn(&mut dyn FnMut())> = std::sync::OnceLock::new();
+
+/// Makes the scheduler of a PE that is the only one of its process run each turn of its
+/// loop that does work (the messages it takes, the tasks it polls, the timers it fires;
+/// never its idle wait) inside `wrap`, which must call the function it is given, once.
+/// For a language binding whose every call into the language takes a global lock: the
+/// Python package takes the GIL once per turn instead of once per message, and releases
+/// it whenever the PE idles. Not applied to processes of several PEs, which must be free
+/// to interleave between messages. Set once, before the runtime starts; later calls are
+/// ignored. Not a public API.
+#[doc(hidden)]
+pub fn set_pe_turn_wrapper(wrap: fn(&mut dyn FnMut())) {
+    let _ = PE_TURN_WRAPPER.set(wrap);
+}
+
 fn pin_for(shared: &Shared, cpu: Option<usize>, warned: &AtomicBool) {
     if let Some(cpu) = cpu {
         if !topo::pin_current_thread(cpu)

@@ -37,45 +37,17 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
     // busy one says nothing, since another may sleep and need those threads.
     let sole = shared.pes.len() == 1;
     let mut turn: u32 = 0;
+    // A binding's wrapper around each busy turn (the Python package holds the GIL for
+    // the turn), for a PE alone in its process only.
+    let wrap = if sole { crate::pe::runtime::PE_TURN_WRAPPER.get().copied() } else { None };
     loop {
         if shared.exiting() {
             break;
         }
         let mut worked = false;
-        // A busy PE never idles, and idle PEs are who poll the transport: so a busy PE
-        // polls it too, every few turns (a try-lock and a load per shared-memory ring),
-        // and messages from other processes are not left to the transport's threads.
-        turn = turn.wrapping_add(1);
-        if let Some(net) = net {
-            if turn % TRANSPORT_EVERY == 0 {
-                worked |= if sole { net.poll_active() } else { net.poll() };
-            }
-        }
-        // A plain load first: the swap is a read-modify-write, not worth paying on every
-        // turn of a PE busy with its own messages.
-        // A coroutine whose future a message set resumes before the next message runs
-        // (as in Charm4py): what it does next is not overtaken by later messages.
-        if me.inbox.looks_nonempty() {
-            for env in me.inbox.take_all() {
-                worked = true;
-                dispatch(pe, env);
-                run_tasks(pe, &mut ran_for);
-            }
-        }
-        // Messages to itself, including those sent meanwhile, up to a budget: the inbox
-        // (other PEs) waits at most LOCAL_BUDGET messages.
-        for _ in 0..LOCAL_BUDGET {
-            let env = pe.local.borrow_mut().pop_front();
-            let Some(env) = env else { break };
-            worked = true;
-            dispatch(pe, env);
-            run_tasks(pe, &mut ran_for);
-        }
-        worked |= run_tasks(pe, &mut ran_for);
-        worked |= pe.timers.fire_due();
-        // Pool tasks run when nothing else is to be done.
-        if !worked && pe.local.borrow().is_empty() && !pe.exec.has_ready() {
-            worked = crate::pool::run_one(pe);
+        match wrap {
+            Some(w) => w(&mut || worked = busy_turn(pe, net, sole, &mut turn, &mut ran_for)),
+            None => worked = busy_turn(pe, net, sole, &mut turn, &mut ran_for),
         }
         if !worked && pe.local.borrow().is_empty() && !pe.exec.has_ready() {
             let deadline = match (pe.timers.next_deadline(), pe.pool.deadline(&shared.pool)) {
@@ -92,6 +64,57 @@ pub(crate) fn run(pe: &Rc<PeLocal>) {
             pe.stats.idle(out.idle, out.parked);
         }
     }
+}
+
+/// One turn of the loop, but its idle wait: polls the transport (every few turns),
+/// handles the inbox and up to `LOCAL_BUDGET` of the PE's own messages, polls ready
+/// tasks, fires due timers and, with nothing else done, runs a pool task. Whether it
+/// did anything.
+fn busy_turn(
+    pe: &Rc<PeLocal>,
+    net: Option<&Net>,
+    sole: bool,
+    turn: &mut u32,
+    ran_for: &mut Vec<ElemKey>,
+) -> bool {
+    let me = pe.shared.pe(pe.id);
+    let mut worked = false;
+    // A busy PE never idles, and idle PEs are who poll the transport: so a busy PE
+    // polls it too, every few turns (a try-lock and a load per shared-memory ring),
+    // and messages from other processes are not left to the transport's threads.
+    *turn = turn.wrapping_add(1);
+    if let Some(net) = net {
+        if *turn % TRANSPORT_EVERY == 0 {
+            worked |= if sole { net.poll_active() } else { net.poll() };
+        }
+    }
+    // A plain load first: the swap is a read-modify-write, not worth paying on every
+    // turn of a PE busy with its own messages.
+    // A coroutine whose future a message set resumes before the next message runs
+    // (as in Charm4py): what it does next is not overtaken by later messages.
+    if me.inbox.looks_nonempty() {
+        for env in me.inbox.take_all() {
+            worked = true;
+            dispatch(pe, env);
+            run_tasks(pe, ran_for);
+        }
+    }
+    // Messages to itself, including those sent meanwhile, up to a budget: the inbox
+    // (other PEs) waits at most LOCAL_BUDGET messages.
+    for _ in 0..LOCAL_BUDGET {
+        let env = pe.local.borrow_mut().pop_front();
+        let Some(env) = env else { break };
+        worked = true;
+        dispatch(pe, env);
+        run_tasks(pe, ran_for);
+    }
+    worked |= run_tasks(pe, ran_for);
+    worked |= pe.timers.fire_due();
+    // Pool tasks run when nothing else is to be done.
+    if !worked && pe.local.borrow().is_empty() && !pe.exec.has_ready() {
+        worked = crate::pool::run_one(pe);
+    }
+    worked
 }
 
 /// Polls the PE's ready tasks, then re-delivers the `when`-buffered messages of the
