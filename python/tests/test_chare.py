@@ -311,3 +311,11 @@ def test_numerical_thread_pools_have_one_thread_unless_set(monkeypatch: pytest.M
     assert "pools: [['1', '1', '1'], ['1', '1', '1']]" in r.stdout, r.stdout
     r = run_job(2, PROGS / "thread_pools.py", env={"OMP_NUM_THREADS": "3"})
     assert "pools: [['3', '1', '1'], ['3', '1', '1']]" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("pes,ppn", [(1, 1), (2, 1), (2, 2)])
+def test_python_threads_run_beside_idle_and_busy_pes(pes: int, ppn: int) -> None:
+    r = run_job(pes, PROGS / "py_threads.py", ppn=ppn)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for what in ("idle", "busy Python", "messages"):
+        assert f"{what}: advanced" in r.stdout, r.stdout
