@@ -19,6 +19,7 @@ use charmrs::prelude::*;
 use charmrs::PodVec;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use std::sync::Arc;
 
 mod arrays;
 mod arrred;
@@ -30,7 +31,9 @@ use arrred::PyArr;
 /// whether the caller wants the return value (`ret=True`: then it is pickled back).
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct PyMsg {
-    method: String,
+    /// Shared by the copies of a broadcast (a clone per element it reaches).
+    #[serde(with = "shared")]
+    method: Arc<str>,
     args: PodVec<u8>,
     /// The numpy arrays among the positional arguments (`None` in the pickle or in
     /// `plain`): raw bytes beside the message between processes, never pickled.
@@ -42,13 +45,39 @@ pub struct PyMsg {
     /// pickling one costs a few microseconds (a global lookup on each side).
     objs: Vec<PyObjArg>,
     /// The arguments when they are all of plain types ([`ARGS_PLAIN`]): no pickle.
-    plain: Vec<PlainArg>,
+    /// Shared by the copies of a broadcast, which then know each other by address.
+    #[serde(with = "shared")]
+    plain: Arc<[PlainArg]>,
     /// The caller's objects themselves ([`ARGS_REF`]: a call delivered in this process
     /// with `local_msg_optim`), pickled only if the message leaves the process.
     refs: entry::RefArgs,
     ret: bool,
     /// How `args` are passed: [`ARGS_TUPLE`], [`ARGS_ONE`] or [`ARGS_NONE`].
     shape: u8,
+}
+
+/// Serde for the `Arc`s of [`PyMsg`], as the `String` or `Vec` they hold (serde's own
+/// `rc` feature would make every `Rc` a payload in the whole workspace).
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<T: ?Sized + Serialize, S: Serializer>(
+        v: &Arc<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        (**v).serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<Arc<T>, D::Error>
+    where
+        T: ?Sized + ToOwned,
+        T::Owned: Deserialize<'de> + Into<Arc<T>>,
+        D: Deserializer<'de>,
+    {
+        T::Owned::deserialize(d).map(Into::into)
+    }
 }
 
 /// A group element.
@@ -96,7 +125,7 @@ impl PyMsg {
         }
         let Some(other) = other else {
             return Ok(PyMsg {
-                plain,
+                plain: plain.into(),
                 arrays,
                 ..PyMsg::new(method.to_owned(), PodVec::new(), ARGS_PLAIN, ret)
             });
@@ -159,12 +188,12 @@ impl PyMsg {
     /// A call of `method` with `args` passed as `shape` says, and nothing beside them.
     fn new(method: String, args: PodVec<u8>, shape: u8, ret: bool) -> PyMsg {
         PyMsg {
-            method,
+            method: method.into(),
             args,
             arrays: Vec::new(),
             bufs: Vec::new(),
             objs: Vec::new(),
-            plain: Vec::new(),
+            plain: Arc::default(),
             refs: entry::RefArgs::None,
             ret,
             shape,
@@ -742,12 +771,12 @@ impl PyChare {
         if Python::attach(|py| obj.is_none(py)) {
             return PodVec::new(); // its constructor called `exit()`: the job is ending
         }
-        let key = prof::on().then(|| Python::attach(|py| (class_name(obj.bind(py)), msg.method.clone())));
+        let key = prof::on().then(|| Python::attach(|py| (class_name(obj.bind(py)), msg.method.to_string())));
         let bytes = msg_bytes(&msg);
         let t0 = std::time::Instant::now();
         let glet = Python::attach(|py| {
             msg_args_owned(py, &mut msg)
-                .and_then(|(a, kw)| glue_fn!(py, "coro")?.call1((obj, &msg.method, a, kw, msg.ret)))
+                .and_then(|(a, kw)| glue_fn!(py, "coro")?.call1((obj, &*msg.method, a, kw, msg.ret)))
                 .map(Bound::unbind)
                 .unwrap_or_else(|e| raised(py, &format!("method {}", msg.method), e))
         });
@@ -786,6 +815,9 @@ fn pickle_fn<'py>(py: Python<'py>, dumps: bool) -> PyResult<&'py Bound<'py, PyAn
     }
 }
 
+/// Plain arguments made into objects, and the objects (see `LAST_PLAIN`).
+type LastPlain = (Arc<[PlainArg]>, Py<pyo3::types::PyTuple>);
+
 thread_local! {
     /// The arguments last unpickled on this PE, with the message bytes they came from
     /// (kept alive, so that the buffer's address cannot be reused meanwhile): the copies
@@ -798,7 +830,7 @@ thread_local! {
     static LAST_FULL: std::cell::RefCell<Option<(PodVec<u8>, Py<pyo3::types::PyTuple>)>> = const { std::cell::RefCell::new(None) };
     /// The same for plain arguments with futures or proxies: the arguments last made
     /// into objects on this PE, and the objects.
-    static LAST_PLAIN: std::cell::RefCell<Option<(Vec<PlainArg>, Py<pyo3::types::PyTuple>)>> = const { std::cell::RefCell::new(None) };
+    static LAST_PLAIN: std::cell::RefCell<Option<LastPlain>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The unpickled `args`, from the cache when they are the bytes unpickled last.
@@ -932,7 +964,10 @@ fn args_with<'py>(
                 c.borrow()
                     .as_ref()
                     .filter(|(a, _)| {
-                        a.len() == msg.plain.len() && a.iter().zip(&msg.plain).all(|(x, y)| x.same(y))
+                        // A copy of the same broadcast shares the arguments themselves.
+                        Arc::ptr_eq(a, &msg.plain)
+                            || a.len() == msg.plain.len()
+                                && a.iter().zip(msg.plain.iter()).all(|(x, y)| x.same(y))
                     })
                     .map(|(_, t)| t.clone_ref(py))
             });
@@ -941,7 +976,8 @@ fn args_with<'py>(
             }
             let items = msg.plain.iter().map(|a| a.to_py(py)).collect::<PyResult<Vec<_>>>()?;
             let t = pyo3::types::PyTuple::new(py, items)?;
-            let old = LAST_PLAIN.with(|c| c.borrow_mut().replace((msg.plain.clone(), t.clone().unbind())));
+            let old =
+                LAST_PLAIN.with(|c| c.borrow_mut().replace((Arc::clone(&msg.plain), t.clone().unbind())));
             drop(old); // outside the borrow: dropping objects may run Python code
             (t, None)
         }
@@ -1009,7 +1045,7 @@ impl PyChare {
                 return false; // its constructor called `exit()`: the job is ending
             }
             let r = msg_args(py, msg).and_then(|(a, kw)| {
-                glue_fn!(py, "when_holds")?.call1((self.obj.bind(py), &msg.method, a, kw))?.is_truthy()
+                glue_fn!(py, "when_holds")?.call1((self.obj.bind(py), &*msg.method, a, kw))?.is_truthy()
             });
             r.unwrap_or_else(|e| raised(py, &format!("the @when condition of {}", msg.method), e))
         })
