@@ -400,7 +400,11 @@ impl<C: Chare> Handle<C> {
     pub fn of(proxy: &C::Proxy) -> Option<Handle<C>> {
         let raw = proxy.__raw();
         let key = ElemKey { coll: raw.coll, index: raw.elem? };
-        let elem = crate::pe::local::try_with_pe(|pe| pe.elem(&key))??;
+        let elem = crate::pe::local::try_with_pe(|pe| {
+            // Most often the element whose method runs, acting for itself.
+            let current = pe.current.borrow().as_ref().filter(|e| e.meta().key == key).cloned();
+            current.or_else(|| pe.elem(&key))
+        })??;
         elem.into_any_rc().downcast::<Slot<C>>().ok().map(Handle)
     }
 

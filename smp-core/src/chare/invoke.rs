@@ -346,7 +346,9 @@ pub(crate) fn deliver(
     let running = &pe.shared.pe(pe.id).running;
     let before = running.load(std::sync::atomic::Ordering::Relaxed);
     running.store(desc.id().0 + 1, std::sync::atomic::Ordering::Relaxed);
+    let outer = pe.current.replace(Some(Rc::clone(elem)));
     desc.invoke(Invoke { pe, target: Target::Elem(elem), desc, args, reply });
+    *pe.current.borrow_mut() = outer;
     running.store(before, std::sync::atomic::Ordering::Relaxed);
     after_state_change(elem.meta());
     true

@@ -61,6 +61,11 @@ pub(crate) struct PeLocal {
     pub(crate) local: RefCell<VecDeque<Envelope>>,
     /// Chare elements living here.
     pub(crate) elems: RefCell<HashSet<ElemEntry>>,
+    /// The element whose entry method runs now (synchronously, from a delivery), so that
+    /// what it calls on its own behalf finds it without a lookup ([`Handle::of`]).
+    ///
+    /// [`Handle::of`]: crate::Handle::of
+    pub(crate) current: RefCell<Option<Rc<dyn AnyElem>>>,
     /// Collections whose creation reached this PE.
     pub(crate) colls: RefCell<HashMap<CollId, Rc<CollInfo>>>,
     /// Messages that arrived for a collection before its creation did.
@@ -105,6 +110,7 @@ impl PeLocal {
             shared,
             local: RefCell::new(VecDeque::new()),
             elems: RefCell::new(HashSet::default()),
+            current: RefCell::new(None),
             colls: RefCell::new(HashMap::default()),
             pending_in: RefCell::new(HashMap::default()),
             pending_out: RefCell::new(HashMap::default()),

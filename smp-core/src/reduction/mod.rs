@@ -245,6 +245,8 @@ pub(crate) trait Partial: Send {
     fn template(&self) -> RedUp;
     /// For downcasting.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    /// For folding a contribution of a known type in place.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 struct Typed<T, R> {
@@ -261,11 +263,7 @@ impl<T: Payload, R: Payload> Partial for Typed<T, R> {
             Ok(o) => *o,
             Err(_) => fatal("elements of one collection contributed different types to one reduction"),
         };
-        let acc = std::mem::replace(&mut self.acc, Ok(Acc::Nothing));
-        self.acc = match (acc, other.acc) {
-            (Err(e), _) | (_, Err(e)) => Err(e),
-            (Ok(a), Ok(b)) => self.reducer.merge(a, b).map_err(Error::Reduction),
-        };
+        self.fold(other.acc);
     }
 
     fn merge_encoded(&mut self, bytes: &[u8]) -> Result<(), String> {
@@ -318,6 +316,21 @@ impl<T: Payload, R: Payload> Partial for Typed<T, R> {
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl<T: Payload, R: Payload> Typed<T, R> {
+    /// Folds accumulator `other` (of this reduction) into this one.
+    fn fold(&mut self, other: Result<Acc<T>, Error>) {
+        let acc = std::mem::replace(&mut self.acc, Ok(Acc::Nothing));
+        self.acc = match (acc, other) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(a), Ok(b)) => self.reducer.merge(a, b).map_err(Error::Reduction),
+        };
     }
 }
 
@@ -483,8 +496,23 @@ pub(crate) fn contribute_to<T: Payload, R: Payload>(
             pe.reds.all_handlers.borrow_mut().insert(key, on_allreduce::<R>);
         }
         let acc = value.map(|v| reducer.lift(index, v));
-        let partial: RedUp = Box::new(Typed { acc, reducer, target: target.kind });
-        add(pe, key, PartialMsg::Typed(partial), false, Vec::new());
+        let Some(info) = pe.coll(key.coll) else { fatal("contribution to a collection unknown on this PE") };
+        if info.sparse.is_some() {
+            let partial: RedUp = Box::new(Typed { acc, reducer, target: target.kind });
+            return add(pe, key, PartialMsg::Typed(partial), false, Vec::new());
+        }
+        // Folded in place into this PE's partial of the reduction when there is one (no
+        // box per contribution: a broadcast's elements contribute one after another).
+        fold(pe, &info, key, false, Vec::new(), |st| {
+            match &mut st.acc {
+                Some(p) => match p.as_any_mut().downcast_mut::<Typed<T, R>>() {
+                    Some(t) => t.fold(acc),
+                    None => p.merge(Box::new(Typed { acc, reducer, target: target.kind })),
+                },
+                None => st.acc = Some(Box::new(Typed { acc, reducer, target: target.kind })),
+            }
+            st.decode_raw();
+        });
     })
 }
 
@@ -540,6 +568,44 @@ fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool, ori
         },
         None => (partial, from_child),
     };
+    fold(pe, &info, key, from_child, origins, |st| {
+        match (&mut st.acc, partial) {
+            (Some(acc), PartialMsg::Typed(p)) => acc.merge(p),
+            (None, PartialMsg::Typed(p)) => st.acc = Some(p),
+            // Bytes from another process wait for a typed partial to decode them. One
+            // comes unless every element of this PE's home migrated to other processes:
+            // then the bytes go up as they are (see `RedFrom::origins`).
+            (_, PartialMsg::Encoded(b)) => st.raw.push(b),
+            (_, PartialMsg::Raw(parts)) => st.raw.extend(parts),
+        }
+        st.decode_raw();
+    })
+}
+
+impl State {
+    /// Decodes the partials from other processes into the typed one, once there is one.
+    fn decode_raw(&mut self) {
+        if let Some(acc) = &mut self.acc {
+            for b in self.raw.drain(..) {
+                if let Err(e) = acc.merge_encoded(&b) {
+                    fatal(&e);
+                }
+            }
+        }
+    }
+}
+
+/// Counts one more contribution (`from_child`: a child PE's partial) to reduction `key`
+/// on this PE, folded into its state by `merge`; once every local element and child
+/// has contributed, sends the partial up the tree (or finishes it at the root).
+fn fold(
+    pe: &Rc<PeLocal>,
+    info: &crate::collection::CollInfo,
+    key: RedKey,
+    from_child: bool,
+    origins: Vec<PeId>,
+    merge: impl FnOnce(&mut State),
+) {
     let Some(place) = info.place() else {
         fatal("contribution on a PE that holds no element of the collection")
     };
@@ -553,22 +619,7 @@ fn add(pe: &Rc<PeLocal>, key: RedKey, partial: PartialMsg, from_child: bool, ori
             origins: Vec::new(),
         });
         st.origins.extend(origins);
-        match (&mut st.acc, partial) {
-            (Some(acc), PartialMsg::Typed(p)) => acc.merge(p),
-            (None, PartialMsg::Typed(p)) => st.acc = Some(p),
-            // Bytes from another process wait for a typed partial to decode them. One
-            // comes unless every element of this PE's home migrated to other processes:
-            // then the bytes go up as they are (see `RedFrom::origins`).
-            (_, PartialMsg::Encoded(b)) => st.raw.push(b),
-            (_, PartialMsg::Raw(parts)) => st.raw.extend(parts),
-        }
-        if let Some(acc) = &mut st.acc {
-            for b in st.raw.drain(..) {
-                if let Err(e) = acc.merge_encoded(&b) {
-                    fatal(&e);
-                }
-            }
-        }
+        merge(st);
         if from_child {
             st.children += 1;
         } else {
