@@ -279,6 +279,12 @@ fn proxy_class_path(t: &Bound<'_, pyo3::types::PyType>) -> Option<String> {
     all.iter().find(|(k, _)| *k == key).map(|(_, p)| p.clone())
 }
 
+/// `charmrs._glue.Done`, what a worker greenlet switches back with at the end of a job.
+fn done_class(py: Python<'_>) -> &Bound<'_, pyo3::types::PyType> {
+    static T: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+    T.import(py, "charmrs._glue", "Done").expect("charmrs._glue.Done")
+}
+
 /// `charmrs.Future`, the class.
 pub(crate) fn future_class(py: Python<'_>) -> PyResult<&Bound<'_, pyo3::types::PyType>> {
     static T: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
@@ -1091,6 +1097,12 @@ async fn drive_profiled(
                 }
             };
             let v = r.unwrap_or_else(|e| raised(py, what, e));
+            // A worker greenlet that finished its job (and waits for the next one).
+            if v.get_type().is(done_class(py)) {
+                return Err(pickled(
+                    &v.getattr(pyo3::intern!(py, "value")).unwrap_or_else(|e| raised(py, what, e)),
+                ));
+            }
             if g.getattr(pyo3::intern!(py, "dead")).and_then(|d| d.is_truthy()).unwrap_or(true) {
                 return Err(pickled(&v));
             }

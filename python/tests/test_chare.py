@@ -319,3 +319,10 @@ def test_python_threads_run_beside_idle_and_busy_pes(pes: int, ppn: int) -> None
     assert r.returncode == 0, r.stdout + r.stderr
     for what in ("idle", "busy Python", "messages"):
         assert f"{what}: advanced" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2, 4])
+def test_coroutines_and_pool_tasks_on_reused_greenlets(pes: int) -> None:
+    r = run_job(pes, PROGS / "workers.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "workers: 257 jobs, 43 failed as asked, 200 at once, pool ok" in r.stdout, r.stdout
