@@ -102,18 +102,22 @@ class Proxy:
         self._sparse = False
 
     def __getitem__(self, index: Any) -> "Proxy":
-        if isinstance(index, slice) or (isinstance(index, tuple) and any(isinstance(i, slice) for i in index)):
-            return self._slice(index)
         # Element proxies are immutable: the ones used are kept (up to a bound), which
-        # saves making one per call in loops like `self.thisProxy[i + 1].m()`.
+        # saves making one per call in loops like `self.thisProxy[i + 1].m()`. Looked
+        # up first: only element indexes are kept, and a list or (before Python 3.12) a
+        # slice is not hashable.
         elems = self._elems
         if elems is None:
             elems = self._elems = {}
-        hashable = not isinstance(index, list)
-        if hashable:
+        hashable = True
+        try:
             p = elems.get(index)
-            if p is not None:
-                return p
+        except TypeError:
+            p, hashable = None, False
+        if p is not None:
+            return p
+        if isinstance(index, slice) or (isinstance(index, tuple) and any(isinstance(i, slice) for i in index)):
+            return self._slice(index)
         if isinstance(index, int):
             idx = [index]
         else:
