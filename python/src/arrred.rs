@@ -1,7 +1,7 @@
 //! Reductions of numpy arrays with the built-in `sum`, `product`, `max` and `min`: the
 //! contributions travel as raw bytes with their dtype and shape, and are combined here,
-//! element by element, without the GIL or pickling (as Charm4py hands them to
-//! Charm++'s typed reducers). Every contribution must have the same dtype and shape;
+//! element by element, without pickling (as Charm4py hands them to Charm++'s typed
+//! reducers) and, from 16 KiB of data, without the GIL. Every contribution must have the same dtype and shape;
 //! numpy's semantics per element: integers wrap around, `max`/`min` propagate NaN.
 //! (Tested through pytest, `tests/progs/reductions.py`: this crate's own test harness
 //! cannot link libpython.)
@@ -119,20 +119,31 @@ fn combine(op: Op, mut a: PyArr, b: PyArr) -> PyArr {
         );
     }
     let x: &mut [u8] = &mut a.data;
-    match (k, size) {
-        (b'f', 8) => fold_as::<f64>(op, x, &b.data),
-        (b'f', 4) => fold_as::<f32>(op, x, &b.data),
-        (b'i', 8) => fold_as::<i64>(op, x, &b.data),
-        (b'i', 4) => fold_as::<i32>(op, x, &b.data),
-        (b'i', 2) => fold_as::<i16>(op, x, &b.data),
-        (b'i', 1) => fold_as::<i8>(op, x, &b.data),
-        (b'u', 8) => fold_as::<u64>(op, x, &b.data),
-        (b'u', 4) => fold_as::<u32>(op, x, &b.data),
-        (b'u', 2) => fold_as::<u16>(op, x, &b.data),
-        _ => fold_as::<u8>(op, x, &b.data),
+    let y: &[u8] = &b.data;
+    let mut fold = move || match (k, size) {
+        (b'f', 8) => fold_as::<f64>(op, x, y),
+        (b'f', 4) => fold_as::<f32>(op, x, y),
+        (b'i', 8) => fold_as::<i64>(op, x, y),
+        (b'i', 4) => fold_as::<i32>(op, x, y),
+        (b'i', 2) => fold_as::<i16>(op, x, y),
+        (b'i', 1) => fold_as::<i8>(op, x, y),
+        (b'u', 8) => fold_as::<u64>(op, x, y),
+        (b'u', 4) => fold_as::<u32>(op, x, y),
+        (b'u', 2) => fold_as::<u16>(op, x, y),
+        _ => fold_as::<u8>(op, x, y),
+    };
+    // A PE holds the GIL for its scheduler's turn: large arrays are combined without it
+    // (the GIL's hand-over costs more than folding a small one).
+    if b.data.len() >= NOGIL_MIN {
+        crate::without_turn_gil(fold);
+    } else {
+        fold();
     }
     a
 }
+
+/// From how many bytes of data an array is combined without the GIL.
+const NOGIL_MIN: usize = 16 << 10;
 
 fn arr_sum(a: PyArr, b: PyArr) -> PyArr {
     combine(Op::Sum, a, b)

@@ -279,6 +279,23 @@ fn proxy_class_path(t: &Bound<'_, pyo3::types::PyType>) -> Option<String> {
     all.iter().find(|(k, _)| *k == key).map(|(_, p)| p.clone())
 }
 
+thread_local! {
+    /// Whether this PE thread runs a busy turn of its scheduler, holding the GIL (see
+    /// `set_pe_turn_wrapper` in [`start`]).
+    static IN_TURN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` without the GIL if this PE thread holds it for its scheduler's turn (a
+/// long computation in Rust lets the program's other Python threads run meanwhile);
+/// as it is otherwise (the thread does not hold the GIL then).
+pub(crate) fn without_turn_gil<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if IN_TURN.get() {
+        Python::attach(|py| py.detach(f))
+    } else {
+        f()
+    }
+}
+
 /// `charmrs._glue.Done`, what a worker greenlet switches back with at the end of a job.
 fn done_class(py: Python<'_>) -> &Bound<'_, pyo3::types::PyType> {
     static T: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
@@ -2251,7 +2268,13 @@ fn start(py: Python<'_>, main: Py<PyAny>, argv: Vec<String>) -> PyResult<i32> {
     // scheduler: one GIL hand-over per turn, not one per message (the `Python::attach`
     // of each call then only counts). It lets it go whenever it idles, and Python
     // threads of the program get it at the interpreter's switch interval meanwhile.
-    charmrs::__private::set_pe_turn_wrapper(|turn| Python::attach(|_| turn()));
+    charmrs::__private::set_pe_turn_wrapper(|turn| {
+        Python::attach(|_| {
+            IN_TURN.set(true);
+            turn();
+            IN_TURN.set(false);
+        })
+    });
     charmrs::__private::set_section_eval(section_eval);
     tune_malloc();
     let config = charmrs::Config::parse(argv, |k| std::env::var(k).ok())
